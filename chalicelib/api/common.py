@@ -1,0 +1,154 @@
+"""Request parsing, authentication and error mapping shared by the blueprints."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+import math
+from typing import Any, Callable
+
+from chalice import Response
+
+from chalicelib.errors import Forbidden, HexcastError, InvalidInput, PayloadTooLarge, Unauthorized
+from chalicelib.settings import get_settings
+
+log = logging.getLogger("hexcast.api")
+
+MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+MAX_NESTING = 64
+
+ADMIN = "admin"
+APP = "app"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _depth(obj: Any, limit: int) -> int:
+    stack = [(obj, 1)]
+    deepest = 0
+    while stack:
+        cur, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > limit:
+            return d
+        if isinstance(cur, dict):
+            stack.extend((v, d + 1) for v in cur.values())
+        elif isinstance(cur, list):
+            stack.extend((v, d + 1) for v in cur)
+    return deepest
+
+
+def json_body(request) -> Any:
+    """The request body as JSON; 400 on malformed JSON, NaN/Infinity or too deep,
+    413 when over the size limit."""
+    raw = request.raw_body or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body is over {MAX_BODY_BYTES // (1024 * 1024)} MiB", "body")
+    if not raw.strip():
+        raise InvalidInput("request body is empty; expected JSON", "body")
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        msg = str(exc).split("\n")[0][:200]
+        raise InvalidInput(f"malformed JSON: {msg}", "body") from None
+    if _depth(data, MAX_NESTING) > MAX_NESTING:
+        raise InvalidInput(f"JSON nested deeper than {MAX_NESTING} levels", "body")
+    return data
+
+
+def query_params(request) -> dict[str, str]:
+    return dict(request.query_params or {})
+
+
+def _matches(presented: str, keys: tuple[str, ...]) -> bool:
+    ok = False
+    for k in keys:
+        ok |= hmac.compare_digest(presented.encode(), k.encode())
+    return ok
+
+
+def role_of(request) -> str:
+    """The caller's role from ``X-Api-Key``: 401 when missing, 403 when unknown."""
+    headers = request.headers or {}
+    key = headers.get("x-api-key")
+    if not key:
+        raise Unauthorized("missing X-Api-Key header", "X-Api-Key")
+    settings = get_settings()
+    if _matches(key, settings.admin_keys):
+        return ADMIN
+    if _matches(key, settings.app_keys):
+        return APP
+    raise Forbidden("the API key is not valid", "X-Api-Key")
+
+
+def require(request, *roles: str) -> str:
+    role = role_of(request)
+    if role not in roles:
+        raise Forbidden("this API key's role may not call this route", "X-Api-Key")
+    return role
+
+
+def error_response(exc: HexcastError) -> Response:
+    return Response(body=exc.to_json(), status_code=exc.status, headers={"Content-Type": "application/json"})
+
+
+def handled(fn: Callable) -> Callable:
+    """Map domain errors to the spec's error body; anything else is a logged 500
+    with no detail leaked."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except HexcastError as exc:
+            return error_response(exc)
+        except Exception:  # noqa: BLE001 — the last line of defence
+            log.exception("unhandled error in %s", fn.__name__)
+            return Response(
+                body={"error": {"code": "internal", "message": "internal error", "field": None}},
+                status_code=500,
+                headers={"Content-Type": "application/json"},
+            )
+
+    return wrapper
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+
+
+def parse_limit(params: dict[str, str]) -> int:
+    raw = params.get("limit", "100")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput("limit must be an integer from 1 to 1000", "limit") from None
+    if not 1 <= value <= 1000:
+        raise InvalidInput("limit must be an integer from 1 to 1000", "limit")
+    return value
+
+
+def parse_float(params: dict[str, str], name: str, lo: float, hi: float) -> float:
+    if name not in params:
+        raise InvalidInput(f"{name} is required", name)
+    try:
+        value = float(params[name])
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number", name) from None
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise InvalidInput(f"{name} must be a number from {lo:g} to {hi:g}", name)
+    return value
+
+
+def parse_bool(params: dict[str, str], name: str) -> bool:
+    raw = params.get(name, "false").lower()
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no", ""):
+        return False
+    raise InvalidInput(f"{name} must be true or false", name)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from chalice import Blueprint, Response
+
+from chalicelib import services
+from chalicelib.api.common import ADMIN, APP, handled, json_body, json_response, require
+from chalicelib.deps import get_deps
+
+bp = Blueprint(__name__)
+
+
+@bp.route("/v1/devices/{device_id}", methods=["PUT"])
+@handled
+def put_device(device_id):
+    req = bp.current_request
+    require(req, ADMIN, APP)
+    return json_response(services.register_device(get_deps(), device_id, json_body(req)))
+
+
+@bp.route("/v1/devices/{device_id}", methods=["GET"])
+@handled
+def get_device(device_id):
+    require(bp.current_request, ADMIN)
+    return json_response(services.get_device(get_deps(), device_id))
+
+
+@bp.route("/v1/devices/{device_id}", methods=["DELETE"])
+@handled
+def delete_device(device_id):
+    require(bp.current_request, ADMIN, APP)
+    services.delete_device(get_deps(), device_id)
+    return Response(body="", status_code=204)

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from chalice import Blueprint
+
+from chalicelib import services
+from chalicelib.api.common import ADMIN, APP, handled, json_body, json_response, require
+from chalicelib.deps import get_deps
+
+bp = Blueprint(__name__)
+
+
+@bp.route("/v1/pings", methods=["POST"])
+@handled
+def post_pings():
+    req = bp.current_request
+    role = require(req, ADMIN, APP)
+    status, body = services.handle_pings(get_deps(), json_body(req), role=role)
+    return json_response(body, status)

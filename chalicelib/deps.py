@@ -1,0 +1,44 @@
+"""The composition root: the only place boto3 objects are built, lazily, and
+cached while the Lambda is warm. Tests install their own with :func:`set_deps`."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from chalicelib.settings import get_settings
+
+_lock = threading.Lock()
+_deps = None
+
+
+def get_deps():
+    """The process's :class:`~chalicelib.services.Deps`, built on first use."""
+    global _deps
+    if _deps is None:
+        with _lock:
+            if _deps is None:
+                _deps = build_deps()
+    return _deps
+
+
+def set_deps(deps) -> None:
+    """Install ``deps`` (tests, the local stack); ``None`` rebuilds on next use."""
+    global _deps
+    _deps = deps
+
+
+def build_deps():
+    import boto3
+    from botocore.config import Config
+
+    from chalicelib.cache import VersionCache
+    from chalicelib.services import Deps
+    from chalicelib.store.dynamo import DynamoStore
+
+    settings = get_settings()
+    config = Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=32)
+    client = boto3.client("dynamodb", config=config)
+    store = DynamoStore(client, settings)
+    pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="hexcast-io")
+    return Deps(store=store, settings=settings, cache=VersionCache(settings.geometry_cache_size), pool=pool)

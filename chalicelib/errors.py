@@ -1,0 +1,59 @@
+"""Domain exceptions. Mapped to HTTP responses only in ``chalicelib.api``."""
+
+from __future__ import annotations
+
+
+class HexcastError(Exception):
+    """Base class: an error with a stable code, an HTTP status and a field."""
+
+    status = 400
+    code = "invalid_input"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_json(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+
+class InvalidInput(HexcastError):
+    status = 400
+    code = "invalid_input"
+
+
+class InvalidGeometry(InvalidInput):
+    code = "invalid_geometry"
+
+
+class PayloadTooLarge(HexcastError):
+    status = 413
+    code = "payload_too_large"
+
+
+class NotFound(HexcastError):
+    status = 404
+    code = "not_found"
+
+
+class Unauthorized(HexcastError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(HexcastError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(HexcastError):
+    status = 409
+    code = "conflict"
+
+
+class Unavailable(HexcastError):
+    """A dependency is throttling or unavailable; the client may retry."""
+
+    status = 503
+    code = "unavailable"

@@ -1,0 +1,466 @@
+"""Use cases. Each takes primitives (parsed JSON) plus :class:`Deps` and
+returns plain data; HTTP is the api layer's business."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from chalicelib.cache import VersionCache
+from chalicelib.errors import Conflict, Forbidden, HexcastError, InvalidInput, NotFound, Unavailable
+from chalicelib.geo.cells import FINEST, LADDER, cell_str, latlng_to_cell, to_parents
+from chalicelib.geo.cover import cover_geometry
+from chalicelib.geo.geojson import FENCE_ID_RE, FenceDefinition, parse_feature, validate_fence_id
+from chalicelib.geo.shape import FenceShape
+from chalicelib.presence import FenceInfo, LocationState, Ping, exit_buffer_m, step
+from chalicelib.settings import Settings
+from chalicelib.store.ports import ConcurrentUpdate, Device, FenceRecord, FenceVersion, newest_entries
+from chalicelib.timeutil import iso, parse_timestamp
+
+log = logging.getLogger("hexcast.services")
+
+MAX_PINGS_PER_BATCH = 100
+MAX_IMPORT_FEATURES = 5000
+MAX_FUTURE_SKEW_S = 300.0
+STATE_WRITE_RETRIES = 5
+
+
+@dataclass
+class Deps:
+    """The composition root's product: ports and configuration."""
+
+    store: Any
+    settings: Settings
+    clock: Callable[[], float] = time.time
+    cache: VersionCache = field(default_factory=VersionCache)
+    pool: ThreadPoolExecutor | None = None
+
+    def parallel(self, fns: list[Callable[[], Any]]) -> list[Any]:
+        """Run independent store calls concurrently (one sequential round trip)."""
+        if len(fns) <= 1 or self.pool is None:
+            return [f() for f in fns]
+        return [f.result() for f in [self.pool.submit(fn) for fn in fns]]
+
+
+def _now_iso(deps: Deps) -> str:
+    return iso(deps.clock())
+
+
+# ---------------------------------------------------------------- geofences
+def _store_definition(deps: Deps, d: FenceDefinition) -> dict:
+    cover = cover_geometry(d.geometry)
+    now = _now_iso(deps)
+    n_cells = len(cover) if d.enabled else 0
+    record = FenceRecord(
+        fence_id=d.fence_id,
+        version=0,  # assigned by the store: previous + 1
+        kind=d.kind,
+        name=d.name,
+        tags=d.tags,
+        enabled=d.enabled,
+        area_km2=d.area_km2,
+        cells=n_cells,
+        feature=d.feature(),
+        created_at=now,
+        updated_at=now,
+    )
+    fv = FenceVersion(d.fence_id, 0, d.name, d.tags, d.dwell_minutes, FenceShape.from_definition(d))
+    try:
+        stored = deps.store.put_fence(record, fv, cover)
+    except ConcurrentUpdate:
+        raise Conflict("the fence was changed concurrently; retry", "fence_id") from None
+    log.info("fence stored", extra={"fence_id": d.fence_id, "version": stored.version, "cells": n_cells})
+    out = {"id": d.fence_id, "version": stored.version, "kind": d.kind, "area_km2": d.area_km2, "cells": n_cells}
+    if d.repaired:
+        out["repaired"] = True
+    return out
+
+
+def put_geofence(deps: Deps, fence_id: str, body: Any, *, repair: bool = False) -> dict:
+    fence_id = validate_fence_id(fence_id, "fence_id")
+    if isinstance(body, dict) and "id" in body and body["id"] is not None and str(body["id"]) != fence_id:
+        raise InvalidInput("the Feature's id differs from the id in the path", "id")
+    d = parse_feature(body, fence_id, repair=repair)
+    return _store_definition(deps, d)
+
+
+def _feature_id(feature: Any, where: str) -> str:
+    if not isinstance(feature, dict):
+        raise InvalidInput("expected a GeoJSON Feature object", where)
+    fid = feature.get("id")
+    if fid is None and isinstance(feature.get("properties"), dict):
+        fid = feature["properties"].get("id")
+    if fid is None:
+        raise InvalidInput("a feature needs an id (Feature.id or properties.id)", f"{where}.id")
+    return validate_fence_id(fid, f"{where}.id")
+
+
+def import_geofences(deps: Deps, body: Any, *, repair: bool = False) -> dict:
+    """Each feature is accepted or rejected on its own."""
+    if not isinstance(body, dict) or body.get("type") != "FeatureCollection":
+        raise InvalidInput('expected a GeoJSON FeatureCollection ("type": "FeatureCollection")', "type")
+    features = body.get("features")
+    if not isinstance(features, list):
+        raise InvalidInput("features must be a list", "features")
+    if len(features) > MAX_IMPORT_FEATURES:
+        raise InvalidInput(f"at most {MAX_IMPORT_FEATURES} features per import; split the file", "features")
+    imported = 0
+    rejected: list[dict] = []
+    seen: set[str] = set()
+    for i, feature in enumerate(features):
+        where = f"features[{i}]"
+        fid = None
+        try:
+            fid = _feature_id(feature, where)
+            if fid in seen:
+                raise InvalidInput(f"duplicate id {fid!r} in this collection", f"{where}.id")
+            seen.add(fid)
+            d = parse_feature(feature, fid, where=where, repair=repair)
+            _store_definition(deps, d)
+            imported += 1
+        except HexcastError as exc:
+            rejected.append({"index": i, "id": fid, "error": exc.to_json()["error"]})
+    return {"imported": imported, "rejected": rejected}
+
+
+def get_geofence(deps: Deps, fence_id: str) -> dict:
+    rec = _fence_or_404(deps, fence_id)
+    feature = dict(rec.feature)
+    feature["properties"] = dict(feature["properties"], version=rec.version, area_km2=rec.area_km2, cells=rec.cells)
+    return feature
+
+
+def _fence_or_404(deps: Deps, fence_id: str) -> FenceRecord:
+    if not isinstance(fence_id, str) or not FENCE_ID_RE.match(fence_id):
+        raise NotFound(f"no geofence {fence_id!r}", "fence_id")
+    rec = deps.store.get_fence(fence_id)
+    if rec is None:
+        raise NotFound(f"no geofence {fence_id!r}", "fence_id")
+    return rec
+
+
+def delete_geofence(deps: Deps, fence_id: str) -> None:
+    _fence_or_404(deps, fence_id)
+    if not deps.store.delete_fence(fence_id):
+        raise NotFound(f"no geofence {fence_id!r}", "fence_id")
+
+
+def list_geofences(deps: Deps, tag: str | None, limit: int, next_token: str | None) -> dict:
+    if tag is not None and (not tag or len(tag) > 64):
+        raise InvalidInput("tag must be 1-64 characters", "tag")
+    if next_token is not None and not FENCE_ID_RE.match(next_token):
+        raise InvalidInput("next_token is not valid", "next_token")
+    records, token = deps.store.list_fences(tag, limit, next_token)
+    return {"type": "FeatureCollection", "features": [r.feature for r in records], "next_token": token}
+
+
+# ---------------------------------------------------------------- matching
+def _ladder(cells9: np.ndarray) -> np.ndarray:
+    """(n, len(LADDER)) ancestors of resolution-9 cells."""
+    return np.column_stack([to_parents(cells9, r) for r in LADDER]) if len(cells9) else np.zeros((0, len(LADDER)), np.uint64)
+
+
+@dataclass
+class _Match:
+    covering: dict[str, FenceVersion]
+    near: dict[str, FenceVersion]  # rows here but the exact test said no
+
+
+def _match(lat: float, lng: float, entries: dict, versions: dict) -> _Match:
+    covering: dict[str, FenceVersion] = {}
+    near: dict[str, FenceVersion] = {}
+    for fid, e in entries.items():
+        fv = versions.get((fid, e.version))
+        if fv is None:  # deleted meanwhile
+            continue
+        if e.inside or fv.shape.covers(lat, lng):
+            covering[fid] = fv
+        else:
+            near[fid] = fv
+    return _Match(covering, near)
+
+
+def lookup(deps: Deps, lat: float, lng: float) -> dict:
+    cell = latlng_to_cell(lat, lng, FINEST)
+    anc = [int(c) for c in _ladder(np.array([cell], np.uint64))[0]]
+    rows = deps.store.lookup_cells(anc)
+    entries = newest_entries(rows, anc)
+    versions = deps.cache.get_many(deps.store, [(f, e.version) for f, e in entries.items()])
+    m = _match(lat, lng, entries, versions)
+    fences = sorted(m.covering.values(), key=lambda v: v.fence_id)
+    return {"fences": [{"id": v.fence_id, "name": v.name, "tags": list(v.tags)} for v in fences]}
+
+
+# ---------------------------------------------------------------- devices
+PLATFORMS = ("ios", "ios_sandbox", "android")
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+MAX_ATTRIBUTES = 64
+
+
+def validate_device_id(value: Any, field_name: str = "device_id") -> str:
+    if not isinstance(value, str) or not DEVICE_ID_RE.match(value):
+        raise InvalidInput(
+            "device_id must be 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+            field_name,
+        )
+    return value
+
+
+def _parse_device(device_id: str, body: Any) -> Device:
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a JSON object", "body")
+    platform = body.get("platform")
+    if platform not in PLATFORMS:
+        raise InvalidInput(f"platform must be one of {', '.join(PLATFORMS)}", "platform")
+    token = body.get("push_token")
+    if not isinstance(token, str) or not 1 <= len(token) <= 4096 or not token.strip():
+        raise InvalidInput("push_token must be a non-empty string", "push_token")
+    user_id = body.get("user_id")
+    if user_id is not None and (not isinstance(user_id, str) or not 1 <= len(user_id) <= 256):
+        raise InvalidInput("user_id must be a string of 1-256 characters", "user_id")
+    attrs = body.get("attributes", {}) or {}
+    if not isinstance(attrs, dict) or len(attrs) > MAX_ATTRIBUTES:
+        raise InvalidInput(f"attributes must be an object of at most {MAX_ATTRIBUTES} entries", "attributes")
+    for k, v in attrs.items():
+        if not k or len(k) > 64:
+            raise InvalidInput("attribute names are 1-64 characters", f"attributes.{k}")
+        ok = v is None or isinstance(v, (str, bool)) or (isinstance(v, (int, float)) and math.isfinite(v))
+        if not ok or (isinstance(v, str) and len(v) > 1024):
+            raise InvalidInput("attribute values are strings (≤ 1024), numbers, booleans or null", f"attributes.{k}")
+    consent = body.get("consent", {}) or {}
+    if not isinstance(consent, dict):
+        raise InvalidInput("consent must be an object {push, location}", "consent")
+    clean_consent = {}
+    for k in ("push", "location"):
+        v = consent.get(k, False)
+        if not isinstance(v, bool):
+            raise InvalidInput(f"consent.{k} must be true or false", f"consent.{k}")
+        clean_consent[k] = v
+    return Device(device_id, platform, token, user_id, dict(attrs), clean_consent)
+
+
+def register_device(deps: Deps, device_id: str, body: Any) -> dict:
+    device_id = validate_device_id(device_id)
+    device = _parse_device(device_id, body)
+    now = _now_iso(deps)
+    device.created_at = device.updated_at = now
+    device.push_enabled = device.consent["push"]
+    deps.store.save_profile(device)
+    return {"device_id": device_id, "push_enabled": device.push_enabled}
+
+
+def _device_or_404(deps: Deps, device_id: str) -> Device:
+    if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id):
+        raise NotFound(f"no device {device_id!r}", "device_id")
+    d = deps.store.get_device(device_id)
+    if d is None:
+        raise NotFound(f"no device {device_id!r}", "device_id")
+    return d
+
+
+def get_device(deps: Deps, device_id: str) -> dict:
+    d = _device_or_404(deps, device_id)
+    location = None
+    fences: list[str] = []
+    if d.state is not None:
+        location = {"at": iso(d.state.ts), "h3_cell": cell_str(d.state.cell)}
+        fences = sorted(d.state.inside)
+    return {
+        "device_id": d.device_id,
+        "platform": d.platform,
+        "user_id": d.user_id,
+        "attributes": d.attributes,
+        "consent": d.consent,
+        "push_enabled": d.push_enabled,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+        "last_location": location,
+        "fences": fences,
+    }
+
+
+def delete_device(deps: Deps, device_id: str) -> None:
+    _device_or_404(deps, device_id)
+    deps.store.delete_device(device_id)
+
+
+# ---------------------------------------------------------------- pings
+def _number(p: dict, key: str, where: str, lo: float, hi: float, required: bool = True) -> float | None:
+    v = p.get(key)
+    if v is None:
+        if required:
+            raise InvalidInput(f"{key} is required", f"{where}.{key}")
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise InvalidInput(f"{key} must be a finite number", f"{where}.{key}")
+    if not lo <= v <= hi:
+        raise InvalidInput(f"{key} must be from {lo:g} to {hi:g}", f"{where}.{key}")
+    return float(v)
+
+
+def parse_pings(body: Any, now: float) -> tuple[list[Ping], bool]:
+    """→ (pings, single). A malformed ping rejects the whole request (400
+    naming ``pings[i].field``): nothing is applied."""
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a ping object or {\"pings\": [...]}", "body")
+    single = "pings" not in body
+    raw = [body] if single else body["pings"]
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInput("pings must be a non-empty list", "pings")
+    if len(raw) > MAX_PINGS_PER_BATCH:
+        raise InvalidInput(f"at most {MAX_PINGS_PER_BATCH} pings per request", "pings")
+    out = []
+    for i, p in enumerate(raw):
+        where = "" if single else f"pings[{i}]"
+        fw = where or "body"
+        if not isinstance(p, dict):
+            raise InvalidInput("a ping is an object", fw)
+        pre = where
+        device_id = p.get("device_id")
+        if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id):
+            raise InvalidInput("device_id must be a valid device id", f"{pre}.device_id".lstrip("."))
+        lat = _number(p, "lat", pre, -90.0, 90.0)
+        lng = _number(p, "lng", pre, -180.0, 180.0)
+        acc = _number(p, "accuracy_m", pre, 0.0, 1e7, required=False)
+        speed = _number(p, "speed_mps", pre, 0.0, 1e4, required=False)
+        ts_raw = p.get("timestamp")
+        ts = now if ts_raw is None else parse_timestamp(ts_raw, field=f"{pre}.timestamp".lstrip("."))
+        if ts > now + MAX_FUTURE_SKEW_S:
+            raise InvalidInput("timestamp is in the future", f"{pre}.timestamp".lstrip("."))
+        out.append(Ping(device_id, lat, lng, ts, acc, speed, i))
+    return out, single
+
+
+def _fix_field(field_name: str | None) -> str | None:
+    return field_name.lstrip(".") if field_name else field_name
+
+
+def handle_pings(deps: Deps, body: Any, *, role: str = "admin") -> tuple[int, dict]:
+    now = deps.clock()
+    try:
+        pings, single = parse_pings(body, now)
+    except InvalidInput as exc:
+        exc.field = _fix_field(exc.field)
+        raise
+    device_ids = sorted({p.device_id for p in pings})
+    if role != "admin" and len(device_ids) > 1:
+        raise Forbidden("an app key may post pings for one device only", "pings")
+
+    s = deps.settings
+    usable = [p for p in pings if p.accuracy_m is None or p.accuracy_m <= s.max_accuracy_m]
+    cells9 = np.array([latlng_to_cell(p.lat, p.lng, FINEST) for p in usable], dtype=np.uint64)
+    ladders = _ladder(cells9)
+    cell_of = {p.index: int(c) for p, c in zip(usable, cells9)}
+    anc_of = {p.index: [int(c) for c in row] for p, row in zip(usable, ladders)}
+    all_cells = sorted({int(c) for c in ladders.ravel()})
+
+    # Round trip 1: the devices and every ladder row of every ping.
+    devices, rows = deps.store.read_for_pings(device_ids, all_cells)
+
+    # Round trip 2 (only on a cold cache or an exit far from the fence):
+    # versions behind the rows, and whether fences left behind still exist.
+    entries_of = {i: newest_entries(rows, anc) for i, anc in anc_of.items()}
+    version_keys = {(f, e.version) for ents in entries_of.values() for f, e in ents.items()}
+    gone_candidates: set[str] = set()
+    for p in usable:
+        d = devices.get(p.device_id)
+        if d is not None and d.state is not None:
+            gone_candidates |= set(d.state.inside) - set(entries_of[p.index])
+    fns = [lambda: deps.cache.get_many(deps.store, version_keys)]
+    if gone_candidates:
+        fns.append(lambda: deps.store.get_fences(gone_candidates))
+    res = deps.parallel(fns)
+    versions = res[0]
+    live = res[1] if gone_candidates else {}
+
+    results: dict[int, dict] = {}
+    by_device: dict[str, list[Ping]] = defaultdict(list)
+    for p in pings:
+        by_device[p.device_id].append(p)
+
+    def run_device(device: Device, dpings: list[Ping]) -> tuple[LocationState | None, bool, dict[int, dict]]:
+        state = device.state
+        changed = False
+        out: dict[int, dict] = {}
+        for p in sorted(dpings, key=lambda q: (q.ts, q.index)):
+            if p.index not in cell_of:
+                out[p.index] = _result(p, False, "inaccurate")
+                continue
+            m = _match(p.lat, p.lng, entries_of[p.index], versions)
+            covering = {f: FenceInfo(f, v.dwell_minutes) for f, v in m.covering.items()}
+
+            def distance(fid: str, p=p, m=m) -> float | None:
+                fv = m.near.get(fid)
+                if fv is not None:
+                    return fv.shape.distance_m(p.lat, p.lng, horizon_m=exit_buffer_m(p.accuracy_m) + 1.0)
+                rec = live.get(fid)
+                if rec is None or not rec.enabled:
+                    return None  # deleted or disabled: the visit ends quietly
+                return math.inf  # no row near the ping: beyond any exit buffer
+
+            st = step(state, p, cell_of[p.index], covering, distance, max_accuracy_m=s.max_accuracy_m)
+            if st.accepted:
+                changed |= st.changed
+                state = st.state
+            out[p.index] = _result(p, st.accepted, st.reason, st.events)
+        return state, changed, out
+
+    writes: list[tuple[Device, list[Ping]]] = []
+    for device_id, dpings in by_device.items():
+        device = devices.get(device_id)
+        if device is None or not device.location_consent:
+            reason = "unknown_device" if device is None else "no_location_consent"
+            if single:
+                if device is None:
+                    raise NotFound(f"no device {device_id!r}", "device_id")
+                raise Forbidden("the device has not consented to location", "consent.location")
+            for p in dpings:
+                results[p.index] = _result(p, False, reason)
+            continue
+        state, changed, out = run_device(device, dpings)
+        results.update(out)
+        due = state is not None and state is not device.state and (now - device.written_at) >= s.last_seen_refresh_s
+        if changed or due:
+            writes.append((device, dpings, state))
+
+    # Round trip 3 (2 on a warm cache): conditional writes, one per device.
+    def write(device: Device, dpings: list[Ping], state: LocationState) -> dict[int, dict]:
+        redo: dict[int, dict] = {}
+        for _ in range(STATE_WRITE_RETRIES):
+            try:
+                deps.store.save_state(device.device_id, device.state_version, state, now)
+                return redo
+            except ConcurrentUpdate:
+                # Another request moved this device: replay our pings on its
+                # state so neither request's transitions are lost.
+                fresh = deps.store.get_device(device.device_id, consistent=True)
+                if fresh is None or not fresh.location_consent:
+                    reason = "unknown_device" if fresh is None else "no_location_consent"
+                    return {p.index: _result(p, False, reason) for p in dpings}
+                state, changed, redo = run_device(fresh, dpings)
+                device = fresh
+                if not changed:
+                    return redo
+        raise Unavailable("too many concurrent updates of one device; retry", "device_id")
+
+    for redo in deps.parallel([lambda w=w: write(*w) for w in writes]):
+        results.update(redo)
+
+    return 200, {"results": [results[p.index] for p in pings]}
+
+
+def _result(p: Ping, accepted: bool, reason: str | None, events=()) -> dict:
+    r: dict[str, Any] = {"device_id": p.device_id, "accepted": accepted}
+    if reason:
+        r["reason"] = reason
+    r["events"] = [{"type": e.type, "fence_id": e.fence_id, "at": iso(e.at)} for e in events]
+    r["deliveries"] = []
+    return r

@@ -1,0 +1,1 @@
+"""Persistence: ports (Protocols), DynamoDB adapters and in-memory fakes."""

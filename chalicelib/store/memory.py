@@ -1,0 +1,135 @@
+"""In-memory fakes of the store ports, for service tests and benchmarks.
+
+They keep the same contract as the DynamoDB adapters (the same contract
+tests run against both) and count the batched reads they serve.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import replace
+from typing import Iterable
+
+from chalicelib.geo.cover import Cover
+from chalicelib.presence import LocationState
+from chalicelib.store.ports import ConcurrentUpdate, Device, FenceRecord, FenceVersion, IndexEntry
+
+
+class InMemoryStore:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.fences: dict[str, FenceRecord] = {}
+        self.versions: dict[tuple[str, int], FenceVersion] = {}
+        self.covers: dict[str, Cover] = {}
+        self.cells: dict[int, dict[str, IndexEntry]] = {}
+        self.devices: dict[str, Device] = {}
+        self.reads = 0  # batched reads served (round trips)
+        self.writes = 0
+
+    # -- geofences --------------------------------------------------------
+    def get_fence(self, fence_id: str) -> FenceRecord | None:
+        return self.fences.get(fence_id)
+
+    def get_fences(self, fence_ids: Iterable[str]) -> dict[str, FenceRecord]:
+        self.reads += 1
+        return {f: self.fences[f] for f in fence_ids if f in self.fences}
+
+    def put_fence(self, record: FenceRecord, version: FenceVersion, cover: Cover) -> FenceRecord:
+        with self._lock:
+            old = self.fences.get(record.fence_id)
+            n = (old.version if old else 0) + 1
+            record = replace(record, version=n, created_at=old.created_at if old else record.created_at)
+            version = replace(version, version=n)
+            key = (record.fence_id, n)
+            if key in self.versions:
+                raise ConcurrentUpdate(record.fence_id)
+            self.versions[key] = version
+            new_cells = set()
+            if record.enabled:
+                for c, inside in zip(cover.cells.tolist(), cover.inside.tolist()):
+                    self.cells.setdefault(c, {})[record.fence_id] = IndexEntry(n, inside)
+                    new_cells.add(c)
+            if old is not None:
+                for c in self.covers[record.fence_id].cells.tolist():
+                    if c not in new_cells:
+                        self._remove(c, record.fence_id)
+                self.versions.pop((old.fence_id, old.version), None)
+            self.fences[record.fence_id] = record
+            self.covers[record.fence_id] = cover if record.enabled else Cover(cover.cells[:0], cover.inside[:0])
+            self.writes += 1
+            return record
+
+    def _remove(self, cell: int, fence_id: str) -> None:
+        row = self.cells.get(cell)
+        if row is not None:
+            row.pop(fence_id, None)
+            if not row:
+                del self.cells[cell]
+
+    def delete_fence(self, fence_id: str) -> bool:
+        with self._lock:
+            old = self.fences.pop(fence_id, None)
+            if old is None:
+                return False
+            for c in self.covers.pop(fence_id).cells.tolist():
+                self._remove(c, fence_id)
+            self.versions.pop((fence_id, old.version), None)
+            return True
+
+    def list_fences(self, tag: str | None, limit: int, next_token: str | None):
+        ids = sorted(f for f, r in self.fences.items() if tag is None or tag in r.tags)
+        if next_token:
+            ids = [i for i in ids if i > next_token]
+        page = ids[:limit]
+        more = len(ids) > limit
+        return [self.fences[i] for i in page], (page[-1] if more and page else None)
+
+    def get_versions(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], FenceVersion]:
+        self.reads += 1
+        return {k: self.versions[k] for k in keys if k in self.versions}
+
+    def lookup_cells(self, cells: Iterable[int]) -> dict[int, dict[str, IndexEntry]]:
+        self.reads += 1
+        return {c: dict(self.cells[c]) for c in cells if c in self.cells}
+
+    # -- devices ----------------------------------------------------------
+    def get_device(self, device_id: str, consistent: bool = False) -> Device | None:
+        d = self.devices.get(device_id)
+        return copy.deepcopy(d) if d else None
+
+    def save_profile(self, device: Device) -> bool:
+        with self._lock:
+            cur = self.devices.get(device.device_id)
+            if cur is None:
+                self.devices[device.device_id] = copy.deepcopy(device)
+                return True
+            keep_state, keep_v, keep_w = cur.state, cur.state_version, cur.written_at
+            new = copy.deepcopy(device)
+            new.created_at = cur.created_at
+            if device.location_consent:
+                new.state, new.state_version, new.written_at = keep_state, keep_v, keep_w
+            else:
+                new.state, new.state_version, new.written_at = None, keep_v + 1, 0.0
+            self.devices[device.device_id] = new
+            return False
+
+    def save_state(self, device_id: str, expected_version: int, state: LocationState | None, written_at: float) -> None:
+        with self._lock:
+            cur = self.devices.get(device_id)
+            if cur is None or cur.state_version != expected_version:
+                raise ConcurrentUpdate(device_id)
+            cur.state = state
+            cur.state_version = expected_version + 1
+            cur.written_at = written_at
+            self.writes += 1
+
+    def delete_device(self, device_id: str) -> bool:
+        with self._lock:
+            return self.devices.pop(device_id, None) is not None
+
+    def read_for_pings(self, device_ids: Iterable[str], cells: Iterable[int]):
+        self.reads += 1
+        devices = {d: copy.deepcopy(self.devices[d]) for d in device_ids if d in self.devices}
+        rows = {c: dict(self.cells[c]) for c in cells if c in self.cells}
+        return devices, rows

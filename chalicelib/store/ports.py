@@ -1,0 +1,129 @@
+"""Ports (Protocols) the services depend on, and the records they exchange."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Protocol
+
+from chalicelib.geo.cover import Cover
+from chalicelib.geo.shape import FenceShape
+from chalicelib.presence import LocationState
+
+
+@dataclass(frozen=True)
+class FenceRecord:
+    """A fence's current definition (the ``META`` item)."""
+
+    fence_id: str
+    version: int
+    kind: str
+    name: str
+    tags: tuple[str, ...]
+    enabled: bool
+    area_km2: float
+    cells: int
+    feature: dict
+    created_at: str
+    updated_at: str
+
+    def summary(self) -> dict:
+        return {"id": self.fence_id, "name": self.name, "tags": list(self.tags)}
+
+
+@dataclass(frozen=True)
+class FenceVersion:
+    """One immutable version of a fence: what pings need for the exact test.
+    Cached in the warm Lambda keyed by ``(fence_id, version)``."""
+
+    fence_id: str
+    version: int
+    name: str
+    tags: tuple[str, ...]
+    dwell_minutes: float | None
+    shape: FenceShape
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    version: int
+    inside: bool
+
+
+@dataclass
+class Device:
+    device_id: str
+    platform: str
+    push_token: str
+    user_id: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    consent: dict[str, bool] = field(default_factory=dict)
+    push_enabled: bool = True
+    created_at: str = ""
+    updated_at: str = ""
+    state: LocationState | None = None
+    state_version: int = 0  # for conditional location writes
+    written_at: float = 0.0  # when the location state was last written
+
+    @property
+    def location_consent(self) -> bool:
+        return bool(self.consent.get("location"))
+
+
+class ConcurrentUpdate(Exception):
+    """A conditional write lost a race; re-read and retry."""
+
+
+class GeofenceStore(Protocol):
+    def get_fence(self, fence_id: str) -> FenceRecord | None: ...
+
+    def get_fences(self, fence_ids: Iterable[str]) -> dict[str, FenceRecord]: ...
+
+    def put_fence(self, record: FenceRecord, version: FenceVersion, cover: Cover) -> FenceRecord:
+        """Store a new version (previous + 1, whatever ``record.version``
+        says) as current and replace the fence's index rows by ``cover``.
+        Returns the stored record. Raises :class:`ConcurrentUpdate` when
+        another writer stored that version first."""
+
+    def delete_fence(self, fence_id: str) -> bool: ...
+
+    def list_fences(self, tag: str | None, limit: int, next_token: str | None) -> tuple[list[FenceRecord], str | None]: ...
+
+    def get_versions(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], FenceVersion]: ...
+
+
+class DeviceStore(Protocol):
+    def get_device(self, device_id: str, consistent: bool = False) -> Device | None: ...
+
+    def save_profile(self, device: Device) -> bool:
+        """Create or update the profile (not the location state); True if new."""
+
+    def save_state(self, device_id: str, expected_version: int, state: LocationState | None, written_at: float) -> None:
+        """Conditional write of the location state; raises ConcurrentUpdate."""
+
+    def delete_device(self, device_id: str) -> bool: ...
+
+
+class Store(GeofenceStore, DeviceStore, Protocol):
+    def read_for_pings(
+        self, device_ids: Iterable[str], cells: Iterable[int]
+    ) -> tuple[dict[str, Device], dict[int, dict[str, IndexEntry]]]:
+        """Devices and index rows in one batched read (one round trip)."""
+
+    def lookup_cells(self, cells: Iterable[int]) -> dict[int, dict[str, IndexEntry]]: ...
+
+
+def newest_entries(rows: Mapping[int, Mapping[str, IndexEntry]], cells: Iterable[int]) -> dict[str, IndexEntry]:
+    """Merge a ping's ladder rows: per fence the entry of the highest version.
+
+    During a re-put a ping may see the new version's row at one level and a
+    not-yet-removed old row at another; the newest wins, so a ping never sees
+    both versions (and never neither: the new rows are written before the old
+    ones are removed).
+    """
+    out: dict[str, IndexEntry] = {}
+    for c in cells:
+        for fid, e in rows.get(c, {}).items():
+            cur = out.get(fid)
+            if cur is None or e.version > cur.version:
+                out[fid] = e
+    return out
