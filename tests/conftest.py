@@ -1,0 +1,95 @@
+"""Shared fixtures: fake AWS credentials, moto, the in-memory service deps."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib import deps as deps_module
+from chalicelib.cache import VersionCache
+from chalicelib.services import Deps
+from chalicelib.settings import Settings, reset_settings
+from chalicelib.store.memory import InMemoryStore
+
+ADMIN_KEY = "test-admin-key"
+APP_KEY = "test-app-key"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_790_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(stage="test", admin_keys=(ADMIN_KEY,), app_keys=(APP_KEY,))
+
+
+@pytest.fixture
+def mem_deps(settings, clock) -> Deps:
+    """Services wired to the in-memory fakes."""
+    return Deps(store=InMemoryStore(), settings=settings, clock=clock, cache=VersionCache())
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "HEXCAST_STAGE": "test",
+        "HEXCAST_ADMIN_KEY": ADMIN_KEY,
+        "HEXCAST_APP_KEY": APP_KEY,
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    reset_settings()
+    yield
+    reset_settings()
+
+
+@pytest.fixture
+def moto_aws(aws_env):
+    """A moto-mocked AWS with the tables created."""
+    import boto3
+    from moto import mock_aws
+
+    from chalicelib.settings import get_settings
+    from chalicelib.store.schema import create_tables
+
+    with mock_aws():
+        create_tables(boto3.client("dynamodb"), get_settings())
+        yield
+
+
+@pytest.fixture
+def dynamo_store(moto_aws):
+    import boto3
+
+    from chalicelib.settings import get_settings
+    from chalicelib.store.dynamo import DynamoStore
+
+    return DynamoStore(boto3.client("dynamodb"), get_settings())
+
+
+@pytest.fixture
+def api(moto_aws):
+    """``chalice.test.Client`` over the real app, backed by moto."""
+    from chalice.test import Client
+
+    from app import app
+
+    deps_module.set_deps(None)
+    with Client(app) as client:
+        yield client
+    deps_module.set_deps(None)

@@ -1,0 +1,1 @@
+"""Developer tooling: the local stack, the demo and helpers (not deployed)."""
