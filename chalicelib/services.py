@@ -379,7 +379,9 @@ def handle_pings(deps: Deps, body: Any, *, role: str = "admin") -> tuple[int, di
         fns.append(lambda: deps.store.get_fences(gone_candidates))
     res = deps.parallel(fns)
     versions = res[0]
-    live = res[1] if gone_candidates else {}
+    live = dict(res[1]) if gone_candidates else {}
+    live.update({fid: None for fid in gone_candidates if fid not in live})
+    seen_fences = {fid for ents in entries_of.values() for fid in ents}
 
     results: dict[int, dict] = {}
     by_device: dict[str, list[Ping]] = defaultdict(list)
@@ -401,6 +403,10 @@ def handle_pings(deps: Deps, body: Any, *, role: str = "admin") -> tuple[int, di
                 fv = m.near.get(fid)
                 if fv is not None:
                     return fv.shape.distance_m(p.lat, p.lng, horizon_m=exit_buffer_m(p.accuracy_m) + 1.0)
+                if fid in seen_fences:
+                    return math.inf  # exists (rows elsewhere in this batch), none near the ping
+                if fid not in live:  # rare: state changed under us (a replay after a race)
+                    live[fid] = deps.store.get_fences([fid]).get(fid)
                 rec = live.get(fid)
                 if rec is None or not rec.enabled:
                     return None  # deleted or disabled: the visit ends quietly
