@@ -441,9 +441,9 @@ class DynamoStore:
             UpdateExpression=expr,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
-            ReturnValues="UPDATED_OLD",
+            ReturnValues="ALL_OLD",
         )
-        return "created_at" not in resp.get("Attributes", {})
+        return not resp.get("Attributes")
 
     def save_state(self, device_id: str, expected_version: int, state: LocationState | None, written_at: float) -> None:
         values = {":old": _n(expected_version), ":new": _n(expected_version + 1), ":wa": _n(Decimal(str(round(written_at, 3))))}
