@@ -112,9 +112,8 @@ def import_geofences(deps: Deps, body: Any, *, repair: bool = False) -> dict:
         raise InvalidInput("features must be a list", "features")
     if len(features) > MAX_IMPORT_FEATURES:
         raise InvalidInput(f"at most {MAX_IMPORT_FEATURES} features per import; split the file", "features")
-    imported = 0
-    rejected: list[dict] = []
     seen: set[str] = set()
+    parsed: list[tuple[int, str | None, FenceDefinition | HexcastError]] = []
     for i, feature in enumerate(features):
         where = f"features[{i}]"
         fid = None
@@ -123,11 +122,28 @@ def import_geofences(deps: Deps, body: Any, *, repair: bool = False) -> dict:
             if fid in seen:
                 raise InvalidInput(f"duplicate id {fid!r} in this collection", f"{where}.id")
             seen.add(fid)
-            d = parse_feature(feature, fid, where=where, repair=repair)
-            _store_definition(deps, d)
-            imported += 1
+            parsed.append((i, fid, parse_feature(feature, fid, where=where, repair=repair)))
         except HexcastError as exc:
-            rejected.append({"index": i, "id": fid, "error": exc.to_json()["error"]})
+            parsed.append((i, fid, exc))
+
+    def store_one(item):
+        i, fid, d = item
+        if isinstance(d, HexcastError):
+            return d
+        try:
+            _store_definition(deps, d)
+            return None
+        except HexcastError as exc:
+            return exc
+
+    # Covers are CPU, stores are I/O: a few fences in flight at once.
+    outcomes = list(deps.pool.map(store_one, parsed)) if deps.pool else [store_one(p) for p in parsed]
+    imported = sum(1 for o in outcomes if o is None)
+    rejected = [
+        {"index": i, "id": fid, "error": o.to_json()["error"]}
+        for (i, fid, _), o in zip(parsed, outcomes)
+        if o is not None
+    ]
     return {"imported": imported, "rejected": rejected}
 
 

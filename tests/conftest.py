@@ -9,6 +9,9 @@ from chalicelib.cache import VersionCache
 from chalicelib.services import Deps
 from chalicelib.settings import Settings, reset_settings
 from chalicelib.store.memory import InMemoryStore
+from tools import moto_speedups
+
+moto_speedups.apply()
 
 ADMIN_KEY = "test-admin-key"
 APP_KEY = "test-app-key"

@@ -30,6 +30,11 @@ def main() -> None:
 
     from moto.server import main as moto_main
 
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tools.moto_speedups import apply
+
+    apply()
+
     moto_main(sys.argv[1:])
 
 
