@@ -18,7 +18,7 @@ from chalicelib.cache import VersionCache
 from chalicelib.errors import Conflict, Forbidden, HexcastError, InvalidInput, NotFound, Unavailable
 from chalicelib.geo.cells import FINEST, LADDER, cell_str, latlng_to_cell, to_parents
 from chalicelib.geo.cover import cover_geometry
-from chalicelib.geo.geojson import FENCE_ID_RE, FenceDefinition, parse_feature, validate_fence_id
+from chalicelib.geo.geojson import FENCE_ID_RE, FenceDefinition, is_finite_number, parse_feature, validate_fence_id
 from chalicelib.geo.shape import FenceShape
 from chalicelib.presence import FenceInfo, LocationState, Ping, exit_buffer_m, step
 from chalicelib.settings import Settings
@@ -248,7 +248,7 @@ def _parse_device(device_id: str, body: Any) -> Device:
     for k, v in attrs.items():
         if not k or len(k) > 64:
             raise InvalidInput("attribute names are 1-64 characters", f"attributes.{k}")
-        ok = v is None or isinstance(v, (str, bool)) or (isinstance(v, (int, float)) and math.isfinite(v))
+        ok = v is None or isinstance(v, (str, bool)) or is_finite_number(v)
         if not ok or (isinstance(v, str) and len(v) > 1024):
             raise InvalidInput("attribute values are strings (≤ 1024), numbers, booleans or null", f"attributes.{k}")
     consent = body.get("consent", {}) or {}
@@ -315,7 +315,7 @@ def _number(p: dict, key: str, where: str, lo: float, hi: float, required: bool 
         if required:
             raise InvalidInput(f"{key} is required", f"{where}.{key}")
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if not is_finite_number(v):
         raise InvalidInput(f"{key} must be a finite number", f"{where}.{key}")
     if not lo <= v <= hi:
         raise InvalidInput(f"{key} must be from {lo:g} to {hi:g}", f"{where}.{key}")

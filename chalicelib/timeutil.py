@@ -19,7 +19,7 @@ def parse_timestamp(value, *, field: str):
     if isinstance(value, bool):
         raise InvalidInput("timestamp must be RFC 3339 or epoch seconds", field)
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or not 0 <= value < 32503680000:
+        if (isinstance(value, float) and not math.isfinite(value)) or not 0 <= value < 32503680000:
             raise InvalidInput("timestamp must be epoch seconds between 1970 and 3000", field)
         return float(value)
     if isinstance(value, str) and 10 <= len(value) <= 40:

@@ -99,8 +99,20 @@ def validate_fence_id(value: Any, field_name: str = "fence_id") -> str:
     return text
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def is_finite_number(v: Any) -> bool:
+    """A JSON number that is finite and fits a float (not a bool, not 10**400).
+
+    >>> is_finite_number(1.5), is_finite_number(True), is_finite_number(10**400), is_finite_number(float("nan"))
+    (True, False, False, False)
+    """
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return abs(v) < 1e300
+    return isinstance(v, float) and math.isfinite(v)
+
+
+_is_number = is_finite_number
 
 
 def parse_position(pos: Any, where: str) -> tuple[float, float]:
@@ -108,7 +120,7 @@ def parse_position(pos: Any, where: str) -> tuple[float, float]:
     if not isinstance(pos, (list, tuple)) or not 2 <= len(pos) <= 3:
         raise InvalidGeometry("a position is [longitude, latitude]", where)
     lng, lat = pos[0], pos[1]
-    if not (_is_number(lng) and _is_number(lat)) or not (math.isfinite(lng) and math.isfinite(lat)):
+    if not (is_finite_number(lng) and is_finite_number(lat)):
         raise InvalidGeometry("coordinates must be finite numbers", where)
     if not -180.0 <= lng <= 180.0:
         raise InvalidGeometry(f"longitude {lng} is outside [-180, 180]", where)
@@ -246,7 +258,7 @@ def _parse_props(props: Any, where: str) -> dict[str, Any]:
     out["metadata"] = dict(metadata)
     dwell = props.get("dwell_minutes")
     if dwell is not None:
-        if not _is_number(dwell) or not math.isfinite(dwell) or not 0 <= dwell <= MAX_DWELL_MINUTES:
+        if not is_finite_number(dwell) or not 0 <= dwell <= MAX_DWELL_MINUTES:
             raise InvalidInput(f"dwell_minutes must be a number from 0 to {MAX_DWELL_MINUTES}", f"{where}.dwell_minutes")
         out["dwell_minutes"] = float(dwell) if not float(dwell).is_integer() else int(dwell)
     enabled = props.get("enabled", True)
@@ -309,7 +321,7 @@ def parse_feature(feature: Any, fence_id: str, *, where: str = "", repair: bool 
         kind = "circle"
         lng, lat = parse_position(geometry.get("coordinates"), f"{gwhere}.coordinates")
         radius = props.get("radius_m")
-        if not _is_number(radius) or not math.isfinite(radius) or not MIN_RADIUS_M <= radius <= MAX_RADIUS_M:
+        if not is_finite_number(radius) or not MIN_RADIUS_M <= radius <= MAX_RADIUS_M:
             raise InvalidInput(
                 f"a Point fence needs properties.radius_m from {MIN_RADIUS_M:g} to {MAX_RADIUS_M:g} metres",
                 f"{pre}properties.radius_m",

@@ -112,6 +112,9 @@ BAD = [
     ("post", "/v1/pings", ADMIN, json.dumps({"pings": [{"device_id": "d1", "lat": 0, "lng": 0}] * 101}), 400, "invalid_input", "pings"),
     ("post", "/v1/pings", ADMIN, json.dumps({"pings": [{"device_id": "d1", "lat": 0, "lng": 0}, {"device_id": "d1", "lat": 0, "lng": "x"}]}), 400, "invalid_input", "pings[1].lng"),
     ("post", "/v1/pings", APPH, json.dumps({"device_id": "ghost", "lat": 0, "lng": 0}), 404, "not_found", "device_id"),
+    ("post", "/v1/pings", APPH, '{"device_id": "d1", "lat": 1' + "0" * 400 + ', "lng": 0}', 400, "invalid_input", "lat"),
+    ("post", "/v1/pings", APPH, '{"device_id": "d1", "lat": 1, "lng": 0, "timestamp": 1' + "0" * 400 + "}", 400, "invalid_input", "timestamp"),
+    ("put", "/v1/geofences/shop", ADMIN, '{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1' + "0" * 400 + ', 1]}, "properties": {"radius_m": 10}}', 400, "invalid_geometry", "geometry.coordinates"),
     ("post", "/v1/pings", APPH, json.dumps({"pings": [{"device_id": "a1", "lat": 0, "lng": 0}, {"device_id": "a2", "lat": 0, "lng": 0}]}), 403, "forbidden", "pings"),
 ]
 
