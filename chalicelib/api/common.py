@@ -16,7 +16,7 @@ from chalicelib.settings import get_settings
 
 log = logging.getLogger("hexcast.api")
 
-MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+MAX_BODY_BYTES = 5 * 1024 * 1024  # under Lambda's 6 MB event limit, escaping included
 MAX_NESTING = 64
 
 ADMIN = "admin"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 
 import h3.api.basic_int as h3i
 import numpy as np
@@ -137,10 +138,19 @@ def _translate(geom, dx: float):
     return shapely.transform(geom, lambda xy: xy + np.array([dx, 0.0]))
 
 
-@functools.lru_cache(maxsize=1)
+_coarse_lock = threading.Lock()
+
+
 def coarse_cells() -> tuple[np.ndarray, np.ndarray, shapely.STRtree]:
     """All cells at the coarsest ladder resolution with their polygons and an
-    STRtree over them (built once per process, ~0.3 s)."""
+    STRtree over them (built once per process, ~0.3 s, even when many
+    threads ask at once)."""
+    with _coarse_lock:
+        return _coarse_cells()
+
+
+@functools.lru_cache(maxsize=1)
+def _coarse_cells() -> tuple[np.ndarray, np.ndarray, shapely.STRtree]:
     res = LADDER[0]
     cells = np.array(
         sorted(c for base in h3i.get_res0_cells() for c in h3i.cell_to_children(base, res)),

@@ -140,5 +140,5 @@ def test_no_consent_ping_is_403_and_not_stored(api):
 
 
 def test_oversized_body_is_413(api):
-    r = api.http.post("/v1/geofences/import", headers=ADMIN, body="x" * (6 * 1024 * 1024 + 1))
+    r = api.http.post("/v1/geofences/import", headers=ADMIN, body="x" * (5 * 1024 * 1024 + 1))
     assert r.status_code == 413 and body(r)["error"]["code"] == "payload_too_large"
