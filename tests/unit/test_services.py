@@ -286,3 +286,35 @@ def test_concurrent_update_replays_on_fresh_state(fenced, monkeypatch):
     r = ping(fenced, 38.46, -122.70, 20)  # this request: far outside
     assert kinds(r) == [("exit", "shop")]
     assert store.devices["d1"].state.inside == {}
+
+
+def test_batch_results_do_not_depend_on_input_order(mem_deps):
+    """The same pings in any order give the same result per ping."""
+    import random
+
+    mem_deps.clock.now = T0 + 100_000
+    services.put_geofence(mem_deps, "a", circle(-122.70, 38.44, 150, dwell_minutes=1))
+    services.put_geofence(mem_deps, "b", box(-122.705, 38.435, -122.69, 38.445))
+    pings = [
+        {"device_id": f"d{k % 3}", "lat": 38.44 + 0.002 * ((k * 7) % 5 - 2), "lng": -122.70 + 0.003 * ((k * 3) % 5 - 2), "timestamp": T0 + 30 * k}
+        for k in range(30)
+    ]
+
+    def run(order):
+        from chalicelib.store.memory import InMemoryStore
+
+        fresh = services.Deps(store=InMemoryStore(), settings=mem_deps.settings, clock=mem_deps.clock)
+        fresh.store.fences, fresh.store.versions = mem_deps.store.fences, mem_deps.store.versions
+        fresh.store.covers, fresh.store.cells = mem_deps.store.covers, mem_deps.store.cells
+        for d in ("d0", "d1", "d2"):
+            register(fresh, d)
+        _, out = services.handle_pings(fresh, {"pings": [pings[i] for i in order]})
+        return {i: r for i, r in zip(order, out["results"])}
+
+    base = run(list(range(30)))
+    assert sum(len(r["events"]) for r in base.values()) > 5
+    rng = random.Random(5)
+    for _ in range(5):
+        order = list(range(30))
+        rng.shuffle(order)
+        assert run(order) == base
