@@ -164,13 +164,16 @@ def get_geofence(deps: Deps, fence_id: str) -> dict:
     return feature
 
 
+def _get_or_404(what: str, field_name: str, pattern: re.Pattern, getter: Callable[[str], Any], key: Any) -> Any:
+    """``getter(key)``, or 404 naming the field when the id is malformed or unknown."""
+    found = getter(key) if isinstance(key, str) and pattern.match(key) else None
+    if found is None:
+        raise NotFound(f"no {what} {key!r}", field_name)
+    return found
+
+
 def _fence_or_404(deps: Deps, fence_id: str) -> FenceRecord:
-    if not isinstance(fence_id, str) or not FENCE_ID_RE.match(fence_id):
-        raise NotFound(f"no geofence {fence_id!r}", "fence_id")
-    rec = deps.store.get_fence(fence_id)
-    if rec is None:
-        raise NotFound(f"no geofence {fence_id!r}", "fence_id")
-    return rec
+    return _get_or_404("geofence", "fence_id", FENCE_ID_RE, deps.store.get_fence, fence_id)
 
 
 def delete_geofence(deps: Deps, fence_id: str) -> None:
@@ -284,12 +287,7 @@ def register_device(deps: Deps, device_id: str, body: Any) -> dict:
 
 
 def _device_or_404(deps: Deps, device_id: str) -> Device:
-    if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id):
-        raise NotFound(f"no device {device_id!r}", "device_id")
-    d = deps.store.get_device(device_id)
-    if d is None:
-        raise NotFound(f"no device {device_id!r}", "device_id")
-    return d
+    return _get_or_404("device", "device_id", DEVICE_ID_RE, deps.store.get_device, device_id)
 
 
 def get_device(deps: Deps, device_id: str) -> dict:
