@@ -1,0 +1,90 @@
+"""Run the benchmarks of issue 2 and print each figure beside its baseline,
+both measured in this run, as a ratio (``baseline / ours``: above 1 is
+faster or cheaper).
+
+    python -m benchmarks.run            # full run (make bench)
+    python -m benchmarks.run --quick    # a smoke run in a few minutes
+    python -m benchmarks.run --only a,d --json out/bench.json
+
+Sections: (a) in-memory point → fences matching, (b) DynamoDB cost of
+pings, (c) importing the 3,221 counties on the local stack, (d) cold
+``import app``. See BENCHMARKS.md for the method and the last results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+import time
+
+from benchmarks.report import Figure, dump, table
+
+SECTIONS = ("d", "a", "b", "c")  # the interpreter-start timing first, on a quiet machine
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller inputs: a smoke run, not the figures of record")
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run (a,b,c,d)")
+    ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    ap.add_argument("--no-cache", action="store_true", help="recompute fence covers instead of using the disk cache")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = ap.parse_args(argv)
+    wanted = [s for s in SECTIONS if s in {x.strip() for x in args.only.split(",")}]
+
+    print(f"hexcast benchmarks — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC — {machine()}")
+    print("quick run: smaller inputs, not the figures of record\n" if args.quick else "")
+    figures: list[Figure] = []
+    moto_import = (None, None)
+    t_all = time.perf_counter()
+    for section in wanted:
+        t0 = time.perf_counter()
+        print(f"[{section}] running ...", flush=True)
+        if section == "d":
+            from benchmarks import cold_import
+
+            got = cold_import.run()
+        elif section == "a":
+            from benchmarks import matching
+
+            got = matching.run(args.quick, use_cache=not args.no_cache)
+        elif section == "b":
+            from benchmarks import ping_cost
+
+            outcome = ping_cost.run(args.quick)
+            got = outcome.figures
+            moto_import = (outcome.import_moto_s, outcome.import_n)
+        else:
+            from benchmarks import importing
+
+            got = importing.run(args.quick, *moto_import)
+        figures += got
+        print(table(got))
+        print(f"[{section}] done in {time.perf_counter() - t0:.0f} s\n", flush=True)
+
+    print("=" * 20, f"summary ({time.perf_counter() - t_all:.0f} s)", "=" * 20)
+    print(table(figures))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        dump(figures, args.json)
+    missed = [f for f in figures if f.met is False]
+    if missed:
+        print("\ntargets missed: " + "; ".join(f"[{f.section}] {f.name}" for f in missed))
+    return 1 if (missed and args.strict) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
