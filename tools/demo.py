@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Sequence, TextIO
 
 from tools.fences import ApiError, HexcastClient, Unreachable, print_report, upload
