@@ -1,4 +1,4 @@
-"""Benchmark inputs: real files from ``../shared/data`` and seeded synthetic
+"""Benchmark inputs: real files in ``tests/fixtures`` (provenance in its README) and seeded synthetic
 fences, pings and device walks built on them.
 
 Realistic fences are what a geofencing customer uploads: all 3,221 US
@@ -22,24 +22,14 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("HEXCAST_SHARED_DATA", REPO.parent / "shared" / "data"))
 # The repository's own copies (provenance in tests/fixtures/README.md).
 CITIES_CSV = REPO / "tests" / "fixtures" / "us_cities_top_1k.csv"
 COUNTIES = REPO / "tests" / "fixtures" / "us_counties.geojson"
 GPX = REPO / "tests" / "fixtures" / "santa_rosa_marathon_2016.gpx"
-# Copies kept in the repository (used when ../shared is absent).
-_LOCAL_COUNTIES = REPO / "tests" / "fixtures" / "us_counties.geojson"
 
 M_PER_DEG = 111_195.0
 #: Contiguous US, for the pings that are not near a city.
 CONUS = (-125.0, 24.5, -66.9, 49.4)
-
-
-def _first_existing(*paths: Path) -> Path:
-    for p in paths:
-        if p.exists():
-            return p
-    raise FileNotFoundError(f"none of {', '.join(map(str, paths))} exists")
 
 
 @dataclass(frozen=True)
@@ -70,8 +60,7 @@ def city(name: str) -> City:
 
 @lru_cache(maxsize=1)
 def county_features() -> tuple[dict, ...]:
-    path = _first_existing(COUNTIES, _LOCAL_COUNTIES)
-    return tuple(json.loads(path.read_text())["features"])
+    return tuple(json.loads(COUNTIES.read_text())["features"])
 
 
 def gpx_points(path: Path = GPX) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
