@@ -2,7 +2,7 @@
 
 from chalice import Chalice
 
-from chalicelib.api import devices, geofences, health, pings
+from chalicelib.api import campaigns, devices, geofences, health, pings
 
 app = Chalice(app_name="hexcast")
 app.debug = False
@@ -12,3 +12,4 @@ app.register_blueprint(health.bp)
 app.register_blueprint(geofences.bp)
 app.register_blueprint(devices.bp)
 app.register_blueprint(pings.bp)
+app.register_blueprint(campaigns.bp)

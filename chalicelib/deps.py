@@ -33,6 +33,8 @@ def build_deps():
     from botocore.config import Config
 
     from chalicelib.cache import VersionCache
+    from chalicelib.push.pipeline import CampaignCache
+    from chalicelib.push.sns import SnsGateway
     from chalicelib.services import Deps
     from chalicelib.store.dynamo import DynamoStore
 
@@ -41,4 +43,14 @@ def build_deps():
     client = boto3.client("dynamodb", config=config)
     store = DynamoStore(client, settings)
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="hexcast-io")
-    return Deps(store=store, settings=settings, cache=VersionCache(settings.geometry_cache_size), pool=pool)
+    # SNS throttling is retried by the gateway itself (with backoff), so the
+    # client's own retries stay at the standard few.
+    sns = boto3.client("sns", config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32))
+    return Deps(
+        store=store,
+        settings=settings,
+        cache=VersionCache(settings.geometry_cache_size),
+        pool=pool,
+        push=SnsGateway(sns, settings),
+        campaigns=CampaignCache(settings.campaign_cache_s),
+    )

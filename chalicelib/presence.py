@@ -90,6 +90,9 @@ class Event:
     type: str  # enter | exit | dwell
     fence_id: str
     at: float
+    #: The visit's enter time: with the fence and the type it identifies the
+    #: occasion (a new visit is a new occasion; a replayed ping is not).
+    visit_ts: float | None = None
 
 
 @dataclass(frozen=True)
@@ -143,17 +146,17 @@ def step(
         if d is None:
             del inside[fid]
         elif d > buffer:
-            del inside[fid]
-            events.append(Event("exit", fid, ping.ts))
+            visit = inside.pop(fid)
+            events.append(Event("exit", fid, ping.ts, visit.enter_ts))
     for fid in sorted(covering):
         info = covering[fid]
         visit = inside.get(fid)
         if visit is None:
             inside[fid] = Visit(ping.ts)
-            events.append(Event("enter", fid, ping.ts))
+            events.append(Event("enter", fid, ping.ts, ping.ts))
         elif not visit.dwelled and info.dwell_minutes is not None and ping.ts - visit.enter_ts >= info.dwell_minutes * 60.0:
             inside[fid] = replace(visit, dwelled=True)
-            events.append(Event("dwell", fid, ping.ts))
+            events.append(Event("dwell", fid, ping.ts, visit.enter_ts))
     events.sort(key=lambda e: (_ORDER[e.type], e.fence_id))
     new_state = LocationState(ping.lat, ping.lng, ping.ts, cell, ping.accuracy_m, inside)
     changed = state is None or bool(events) or state.cell != cell or set(state.inside) != set(inside)

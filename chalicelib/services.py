@@ -20,6 +20,9 @@ from chalicelib.geo.cells import FINEST, LADDER, cell_str, latlng_to_cell, to_pa
 from chalicelib.geo.cover import cover_geometry
 from chalicelib.geo.geojson import FENCE_ID_RE, FenceDefinition, is_finite_number, parse_feature, validate_fence_id
 from chalicelib.geo.shape import FenceShape
+from chalicelib.push import pipeline
+from chalicelib.push.model import FenceContext, PushError, Trigger
+from chalicelib.push.pipeline import CampaignCache
 from chalicelib.presence import FenceInfo, LocationState, Ping, exit_buffer_m, step
 from chalicelib.settings import Settings
 from chalicelib.store.ports import ConcurrentUpdate, Device, FenceRecord, FenceVersion, newest_entries
@@ -42,6 +45,9 @@ class Deps:
     clock: Callable[[], float] = time.time
     cache: VersionCache = field(default_factory=VersionCache)
     pool: ThreadPoolExecutor | None = None
+    #: The push gateway (Amazon SNS, or a fake in tests).
+    push: Any = None
+    campaigns: CampaignCache = field(default_factory=CampaignCache)
 
     def parallel(self, fns: list[Callable[[], Any]]) -> list[Any]:
         """Run independent store calls concurrently (one sequential round trip)."""
@@ -277,11 +283,24 @@ def _parse_device(device_id: str, body: Any) -> Device:
 
 
 def register_device(deps: Deps, device_id: str, body: Any) -> dict:
+    """Create or update the profile and the SNS endpoint (AWS's lifecycle:
+    create once, then read its attributes and update a changed token or a
+    disabled endpoint; recreate it when it is gone)."""
     device_id = validate_device_id(device_id)
     device = _parse_device(device_id, body)
     now = _now_iso(deps)
     device.created_at = device.updated_at = now
-    device.push_enabled = device.consent["push"]
+    old = deps.store.get_device(device_id, consistent=True)
+    device.endpoint_arn = old.endpoint_arn if old else None
+    device.push_enabled = False
+    if device.consent["push"] and deps.push is not None:
+        try:
+            endpoint = deps.push.ensure_endpoint(device_id, device.platform, device.push_token, device.endpoint_arn)
+        except PushError as exc:
+            log.warning("push endpoint not registered", extra={"device_id": device_id, "reason": exc.reason})
+            raise Unavailable(f"push registration failed ({exc.reason}); retry", "push_token") from None
+        device.endpoint_arn = endpoint.arn
+        device.push_enabled = endpoint.enabled
     deps.store.save_profile(device)
     return {"device_id": device_id, "push_enabled": device.push_enabled}
 
@@ -312,7 +331,14 @@ def get_device(deps: Deps, device_id: str) -> dict:
 
 
 def delete_device(deps: Deps, device_id: str) -> None:
-    _device_or_404(deps, device_id)
+    """Right to be forgotten: the profile, the location state and the SNS
+    endpoint. Delivery records keep no location."""
+    device = _device_or_404(deps, device_id)
+    if device.endpoint_arn and deps.push is not None:
+        try:
+            deps.push.delete_endpoint(device.endpoint_arn)
+        except PushError as exc:
+            raise Unavailable(f"could not delete the push endpoint ({exc.reason}); retry", "device_id") from None
     deps.store.delete_device(device_id)
 
 
@@ -484,7 +510,40 @@ def handle_pings(deps: Deps, body: Any, *, role: str = "admin") -> tuple[int, di
     for redo in deps.parallel([lambda w=w: write(*w) for w in writes]):
         results.update(redo)
 
+    # The state is stored: now the pushes its events cause.
+    _deliver_events(deps, devices, pings, results)
+    for r in results.values():
+        r.pop("_events", None)
     return 200, {"results": [results[p.index] for p in pings]}
+
+
+def _deliver_events(deps: Deps, devices: dict[str, Device], pings: list[Ping], results: dict[int, dict]) -> None:
+    """Run the delivery pipeline for every event of the accepted pings and
+    list the delivery ids in each ping's result."""
+    by_device: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+    for p in pings:
+        for e in results[p.index].get("_events", ()):
+            by_device[p.device_id].append((p.index, e))
+    if not by_device or deps.push is None:
+        return
+    fence_ids = {e.fence_id for evs in by_device.values() for _, e in evs}
+    records = deps.store.get_fences(fence_ids)
+    for device_id, evs in by_device.items():
+        device = devices[device_id]
+        triggers: list[tuple[int, Trigger]] = []
+        for index, e in evs:
+            rec = records.get(e.fence_id)
+            props = rec.feature.get("properties", {}) if rec else {}
+            fence = FenceContext(
+                e.fence_id,
+                rec.name if rec else e.fence_id,
+                tuple(rec.tags) if rec else (),
+                dict(props.get("metadata") or {}),
+            )
+            triggers.append((index, Trigger.geofence(e.type, fence, e.visit_ts if e.visit_ts is not None else e.at, e.at)))
+        ids = pipeline.deliver(deps, device, [t for _, t in triggers])
+        for index, t in triggers:
+            results[index]["deliveries"].extend(ids.get(t.key, []))
 
 
 def _result(p: Ping, accepted: bool, reason: str | None, events=()) -> dict:
@@ -493,4 +552,6 @@ def _result(p: Ping, accepted: bool, reason: str | None, events=()) -> dict:
         r["reason"] = reason
     r["events"] = [{"type": e.type, "fence_id": e.fence_id, "at": iso(e.at)} for e in events]
     r["deliveries"] = []
+    if events:
+        r["_events"] = tuple(events)
     return r

@@ -26,6 +26,8 @@ class Settings:
     geofences_table: str = "hexcast-local-geofences"
     cells_table: str = "hexcast-local-cells"
     devices_table: str = "hexcast-local-devices"
+    campaigns_table: str = "hexcast-local-campaigns"
+    deliveries_table: str = "hexcast-local-deliveries"
     admin_keys: tuple[str, ...] = ()
     app_keys: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -37,7 +39,20 @@ class Settings:
     location_ttl_days: int = 30
     #: Geometry cache entries kept in a warm Lambda.
     geometry_cache_size: int = 4096
+    #: SNS platform application ARNs per platform (per stage).
+    sns_apns_arn: str = ""
+    sns_apns_sandbox_arn: str = ""
+    sns_fcm_arn: str = ""
+    #: Secret for coupon codes (HMAC); per stage, never in the repo.
+    coupon_secret: str = ""
+    #: Opens and conversions are attributed within this window after a send.
+    conversion_window_hours: float = 72.0
+    #: A warm Lambda re-reads the campaign list at most this often.
+    campaign_cache_s: float = 30.0
     extra: dict = field(default_factory=dict)
+
+    def platform_arn(self, platform: str) -> str:
+        return {"ios": self.sns_apns_arn, "ios_sandbox": self.sns_apns_sandbox_arn, "android": self.sns_fcm_arn}.get(platform, "")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -49,6 +64,8 @@ class Settings:
             geofences_table=env.get("HEXCAST_GEOFENCES_TABLE", f"{prefix}-geofences"),
             cells_table=env.get("HEXCAST_CELLS_TABLE", f"{prefix}-cells"),
             devices_table=env.get("HEXCAST_DEVICES_TABLE", f"{prefix}-devices"),
+            campaigns_table=env.get("HEXCAST_CAMPAIGNS_TABLE", f"{prefix}-campaigns"),
+            deliveries_table=env.get("HEXCAST_DELIVERIES_TABLE", f"{prefix}-deliveries"),
             admin_keys=_keys(env.get("HEXCAST_ADMIN_KEY", "")),
             app_keys=_keys(env.get("HEXCAST_APP_KEY", "")),
             log_level=env.get("HEXCAST_LOG_LEVEL", "INFO"),
@@ -56,6 +73,12 @@ class Settings:
             last_seen_refresh_s=int(env.get("HEXCAST_LAST_SEEN_REFRESH_S", "300")),
             location_ttl_days=int(env.get("HEXCAST_LOCATION_TTL_DAYS", "30")),
             geometry_cache_size=int(env.get("HEXCAST_GEOMETRY_CACHE_SIZE", "4096")),
+            sns_apns_arn=env.get("HEXCAST_SNS_APNS_ARN", ""),
+            sns_apns_sandbox_arn=env.get("HEXCAST_SNS_APNS_SANDBOX_ARN", ""),
+            sns_fcm_arn=env.get("HEXCAST_SNS_FCM_ARN", ""),
+            coupon_secret=env.get("HEXCAST_COUPON_SECRET", ""),
+            conversion_window_hours=float(env.get("HEXCAST_CONVERSION_WINDOW_HOURS", "72")),
+            campaign_cache_s=float(env.get("HEXCAST_CAMPAIGN_CACHE_S", "30")),
         )
 
 

@@ -6,6 +6,8 @@ import pytest
 
 from chalicelib import deps as deps_module
 from chalicelib.cache import VersionCache
+from chalicelib.push.fake import FakePushGateway
+from chalicelib.push.pipeline import CampaignCache
 from chalicelib.services import Deps
 from chalicelib.settings import Settings, reset_settings
 from chalicelib.store.memory import InMemoryStore
@@ -32,13 +34,14 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(stage="test", admin_keys=(ADMIN_KEY,), app_keys=(APP_KEY,))
+    return Settings(stage="test", admin_keys=(ADMIN_KEY,), app_keys=(APP_KEY,), coupon_secret="test-coupon-secret", campaign_cache_s=0)
 
 
 @pytest.fixture
 def mem_deps(settings, clock) -> Deps:
     """Services wired to the in-memory fakes."""
-    return Deps(store=InMemoryStore(), settings=settings, clock=clock, cache=VersionCache())
+    return Deps(store=InMemoryStore(), settings=settings, clock=clock, cache=VersionCache(), push=FakePushGateway(),
+                campaigns=CampaignCache(0))
 
 
 @pytest.fixture
@@ -52,6 +55,8 @@ def aws_env(monkeypatch):
         "HEXCAST_STAGE": "test",
         "HEXCAST_ADMIN_KEY": ADMIN_KEY,
         "HEXCAST_APP_KEY": APP_KEY,
+        "HEXCAST_COUPON_SECRET": "test-coupon-secret",
+        "HEXCAST_CAMPAIGN_CACHE_S": "0",
     }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -62,16 +67,24 @@ def aws_env(monkeypatch):
 
 
 @pytest.fixture
-def moto_aws(aws_env):
-    """A moto-mocked AWS with the tables created."""
+def moto_aws(aws_env, monkeypatch):
+    """A moto-mocked AWS with the tables and the SNS platform applications
+    created (their ARNs in the environment and the settings)."""
     import boto3
     from moto import mock_aws
 
+    from chalicelib.push.platform_apps import ensure_platform_applications
     from chalicelib.settings import get_settings
     from chalicelib.store.schema import create_tables
 
     with mock_aws():
         create_tables(boto3.client("dynamodb"), get_settings())
+        for name, arn in ensure_platform_applications(boto3.client("sns"), get_settings().stage).items():
+            monkeypatch.setenv(name, arn)
+        reset_settings()
+        # Cached now, as before this reset: chalice.test.Client later sets the
+        # "dev" stage's variables (table names), which must not win.
+        get_settings()
         yield
 
 

@@ -4,14 +4,24 @@ Started by :class:`tools.localstack.MotoServer`. The parent holds this
 process's stdin open and never writes to it: end of file means the parent is
 gone — however it died, even by ``SIGKILL`` — and the server leaves at once
 instead of lingering on its port.
+
+One read-only route is added to moto's own ``/moto-api/`` (see
+:func:`_install_routes`): ``GET /moto-api/hexcast/sns-messages`` lists what
+SNS platform endpoints "received", which otherwise lives only in this
+process's memory.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import threading
+from typing import Any
+
+#: Path of the route :func:`_install_routes` adds (``tools.localstack`` reads it).
+SNS_MESSAGES_PATH = "/moto-api/hexcast/sns-messages"
 
 
 def _exit_with_parent() -> None:
@@ -20,6 +30,28 @@ def _exit_with_parent() -> None:
             pass
     finally:
         os._exit(0)
+
+
+def sns_messages(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+    """Every message published to an SNS platform endpoint, endpoints in
+    creation order, each endpoint's messages in publish order — endpoints
+    deleted since included (what was sent stays sent). Read-only."""
+    from moto.sns.models import PlatformEndpoint
+
+    out = []
+    for endpoint in list(PlatformEndpoint.instances_tracked):  # type: ignore[attr-defined]
+        for message_id, message in list(endpoint.messages.items()):
+            out.append({"endpoint_arn": endpoint.arn, "message_id": message_id, "message": message})
+    return 200, {"Content-Type": "application/json"}, json.dumps({"messages": out})
+
+
+def _install_routes() -> None:
+    """Add our routes to moto's ``/moto-api`` URL table; it is read when the
+    server builds that app (on the first ``/moto-api`` request), so this must
+    run before :func:`moto.server.main`."""
+    from moto.moto_api._internal import urls
+
+    urls.url_paths["{0}" + SNS_MESSAGES_PATH + "$"] = sns_messages
 
 
 def main() -> None:
@@ -34,6 +66,7 @@ def main() -> None:
     from tools.moto_speedups import apply
 
     apply()
+    _install_routes()
 
     moto_main(sys.argv[1:])
 

@@ -39,6 +39,38 @@ DEVICE = {
 ACCURACY_M = 8.0
 PINGS_PER_REQUEST = 100
 
+#: Campaigns on the sample fences: what a race sponsor would send.
+CAMPAIGNS = {
+    "race-water": {
+        "name": "Water station ahead",
+        "trigger": {"type": "geofence_enter", "fence_tags": ["water-station", "aid-station"]},
+        "message": {
+            "title": "{{ fence.name }}",
+            "body": "Keep going, {{ first_name | default: 'runner' }}! Grab a drink at {{ fence.name | downcase }}.",
+            "deep_link": "race://map",
+        },
+        "limits": {"min_minutes_between": 1},
+        "ttl_seconds": 600,
+    },
+    "race-cheer": {
+        "name": "Cheer zone",
+        "trigger": {"type": "geofence_enter", "fence_tags": ["cheer-zone", "photo-point"]},
+        "message": {"title": "Smile, {{ first_name | default: 'runner' }}!", "body": "You are passing the {{ fence.name }}."},
+        "variants": [{"name": "spanish", "when": {"attribute": "language", "equals": "es"},
+                      "message": {"title": "¡Sonríe, {{ first_name }}!", "body": "Pasas por {{ fence.name }}."}}],
+    },
+    "race-halfway": {
+        "name": "Halfway reward",
+        "trigger": {"type": "geofence_exit", "fence_ids": ["sr-water-2"]},
+        "message": {
+            "title": "Halfway there, {{ first_name | default: 'runner' }}!",
+            "body": "{{ fence.metadata.event }}: a recovery smoothie waits at the finish, {{ coupon.percent_off }}% off with {{ coupon.code }}",
+            "deep_link": "race://rewards",
+        },
+        "coupon": {"percent_off": 20, "prefix": "FINISH", "valid_hours": 48},
+    },
+}
+
 
 # ---------------------------------------------------------------- replay
 @dataclass(frozen=True)
@@ -138,6 +170,34 @@ def print_timeline(events: Sequence[TimelineEvent], names: dict[str, str], start
     print("  ".join("-" * w for w in widths), file=out)
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip(), file=out)
+
+
+def print_pushes(admin: HexcastClient, stack, out: TextIO, device_id: str = DEVICE_ID) -> int:
+    """Every decision for the device (``GET /v1/deliveries``), and the pushes
+    as the phone got them: read back from the emulator's SNS endpoint.
+    → the number of pushes received."""
+    import json
+
+    decisions = admin.request("GET", "/v1/deliveries", params={"device_id": device_id, "limit": "1000"})["deliveries"]
+    received = {m["message_id"]: json.loads(m["message"]) for m in stack.sns_messages()}
+    print(f"\npushes to {device_id}, as its SNS endpoint received them (oldest first; caps count real time,\n"
+          "and the replay runs the 3-hour race in seconds)\n", file=out)
+    rows = []
+    for d in reversed(decisions):
+        fence = d["trigger"].get("fence_id", "")
+        if d["status"] != "sent":
+            rows.append([d["campaign_id"], fence, f"{d['status']}: {d.get('reason', '')}", "", "", ""])
+            continue
+        payload = json.loads(received[d["sns_message_id"]]["APNS"])
+        alert = payload["aps"]["alert"]
+        rows.append([d["campaign_id"], fence, "sent", alert["title"], alert["body"], payload.get("coupon_code", "")])
+    headers = ["campaign", "fence", "decision", "title", "body", "coupon"]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip(), file=out)
+    return sum(1 for d in decisions if d["status"] == "sent")
 
 
 # ---------------------------------------------------------------- map
@@ -307,6 +367,10 @@ def run(out_dir: str, *, port: int | None = None, out: TextIO = sys.stdout) -> i
             print("demo: the upload failed", file=sys.stderr)
             return 1
 
+        for cid, body in CAMPAIGNS.items():
+            admin.request("PUT", f"/v1/campaigns/{cid}", json_body=body)
+        print(f"\ndefined {len(CAMPAIGNS)} campaigns: {', '.join(CAMPAIGNS)}", file=out)
+
         headers = register_device(app)
         print(f"\nregistered device {DEVICE_ID} (ios, push and location consent)", file=out)
         print(f"replaying {len(points):,} GPX points as pings, {PINGS_PER_REQUEST} per request, "
@@ -320,6 +384,8 @@ def run(out_dir: str, *, port: int | None = None, out: TextIO = sys.stdout) -> i
         inside = ", ".join(f"{f} ({names.get(f, f)})" for f in device.get("fences", [])) or "none"
         print(f"\nat the end of the trace the device is inside: {inside}", file=out)
 
+        pushes = print_pushes(admin, stack, out)
+
         fences = _fences_from_files(FENCE_FILES)
         map_path = os.path.join(out_dir, "demo_map.png")
         write_map(map_path, fences, points, result.events, names)
@@ -327,7 +393,7 @@ def run(out_dir: str, *, port: int | None = None, out: TextIO = sys.stdout) -> i
         rate = result.sent / result.seconds if result.seconds else float("inf")
         print(
             f"\nsummary: {result.sent:,} pings sent in {result.requests} requests "
-            f"({result.accepted:,} accepted), {len(result.events)} events, replay {result.seconds:.1f} s "
+            f"({result.accepted:,} accepted), {len(result.events)} events, {pushes} pushes, replay {result.seconds:.1f} s "
             f"({rate:,.0f} pings/s, slowest request {result.slowest_request_s * 1000:.0f} ms), "
             f"demo {time.perf_counter() - t_all:.1f} s; map: {os.path.relpath(map_path)}",
             file=out,

@@ -32,6 +32,7 @@ import base64
 import collections
 import datetime as dt
 import importlib
+import json
 import logging
 import os
 import secrets
@@ -54,6 +55,8 @@ from chalice.app import ScheduledEventConfig, SQSEventConfig
 from chalice.config import Config
 from chalice.deploy.validate import validate_routes
 from chalice.local import ChaliceRequestHandler, LambdaContext, LocalChalice, LocalDevServer
+
+from tools._moto_server import SNS_MESSAGES_PATH
 
 log = logging.getLogger(__name__)
 http_log = logging.getLogger(__name__ + ".http")
@@ -573,7 +576,8 @@ class LocalStack:
     :param admin_key, app_key: API keys; generated when not given.
     :param moto_port: port of the emulator; ``None`` picks a free one.
     :param schedule_interval: seconds between calls of scheduled functions.
-    :param create_tables: create hexcast's DynamoDB tables at start.
+    :param create_tables: create hexcast's DynamoDB tables and SNS platform
+        applications at start (their ARNs go into the environment).
 
     ``start()`` sets the process environment (``AWS_ENDPOINT_URL``, fake
     credentials, ``HEXCAST_STAGE=local``, the keys) and ``stop()`` restores
@@ -603,6 +607,9 @@ class LocalStack:
         self.port = port
         self.admin_key = admin_key or secrets.token_urlsafe(24)
         self.app_key = app_key or secrets.token_urlsafe(24)
+        # Coupon codes are HMACs with a per-stage secret: the environment's
+        # when set (stable codes across restarts), else a fresh one.
+        self.coupon_secret = os.environ.get("HEXCAST_COUPON_SECRET") or secrets.token_urlsafe(32)
         self.stage = stage
         self.schedule_interval = schedule_interval
         self.create_tables = create_tables
@@ -638,6 +645,7 @@ class LocalStack:
                 self._set_env()
                 if self.create_tables:
                     self._create_tables()
+                    self._create_platform_applications()
                 if self.app is None:
                     self.app = _load_app()
                 self._serve_http()
@@ -733,6 +741,7 @@ class LocalStack:
         values["HEXCAST_STAGE"] = self.stage
         values["HEXCAST_ADMIN_KEY"] = self.admin_key
         values["HEXCAST_APP_KEY"] = self.app_key
+        values["HEXCAST_COUPON_SECRET"] = self.coupon_secret
         self._saved_env = {k: os.environ.get(k) for k in values}
         _apply_env(values)
         _reset_app_caches()
@@ -750,6 +759,37 @@ class LocalStack:
 
         client = boto3.session.Session().client("dynamodb", endpoint_url=self.aws_endpoint)
         create_tables(client, get_settings())
+
+    def _create_platform_applications(self) -> None:
+        """The SNS platform applications in the emulator; their ARNs join the
+        environment the app reads its settings from (restored on stop)."""
+        from chalicelib.push.platform_apps import ensure_platform_applications
+
+        client = boto3.session.Session().client("sns", endpoint_url=self.aws_endpoint)
+        self._extend_env(ensure_platform_applications(client, self.stage))
+
+    def _extend_env(self, values: dict[str, str]) -> None:
+        """Set more variables after :meth:`_set_env`, restored on stop as well."""
+        assert self._saved_env is not None
+        for key in values:
+            self._saved_env.setdefault(key, os.environ.get(key))
+        _apply_env(dict(values))
+        _reset_app_caches()
+
+    # -- inspection --------------------------------------------------------
+
+    def sns_messages(self) -> list[dict[str, str]]:
+        """What the emulator's SNS platform endpoints received, oldest
+        endpoint first and each endpoint's messages in order: ``[{"endpoint_arn",
+        "message_id", "message"}]`` where ``message`` is the raw published
+        ``Message`` (for ``MessageStructure=json``: the JSON with ``default``
+        and ``APNS``/``APNS_SANDBOX``/``GCM``). Endpoints deleted since are
+        included. Read from the emulator process over HTTP (a read-only
+        route that ``tools/_moto_server.py`` adds to moto's ``/moto-api``)."""
+        if not self.moto.is_running():
+            raise RuntimeError("the local stack is not running")
+        with _DIRECT.open(self.aws_endpoint + SNS_MESSAGES_PATH, timeout=10) as resp:
+            return json.loads(resp.read())["messages"]
 
     def _serve_http(self) -> None:
         app = self.app

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 from chalicelib.geo.cover import Cover
 from chalicelib.geo.shape import FenceShape
 from chalicelib.presence import LocationState
+from chalicelib.push.model import CampaignStore, DeliveryStore
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Device:
     state: LocationState | None = None
     state_version: int = 0  # for conditional location writes
     written_at: float = 0.0  # when the location state was last written
+    endpoint_arn: str | None = None  # the SNS platform endpoint, once created
 
     @property
     def location_consent(self) -> bool:
@@ -102,8 +104,16 @@ class DeviceStore(Protocol):
 
     def delete_device(self, device_id: str) -> bool: ...
 
+    def set_push_state(self, device_id: str, endpoint_arn: str | None, push_enabled: bool) -> bool:
+        """Set the SNS endpoint ARN (``None`` removes it) and whether pushes
+        can be delivered; False when the device does not exist."""
 
-class Store(GeofenceStore, DeviceStore, Protocol):
+    def scan_locations(self, segments: int = 4) -> Iterator[Device]:
+        """Every device with a location state (a parallel scan: the
+        audience estimate's source until a region index exists)."""
+
+
+class Store(GeofenceStore, DeviceStore, CampaignStore, DeliveryStore, Protocol):
     def read_for_pings(
         self, device_ids: Iterable[str], cells: Iterable[int]
     ) -> tuple[dict[str, Device], dict[int, dict[str, IndexEntry]]]:

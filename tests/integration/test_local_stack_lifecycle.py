@@ -67,3 +67,47 @@ def test_start_fails_cleanly_when_the_port_is_taken():
 
     assert not stack.moto.is_running()
     assert "AWS_ENDPOINT_URL" not in os.environ or os.environ["AWS_ENDPOINT_URL"] != stack.aws_endpoint
+
+
+def test_stack_provides_platform_applications_and_reports_what_endpoints_received(monkeypatch: pytest.MonkeyPatch):
+    import json
+
+    from chalicelib.push.model import PushMessage
+    from chalicelib.push.sns import SnsGateway, application_arn_of
+    from chalicelib.settings import get_settings
+
+    monkeypatch.delenv("HEXCAST_SNS_APNS_ARN", raising=False)
+    app = Chalice(app_name="throwaway")
+
+    @app.route("/platforms")
+    def platforms():
+        s = get_settings()
+        return {"ios": s.sns_apns_arn, "ios_sandbox": s.sns_apns_sandbox_arn, "android": s.sns_fcm_arn}
+
+    with LocalStack(app, port=0) as stack:
+        served = requests.get(f"{stack.base_url}/platforms", timeout=10).json()
+        assert served["ios"].endswith(":app/APNS/hexcast-local-apns")
+        assert served["ios_sandbox"].endswith(":app/APNS_SANDBOX/hexcast-local-apns-sandbox")
+        assert served["android"].endswith(":app/GCM/hexcast-local-fcm")
+
+        gw = SnsGateway(boto3.client("sns"), get_settings())  # the emulator, through AWS_ENDPOINT_URL
+        kept = gw.ensure_endpoint("d1", "android", "tok-1", None)
+        gone = gw.ensure_endpoint("d2", "ios", "tok-2", None)
+        assert application_arn_of(kept.arn) == served["android"]
+        first = gw.publish(kept.arn, "android", PushMessage("dl_1", "T1", "B1"))
+        second = gw.publish(gone.arn, "ios", PushMessage("dl_2", "T2", "B2"))
+        third = gw.publish(kept.arn, "android", PushMessage("dl_3", "T3", "B3"))
+        gw.delete_endpoint(gone.arn)  # what was sent stays listed
+
+        messages = stack.sns_messages()
+
+    assert [(m["endpoint_arn"], m["message_id"]) for m in messages] == [
+        (kept.arn, first),
+        (kept.arn, third),
+        (gone.arn, second),
+    ]
+    assert [json.loads(m["message"])["default"] for m in messages] == ["B1", "B3", "B2"]
+    assert "GCM" in json.loads(messages[0]["message"]) and "APNS" in json.loads(messages[2]["message"])
+    assert "HEXCAST_SNS_APNS_ARN" not in os.environ
+    with pytest.raises(RuntimeError):
+        stack.sns_messages()

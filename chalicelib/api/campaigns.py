@@ -1,0 +1,90 @@
+"""Campaigns, the delivery log, events and audience estimates (SPEC §3)."""
+
+from __future__ import annotations
+
+from chalice import Blueprint, Rate, Response
+
+from chalicelib.api.common import ADMIN, APP, handled, json_body, json_response, parse_limit, query_params, require
+from chalicelib.deps import get_deps
+from chalicelib.push import service
+
+bp = Blueprint(__name__)
+
+
+@bp.route("/v1/campaigns", methods=["GET"])
+@handled
+def list_campaigns():
+    req = bp.current_request
+    require(req, ADMIN)
+    params = query_params(req)
+    return json_response(service.list_campaigns(get_deps(), parse_limit(params), params.get("next_token")))
+
+
+@bp.route("/v1/campaigns/{campaign_id}", methods=["PUT"])
+@handled
+def put_campaign(campaign_id):
+    req = bp.current_request
+    require(req, ADMIN)
+    return json_response(service.put_campaign(get_deps(), campaign_id, json_body(req)))
+
+
+@bp.route("/v1/campaigns/{campaign_id}", methods=["GET"])
+@handled
+def get_campaign(campaign_id):
+    require(bp.current_request, ADMIN)
+    return json_response(service.get_campaign(get_deps(), campaign_id))
+
+
+@bp.route("/v1/campaigns/{campaign_id}", methods=["DELETE"])
+@handled
+def delete_campaign(campaign_id):
+    require(bp.current_request, ADMIN)
+    service.delete_campaign(get_deps(), campaign_id)
+    return Response(body="", status_code=204)
+
+
+@bp.route("/v1/campaigns/{campaign_id}/preview", methods=["POST"])
+@handled
+def preview_campaign(campaign_id):
+    req = bp.current_request
+    require(req, ADMIN)
+    return json_response(service.preview(get_deps(), campaign_id, json_body(req)))
+
+
+@bp.route("/v1/campaigns/{campaign_id}/stats", methods=["GET"])
+@handled
+def campaign_stats(campaign_id):
+    require(bp.current_request, ADMIN)
+    return json_response(service.stats(get_deps(), campaign_id))
+
+
+@bp.route("/v1/deliveries", methods=["GET"])
+@handled
+def list_deliveries():
+    req = bp.current_request
+    require(req, ADMIN)
+    params = query_params(req)
+    return json_response(service.list_deliveries(get_deps(), params, parse_limit(params)))
+
+
+@bp.route("/v1/events", methods=["POST"])
+@handled
+def post_event():
+    req = bp.current_request
+    role = require(req, ADMIN, APP)
+    return json_response(service.post_event(get_deps(), json_body(req), role=role), 202)
+
+
+@bp.route("/v1/audience/estimate", methods=["POST"])
+@handled
+def audience_estimate():
+    req = bp.current_request
+    require(req, ADMIN)
+    return json_response(service.audience_estimate(get_deps(), json_body(req)))
+
+
+@bp.schedule(Rate(1, unit=Rate.MINUTES), name="release_held")
+def release_held(event):
+    """Quiet hours in ``hold`` mode: send what is due now."""
+    counts = service.release_held(get_deps())
+    return {"released": counts}

@@ -1,0 +1,1 @@
+"""Push: campaigns, rendering, the delivery pipeline and the SNS gateway."""

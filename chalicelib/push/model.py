@@ -1,0 +1,265 @@
+"""Records and ports of the push side, shared by the pipeline, the stores and
+the SNS gateway. No I/O here.
+
+A **trigger** is one occasion that may cause a push (a geofence enter, exit
+or dwell of one visit; later a weather alert lineage). A **delivery** is the
+one decision per ``(campaign, device, trigger key)``: its id is derived from
+that key, so a retried ping, a redelivered message or a retried Lambda finds
+the same record and never sends twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterator, Protocol
+
+from chalicelib.timeutil import iso
+
+#: Delivery statuses. ``pending`` (claimed, not decided yet) and
+#: ``publishing`` (SNS call in flight) are internal and short-lived.
+PENDING, PUBLISHING, SENT, SUPPRESSED, FAILED, HELD = "pending", "publishing", "sent", "suppressed", "failed", "held"
+FINAL_STATUSES = (SENT, SUPPRESSED, FAILED)
+
+GEOFENCE_TRIGGERS = ("geofence_enter", "geofence_exit", "geofence_dwell")
+TRIGGER_TYPES = GEOFENCE_TRIGGERS + ("weather_alert",)
+EVENT_TRIGGER = {"enter": "geofence_enter", "exit": "geofence_exit", "dwell": "geofence_dwell"}
+
+#: Delivery records expire (DynamoDB TTL) this long after creation.
+DELIVERY_RETENTION_S = 90 * 86400
+
+
+@dataclass(frozen=True)
+class FenceContext:
+    """What a template may say about the fence (``{{ fence.name }}``)."""
+
+    fence_id: str
+    name: str
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_liquid(self) -> dict:
+        return {"id": self.fence_id, "name": self.name, "tags": list(self.tags), "metadata": dict(self.metadata)}
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One occasion.
+
+    ``key`` identifies it for exactly-once: ``fence:<id>:<event>:<visit enter
+    ts>`` for geofence events, ``alert:<lineage id>`` for weather alerts.
+    ``ref`` is the fence id or alert id shown in the delivery record.
+    """
+
+    type: str  # one of TRIGGER_TYPES
+    key: str
+    ref: str
+    at: float  # when it happened (epoch seconds)
+    fence: FenceContext | None = None
+    alert: dict | None = None  # `alert.*` template variables (weather issue)
+    weather: dict | None = None  # conditions at the device (weather issue)
+    #: Location triggers need location consent as well as push consent.
+    needs_location: bool = True
+    #: A hard end (an alert's end): the push TTL never runs past it.
+    ends_at: float | None = None
+
+    @classmethod
+    def geofence(cls, event_type: str, fence: FenceContext, visit_ts: float, at: float) -> "Trigger":
+        """``event_type`` is enter|exit|dwell; ``visit_ts`` the visit's enter time."""
+        key = f"fence:{fence.fence_id}:{event_type}:{visit_ts:.3f}"
+        return cls(EVENT_TRIGGER[event_type], key, fence.fence_id, at, fence=fence)
+
+    def record_json(self) -> dict:
+        """The ``trigger`` object of a delivery record."""
+        ref_name = "alert_id" if self.type == "weather_alert" else "fence_id"
+        return {"type": self.type, ref_name: self.ref}
+
+
+def delivery_id_for(campaign_id: str, device_id: str, trigger_key: str) -> str:
+    """Deterministic id of the one delivery per (campaign, device, trigger key).
+
+    >>> delivery_id_for("c", "d", "k") == delivery_id_for("c", "d", "k")
+    True
+    """
+    h = hashlib.sha256(f"{campaign_id}\x1f{device_id}\x1f{trigger_key}".encode()).digest()
+    return "dl_" + base64.b32encode(h[:16]).decode().rstrip("=").lower()
+
+
+@dataclass
+class Delivery:
+    """One delivery record (SPEC §3 "Deliveries and events")."""
+
+    delivery_id: str
+    campaign_id: str
+    device_id: str
+    trigger_type: str
+    trigger_ref: str  # fence id or alert id
+    trigger_key: str
+    status: str
+    created_at: float
+    reason: str | None = None
+    arm: str | None = None
+    title: str | None = None
+    body: str | None = None
+    deep_link: str | None = None
+    coupon_code: str | None = None
+    coupon_expires_at: float | None = None
+    sns_message_id: str | None = None
+    updated_at: float | None = None
+    release_at: float | None = None  # held: when the quiet window ends
+    sent_at: float | None = None
+    opened_at: float | None = None
+    converted_at: float | None = None
+    conversion_value: float | None = None
+    dups: int = 0  # retried / duplicated triggers that found this record
+
+    @property
+    def expires_at(self) -> int:
+        return int(self.created_at + DELIVERY_RETENTION_S)
+
+    def to_json(self) -> dict:
+        """The API shape (no location, ever)."""
+        ref_name = "alert_id" if self.trigger_type == "weather_alert" else "fence_id"
+        out: dict[str, Any] = {
+            "delivery_id": self.delivery_id,
+            "campaign_id": self.campaign_id,
+            "device_id": self.device_id,
+            "trigger": {"type": self.trigger_type, ref_name: self.trigger_ref},
+            "status": self.status,
+        }
+        for k in ("reason", "arm", "title", "body", "deep_link", "coupon_code", "sns_message_id"):
+            v = getattr(self, k)
+            if v is not None:
+                out[k] = v
+        for k in ("release_at", "sent_at", "opened_at", "converted_at", "coupon_expires_at"):
+            v = getattr(self, k)
+            if v is not None:
+                out[k] = iso(v)
+        if self.conversion_value is not None:
+            out["conversion_value"] = self.conversion_value
+        out["created_at"] = iso(self.created_at)
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Delivery":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    """A stored campaign: the validated definition as the API returned it."""
+
+    campaign_id: str
+    version: int
+    definition: dict
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class PushMessage:
+    """What the gateway publishes (already rendered)."""
+
+    delivery_id: str
+    title: str
+    body: str
+    deep_link: str | None = None
+    ttl_seconds: int | None = None
+    data: dict[str, str] = field(default_factory=dict)  # extra custom keys (e.g. coupon_code)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    arn: str
+    enabled: bool
+    created: bool = False  # this call created it (first registration, or recreated)
+
+
+class PushError(Exception):
+    """A publish that did not succeed. ``reason`` goes into the delivery
+    record (``failed: <reason>``)."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+
+
+class EndpointDisabled(PushError):
+    def __init__(self, message: str = "the endpoint is disabled") -> None:
+        super().__init__("endpoint_disabled", message)
+
+
+# ---------------------------------------------------------------- ports
+class PushGateway(Protocol):
+    """Amazon SNS mobile push (or a fake)."""
+
+    def ensure_endpoint(self, device_id: str, platform: str, token: str, endpoint_arn: str | None) -> Endpoint:
+        """AWS's endpoint lifecycle: create once (``endpoint_arn`` None);
+        otherwise read the endpoint's attributes, update a changed token and
+        re-enable; recreate when it is gone. Never creates blindly."""
+
+    def delete_endpoint(self, endpoint_arn: str) -> None:
+        """Idempotent: a missing endpoint is fine."""
+
+    def publish(self, endpoint_arn: str, platform: str, message: PushMessage) -> str:
+        """→ the SNS message id. Throttling is retried with backoff inside;
+        raises :class:`EndpointDisabled` or :class:`PushError` (with a reason)."""
+
+
+class CampaignStore(Protocol):
+    def put_campaign(self, campaign_id: str, definition: dict, now_iso: str) -> CampaignRecord:
+        """Create or replace; version = previous + 1; created_at kept."""
+
+    def get_campaign(self, campaign_id: str) -> CampaignRecord | None: ...
+
+    def delete_campaign(self, campaign_id: str) -> bool: ...
+
+    def list_campaigns(self) -> list[CampaignRecord]:
+        """Every campaign (few: hundreds at most), any order."""
+
+
+class DeliveryStore(Protocol):
+    def claim_delivery(self, delivery: Delivery) -> Delivery | None:
+        """Conditional create. ``None`` when this call created the record;
+        otherwise the existing record (its ``dups`` counter incremented)."""
+
+    def get_deliveries(self, delivery_ids: list[str]) -> dict[str, Delivery]: ...
+
+    def update_delivery(
+        self, delivery_id: str, changes: dict[str, Any], *, expect_status: str | None = None, absent: str | None = None
+    ) -> bool:
+        """Set the given Delivery fields (``None`` removes one). Conditional on
+        ``status == expect_status`` and/or the field ``absent`` not being set;
+        False when the condition failed or the record does not exist."""
+
+    def list_deliveries(
+        self,
+        *,
+        campaign_id: str | None = None,
+        device_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        next_token: str | None = None,
+    ) -> tuple[list[Delivery], str | None]:
+        """Newest first (created_at, then delivery_id, descending)."""
+
+    def campaign_deliveries(self, campaign_id: str) -> Iterator[Delivery]:
+        """All records of a campaign (stats)."""
+
+    def device_deliveries(self, device_id: str, since: float) -> list[Delivery]:
+        """The device's records created at or after ``since``, newest first."""
+
+    def due_held(self, now: float, limit: int = 100) -> list[Delivery]:
+        """Held records whose ``release_at`` ≤ now, oldest release first."""
+
+    def reserve_send(
+        self, campaign_id: str, device_id: str, now: float, per_day: int | None, min_gap_s: float | None
+    ) -> bool:
+        """Frequency caps, race-safe (conditional write): True and the send is
+        counted when fewer than ``per_day`` sends in the last 24 h and none in
+        the last ``min_gap_s`` seconds; False otherwise (nothing changed)."""

@@ -1,0 +1,289 @@
+"""The delivery pipeline: one decision per (campaign, device, trigger key).
+
+For each trigger (a geofence event; later a weather alert) and each enabled,
+in-schedule campaign it matches, :func:`decide` walks the steps below and
+leaves exactly one delivery record, whose id is derived from the key:
+
+1. consent — push always, location for location triggers; a device whose
+   endpoint SNS disabled is ``suppressed: endpoint_disabled``;
+2. experiment — deterministic arm; the control group is recorded
+   (``suppressed: control``), never sent;
+3. exactly-once claim — a conditional create of the record. A retried ping,
+   a redelivered message or a Lambda retry finds it and stops here (the
+   record counts the duplicate);
+4. quiet hours in ``drop`` mode — ``suppressed: quiet_hours``;
+5. render — Liquid; an error suppresses this one delivery
+   (``render_error``), never the batch;
+6. frequency caps — per device per day and a minimum gap, reserved with a
+   conditional write (a dropped or broken push does not use up the cap);
+7. quiet hours in ``hold`` mode — ``held`` until the window ends, then sent
+   by :func:`release_held` (a scheduled function);
+8. publish through SNS — ``sent`` with the SNS message id, or ``failed`` with
+   the reason (``endpoint_disabled`` also turns the device's push off).
+
+Steps 1-2 record a final status directly with the claim. After the claim the
+record goes ``pending`` → ``publishing`` → final with conditional updates, so
+two workers can never both publish it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.push.campaigns import Campaign, parse_campaign
+from chalicelib.push.coupons import Coupon, make_coupon
+from chalicelib.push.model import (
+    FAILED,
+    HELD,
+    PENDING,
+    PUBLISHING,
+    SENT,
+    SUPPRESSED,
+    Delivery,
+    EndpointDisabled,
+    PushError,
+    PushMessage,
+    Trigger,
+    delivery_id_for,
+)
+from chalicelib.push.quiet import quiet_release_at
+from chalicelib.push.render import RenderError
+
+log = logging.getLogger("hexcast.push")
+
+
+# ---------------------------------------------------------------- campaigns
+class CampaignCache:
+    """The compiled campaigns of a warm Lambda, re-read from the store at most
+    every ``max_age_s`` seconds; writes through this process refresh at once.
+    Compiled campaigns are reused while their version is unchanged."""
+
+    def __init__(self, max_age_s: float = 30.0) -> None:
+        self.max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self._loaded_at: float | None = None
+        self._compiled: dict[str, tuple[int, Campaign]] = {}
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._loaded_at = None
+
+    def all(self, store, now: float) -> list[Campaign]:
+        with self._lock:
+            fresh = self._loaded_at is not None and 0 <= now - self._loaded_at < self.max_age_s
+            if fresh:
+                return [c for _, c in self._compiled.values()]
+        records = store.list_campaigns()
+        compiled: dict[str, tuple[int, Campaign]] = {}
+        for rec in records:
+            old = self._compiled.get(rec.campaign_id)
+            if old is not None and old[0] == rec.version:
+                compiled[rec.campaign_id] = old
+                continue
+            try:
+                compiled[rec.campaign_id] = (rec.version, parse_campaign(rec.campaign_id, rec.definition))
+            except Exception:  # stored definitions were valid when saved; never break pings
+                log.exception("stored campaign no longer compiles", extra={"campaign_id": rec.campaign_id})
+        with self._lock:
+            self._compiled = compiled
+            self._loaded_at = now
+            return [c for _, c in compiled.values()]
+
+    def get(self, store, campaign_id: str, now: float) -> Campaign | None:
+        for c in self.all(store, now):
+            if c.campaign_id == campaign_id:
+                return c
+        return None
+
+
+def matching(deps, trigger: Trigger) -> list[Campaign]:
+    now = deps.clock()
+    return [c for c in deps.campaigns.all(deps.store, now) if c.in_schedule(now) and c.matches(trigger)]
+
+
+# ---------------------------------------------------------------- decisions
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: str
+    status: str
+    reason: str | None = None
+    duplicate: bool = False
+
+
+def coupon_for(deps, campaign: Campaign, device_id: str, issued_at: float) -> Coupon | None:
+    if campaign.coupon is None:
+        return None
+    return make_coupon(deps.settings.coupon_secret, campaign.campaign_id, campaign.coupon, device_id, issued_at)
+
+
+def _ttl(campaign: Campaign, trigger: Trigger | None, now: float) -> int | None:
+    ttl = campaign.ttl_seconds
+    if trigger is not None and trigger.ends_at is not None:
+        left = int(trigger.ends_at - now)
+        ttl = left if ttl is None else min(ttl, left)
+    return ttl
+
+
+def _consent_reason(device, campaign: Campaign, trigger: Trigger) -> str | None:
+    if not device.consent.get("push"):
+        return "no_consent"
+    if (trigger.needs_location or campaign.needs_location()) and not device.consent.get("location"):
+        return "no_consent"
+    if not device.endpoint_arn:
+        return "no_endpoint"
+    if not device.push_enabled:
+        return "endpoint_disabled"
+    return None
+
+
+def decide(deps, campaign: Campaign, device, trigger: Trigger) -> Outcome:
+    """Run one (campaign, device, trigger) through the pipeline."""
+    now = deps.clock()
+    store = deps.store
+    did = delivery_id_for(campaign.campaign_id, device.device_id, trigger.key)
+    record = Delivery(
+        delivery_id=did,
+        campaign_id=campaign.campaign_id,
+        device_id=device.device_id,
+        trigger_type=trigger.type,
+        trigger_ref=trigger.ref,
+        trigger_key=trigger.key,
+        status=PENDING,
+        created_at=now,
+        updated_at=now,
+    )
+
+    # 1-2: consent and control are decided before the claim: the claim then
+    # carries the final record.
+    reason = _consent_reason(device, campaign, trigger)
+    arm = campaign.assign_arm(device.device_id) if reason is None else None
+    record.arm = arm
+    if reason is None and arm == "control":
+        reason = "control"
+    ttl = _ttl(campaign, trigger, now)
+    if reason is None and ttl is not None and ttl <= 0:
+        reason = "expired"
+    if reason is not None:
+        record.status, record.reason = SUPPRESSED, reason
+    existing = store.claim_delivery(record)
+    if existing is not None:
+        return Outcome(did, existing.status, existing.reason, duplicate=True)
+    if reason is not None:
+        return Outcome(did, SUPPRESSED, reason)
+
+    def finish(status: str, why: str | None, **extra: Any) -> Outcome:
+        changes = {"status": status, "reason": why, "updated_at": deps.clock(), **extra}
+        store.update_delivery(did, changes, expect_status=PENDING)
+        return Outcome(did, status, why)
+
+    # 4: quiet hours, drop mode.
+    tz = device.attributes.get("timezone") if isinstance(device.attributes.get("timezone"), str) else None
+    quiet = campaign.quiet_hours
+    release_at = None
+    if quiet is not None:
+        release_at = quiet_release_at(quiet.start_min, quiet.end_min, tz, now, fallback_tz=quiet.timezone)
+        if release_at is not None and quiet.mode == "drop":
+            return finish(SUPPRESSED, "quiet_hours")
+
+    # 5: render (pure, per device; an error never escapes).
+    coupon = coupon_for(deps, campaign, device.device_id, now)
+    try:
+        msg = campaign.render(device.attributes, trigger, coupon=coupon, now=now, arm=arm)
+    except RenderError as exc:
+        log.warning("render error", extra={"campaign_id": campaign.campaign_id, "error": str(exc)[:200]})
+        return finish(SUPPRESSED, "render_error")
+    content = {
+        "title": msg.title,
+        "body": msg.body,
+        "deep_link": msg.deep_link,
+        "coupon_code": coupon.code if coupon else None,
+        "coupon_expires_at": coupon.expires_at if coupon else None,
+    }
+
+    # 6: frequency caps.
+    limits = campaign.limits
+    per_day = limits.per_device_per_day
+    gap = limits.min_minutes_between * 60.0 if limits.min_minutes_between is not None else None
+    if not store.reserve_send(campaign.campaign_id, device.device_id, now, per_day, gap):
+        return finish(SUPPRESSED, "frequency_cap", **content)
+
+    # 7: quiet hours, hold mode.
+    if release_at is not None:
+        return finish(HELD, "quiet_hours", release_at=release_at, **content)
+
+    # 8: publish.
+    if not store.update_delivery(did, {"status": PUBLISHING, "updated_at": now, **content}, expect_status=PENDING):
+        return Outcome(did, PENDING, None, duplicate=True)
+    return _publish(deps, device, campaign, did, content, ttl)
+
+
+def _publish(deps, device, campaign: Campaign | None, did: str, content: dict, ttl: int | None) -> Outcome:
+    """The record is ``publishing`` (ours): publish and record the result."""
+    store = deps.store
+    data = {"campaign_id": campaign.campaign_id} if campaign else {}
+    if content.get("coupon_code"):
+        data["coupon_code"] = content["coupon_code"]
+    message = PushMessage(did, content["title"], content["body"], content.get("deep_link"), ttl, data)
+    try:
+        message_id = deps.push.publish(device.endpoint_arn, device.platform, message)
+    except EndpointDisabled:
+        store.set_push_state(device.device_id, device.endpoint_arn, False)
+        status, reason, extra = FAILED, "endpoint_disabled", {}
+    except PushError as exc:
+        status, reason, extra = FAILED, exc.reason, {}
+    else:
+        now = deps.clock()
+        status, reason, extra = SENT, None, {"sns_message_id": message_id, "sent_at": now}
+    store.update_delivery(did, {"status": status, "reason": reason, "updated_at": deps.clock(), **extra}, expect_status=PUBLISHING)
+    log.info("delivery", extra={"delivery_id": did, "status": status, "reason": reason})
+    return Outcome(did, status, reason)
+
+
+def deliver(deps, device, triggers: list[Trigger]) -> dict[str, list[str]]:
+    """Every matching campaign for each trigger → ``{trigger.key: [delivery ids]}``."""
+    out: dict[str, list[str]] = {}
+    for trigger in triggers:
+        ids = out.setdefault(trigger.key, [])
+        for campaign in matching(deps, trigger):
+            ids.append(decide(deps, campaign, device, trigger).delivery_id)
+    return out
+
+
+# ---------------------------------------------------------------- held
+def release_held(deps, limit: int = 100) -> dict[str, int]:
+    """Send the held deliveries whose quiet window has ended (scheduled).
+
+    Each is moved ``held`` → ``publishing`` with a conditional update first,
+    so overlapping runs never send one twice."""
+    now = deps.clock()
+    counts: dict[str, int] = {}
+    for d in deps.store.due_held(now, limit):
+        if not deps.store.update_delivery(d.delivery_id, {"status": PUBLISHING, "release_at": None, "updated_at": now}, expect_status=HELD):
+            continue  # another run took it
+        campaign = deps.campaigns.get(deps.store, d.campaign_id, now)
+        device = deps.store.get_device(d.device_id)
+        reason = None
+        if campaign is None or not campaign.in_schedule(now):
+            reason = "campaign_disabled"
+        elif device is None:
+            reason = "unknown_device"
+        else:
+            reason = _consent_reason(device, campaign, Trigger(d.trigger_type, d.trigger_key, d.trigger_ref, d.created_at))
+        ttl = campaign.ttl_seconds if campaign else None
+        if reason is None and ttl is not None:
+            ttl = int(d.created_at + ttl - now)
+            if ttl <= 0:
+                reason = "expired"
+        if reason is not None:
+            deps.store.update_delivery(d.delivery_id, {"status": SUPPRESSED, "reason": reason, "updated_at": now}, expect_status=PUBLISHING)
+            counts[reason] = counts.get(reason, 0) + 1
+            continue
+        content = {"title": d.title, "body": d.body, "deep_link": d.deep_link, "coupon_code": d.coupon_code}
+        out = _publish(deps, device, campaign, d.delivery_id, content, ttl)
+        key = out.status if out.reason is None else f"{out.status}:{out.reason}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+

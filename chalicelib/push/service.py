@@ -1,0 +1,335 @@
+"""Use cases of the push side: campaigns, preview, stats, the delivery log,
+open and conversion events, audience estimates and releasing held pushes.
+Like :mod:`chalicelib.services`, each takes parsed JSON plus ``Deps`` and
+returns plain data."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from typing import Any
+
+from chalicelib.errors import InvalidInput, NotFound
+from chalicelib.geo.geojson import FENCE_ID_RE, is_finite_number, parse_feature
+from chalicelib.geo.shape import FenceShape
+from chalicelib.push import pipeline
+from chalicelib.push.campaigns import CAMPAIGN_ID_RE, parse_campaign, validate_campaign_id
+from chalicelib.push.model import FAILED, HELD, SENT, SUPPRESSED, FenceContext, Trigger
+from chalicelib.push.render import RenderError
+from chalicelib.timeutil import iso, parse_timestamp
+
+log = logging.getLogger("hexcast.push")
+
+EVENT_TYPES = ("push_opened", "conversion")
+STATUSES = ("sent", "suppressed", "failed", "held", "pending", "publishing")
+
+
+def _services():
+    from chalicelib import services  # late: services imports this package
+
+    return services
+
+
+# ---------------------------------------------------------------- campaigns
+def put_campaign(deps, campaign_id: str, body: Any) -> dict:
+    campaign_id = validate_campaign_id(campaign_id)
+    campaign = parse_campaign(campaign_id, body)
+    if campaign.coupon is not None and not deps.settings.coupon_secret:
+        raise InvalidInput("coupons need HEXCAST_COUPON_SECRET configured for this stage", "coupon")
+    rec = deps.store.put_campaign(campaign_id, campaign.definition(), iso(deps.clock()))
+    deps.campaigns.invalidate()
+    log.info("campaign stored", extra={"campaign_id": campaign_id, "version": rec.version})
+    return _campaign_json(rec)
+
+
+def _campaign_json(rec) -> dict:
+    return {"id": rec.campaign_id, **rec.definition, "version": rec.version, "created_at": rec.created_at, "updated_at": rec.updated_at}
+
+
+def _campaign_or_404(deps, campaign_id: str):
+    rec = deps.store.get_campaign(campaign_id) if isinstance(campaign_id, str) and CAMPAIGN_ID_RE.match(campaign_id) else None
+    if rec is None:
+        raise NotFound(f"no campaign {campaign_id!r}", "campaign_id")
+    return rec
+
+
+def get_campaign(deps, campaign_id: str) -> dict:
+    return _campaign_json(_campaign_or_404(deps, campaign_id))
+
+
+def delete_campaign(deps, campaign_id: str) -> None:
+    _campaign_or_404(deps, campaign_id)
+    deps.store.delete_campaign(campaign_id)
+    deps.campaigns.invalidate()
+
+
+def list_campaigns(deps, limit: int = 100, next_token: str | None = None) -> dict:
+    """By id; ``next_token`` is the last id of the previous page."""
+    if next_token is not None and not CAMPAIGN_ID_RE.match(next_token):
+        raise InvalidInput("next_token is not valid", "next_token")
+    recs = sorted(deps.store.list_campaigns(), key=lambda r: r.campaign_id)
+    if next_token is not None:
+        recs = [r for r in recs if r.campaign_id > next_token]
+    page = recs[:limit]
+    token = page[-1].campaign_id if len(recs) > limit else None
+    return {"campaigns": [_campaign_json(r) for r in page], "next_token": token}
+
+
+# ---------------------------------------------------------------- preview
+def _sample_trigger(deps, campaign, body: dict) -> Trigger:
+    now = deps.clock()
+    t = campaign.trigger
+    if t.type == "weather_alert":
+        alert = body.get("alert")
+        if alert is not None and not isinstance(alert, dict):
+            raise InvalidInput("alert must be an object", "alert")
+        alert = dict(alert or {})
+        alert.setdefault("event", t.events[0] if t.events else "Winter Storm Warning")
+        alert.setdefault("severity", t.min_severity or "Moderate")
+        alert.setdefault("headline", f"{alert['event']} (preview)")
+        alert.setdefault("area_desc", "Preview County")
+        return Trigger("weather_alert", "preview", "preview", now, alert=alert)
+    fence_id = body.get("fence_id")
+    if fence_id is None:
+        fence_id = t.fence_ids[0] if t.fence_ids else None
+    if fence_id is None and t.fence_tags:
+        recs, _ = deps.store.list_fences(t.fence_tags[0], 1, None)
+        fence_id = recs[0].fence_id if recs else None
+    rec = None
+    if fence_id is not None:
+        if not isinstance(fence_id, str) or not FENCE_ID_RE.match(fence_id):
+            raise InvalidInput("fence_id must be a valid fence id", "fence_id")
+        rec = deps.store.get_fence(fence_id)
+        if rec is None and "fence_id" in body:
+            raise NotFound(f"no geofence {fence_id!r}", "fence_id")
+    if rec is not None:
+        fence = FenceContext(rec.fence_id, rec.name, tuple(rec.tags), dict(rec.feature.get("properties", {}).get("metadata") or {}))
+    else:
+        fence = FenceContext(fence_id or "preview", fence_id or "Preview fence", tuple(t.fence_tags))
+    weather = body.get("weather")
+    if weather is not None and not isinstance(weather, dict):
+        raise InvalidInput("weather must be an object", "weather")
+    event = t.type.removeprefix("geofence_")
+    trig = Trigger.geofence(event, fence, now, now)
+    return Trigger(trig.type, trig.key, trig.ref, now, fence=fence, weather=weather)
+
+
+def preview(deps, campaign_id: str, body: Any) -> dict:
+    """The message a device would get now, rendered but never claimed or sent."""
+    rec = _campaign_or_404(deps, campaign_id)
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a JSON object {\"device_id\"}", "body")
+    services = _services()
+    device_id = services.validate_device_id(body.get("device_id"))
+    device = services._device_or_404(deps, device_id)
+    campaign = parse_campaign(rec.campaign_id, rec.definition)
+    trigger = _sample_trigger(deps, campaign, body)
+    now = deps.clock()
+    arm = campaign.assign_arm(device_id)
+    coupon = pipeline.coupon_for(deps, campaign, device_id, now)
+    out: dict[str, Any] = {"campaign_id": campaign.campaign_id, "device_id": device_id, "arm": arm}
+    try:
+        msg = campaign.render(device.attributes, trigger, coupon=coupon, now=now, arm=arm if arm != "control" else None)
+    except RenderError as exc:
+        out.update(rendered=False, error=str(exc))
+        return out
+    out.update(rendered=True, title=msg.title, body=msg.body, deep_link=msg.deep_link, variant=msg.variant)
+    if coupon:
+        out["coupon"] = {"code": coupon.code, "percent_off": coupon.percent_off, "expires_at": iso(coupon.expires_at)}
+    if arm == "control":
+        out["note"] = "this device is in the control group: it would be recorded, not sent"
+    return out
+
+
+# ---------------------------------------------------------------- stats
+def _rates(block: dict) -> dict:
+    sent = block["sent"]
+    block["open_rate"] = round(block["opened"] / sent, 4) if sent else 0.0
+    block["conversion_rate"] = round(block["converted"] / sent, 4) if sent else 0.0
+    return block
+
+
+def _empty() -> dict:
+    return {"decisions": 0, "sent": 0, "failed": 0, "held": 0, "pending": 0, "suppressed": Counter(), "failed_reasons": Counter(),
+            "opened": 0, "converted": 0, "conversion_value": 0.0}
+
+
+def _add(block: dict, d) -> None:
+    block["decisions"] += 1
+    if d.status == SENT:
+        block["sent"] += 1
+    elif d.status == FAILED:
+        block["failed"] += 1
+        block["failed_reasons"][d.reason or "unknown"] += 1
+    elif d.status == SUPPRESSED:
+        block["suppressed"][d.reason or "unknown"] += 1
+    elif d.status == HELD:
+        block["held"] += 1
+    else:
+        block["pending"] += 1
+    if d.dups:
+        block["suppressed"]["duplicate"] += d.dups
+    if d.opened_at is not None:
+        block["opened"] += 1
+    if d.converted_at is not None:
+        block["converted"] += 1
+        block["conversion_value"] += d.conversion_value or 0.0
+
+
+def _finish(block: dict) -> dict:
+    block["suppressed"] = dict(sorted(block["suppressed"].items()))
+    block["failed_reasons"] = dict(sorted(block["failed_reasons"].items()))
+    block["conversion_value"] = round(block["conversion_value"], 2)
+    return _rates(block)
+
+
+def stats(deps, campaign_id: str) -> dict:
+    """Counted from the delivery records themselves, so they are exact."""
+    _campaign_or_404(deps, campaign_id)
+    total = _empty()
+    arms: dict[str, dict] = {}
+    for d in deps.store.campaign_deliveries(campaign_id):
+        _add(total, d)
+        if d.arm is not None:
+            _add(arms.setdefault(d.arm, _empty()), d)
+    out = _finish(total)
+    out["by_arm"] = {name: _finish(b) for name, b in sorted(arms.items())}
+    return {"campaign_id": campaign_id, **out}
+
+
+# ---------------------------------------------------------------- deliveries
+def list_deliveries(deps, params: dict[str, str], limit: int) -> dict:
+    campaign_id = params.get("campaign_id")
+    device_id = params.get("device_id")
+    status = params.get("status")
+    if campaign_id is not None and not CAMPAIGN_ID_RE.match(campaign_id):
+        raise InvalidInput("campaign_id is not a valid campaign id", "campaign_id")
+    if device_id is not None:
+        _services().validate_device_id(device_id)
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", "status")
+    items, token = deps.store.list_deliveries(
+        campaign_id=campaign_id, device_id=device_id, status=status, limit=limit, next_token=params.get("next_token")
+    )
+    return {"deliveries": [d.to_json() for d in items], "next_token": token}
+
+
+# ---------------------------------------------------------------- events
+def post_event(deps, body: Any, *, role: str = "admin") -> dict:
+    """An open or a conversion, attributed to a delivery of the device: the
+    one named, else (conversions) the one whose coupon was redeemed, else the
+    device's latest sent push — within the conversion window."""
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a JSON object", "body")
+    services = _services()
+    device_id = services.validate_device_id(body.get("device_id"))
+    etype = body.get("type")
+    if etype not in EVENT_TYPES:
+        raise InvalidInput(f"type must be one of {', '.join(EVENT_TYPES)}", "type")
+    did = body.get("delivery_id")
+    if did is not None and (not isinstance(did, str) or not did.startswith("dl_") or len(did) > 64):
+        raise InvalidInput("delivery_id is not a valid delivery id", "delivery_id")
+    code = body.get("coupon_code")
+    if code is not None and (not isinstance(code, str) or not 1 <= len(code) <= 64):
+        raise InvalidInput("coupon_code must be a string of 1-64 characters", "coupon_code")
+    value = body.get("value")
+    if value is not None and (not is_finite_number(value) or not 0 <= value <= 1e9):
+        raise InvalidInput("value must be a number from 0 to 1e9", "value")
+    now = deps.clock()
+    at = now if body.get("at") is None else parse_timestamp(body["at"], field="at")
+    if at > now + 300:
+        raise InvalidInput("at is in the future", "at")
+    if etype == "push_opened" and did is None:
+        raise InvalidInput("push_opened needs the delivery_id the push carried", "delivery_id")
+    services._device_or_404(deps, device_id)
+
+    window = deps.settings.conversion_window_hours * 3600.0
+    target = None
+    if did is not None:
+        target = deps.store.get_deliveries([did]).get(did)
+        if target is None or target.device_id != device_id:
+            raise NotFound(f"no delivery {did!r} for this device", "delivery_id")
+    else:
+        candidates = [d for d in deps.store.device_deliveries(device_id, at - window) if d.status == SENT]
+        if code is not None:
+            candidates = [d for d in candidates if (d.coupon_code or "").upper() == code.upper()]
+        target = next((d for d in candidates if d.sent_at is not None and d.sent_at <= at), None)
+
+    out: dict[str, Any] = {"accepted": True, "type": etype, "attributed_to": None}
+    if target is None:
+        out["reason"] = "no_matching_delivery"
+        return out
+    if target.status != SENT or target.sent_at is None:
+        out["reason"] = "delivery_not_sent"
+        return out
+    if not target.sent_at <= at <= target.sent_at + window:
+        out["reason"] = "outside_conversion_window"
+        return out
+    if etype == "push_opened":
+        first = deps.store.update_delivery(target.delivery_id, {"opened_at": at}, absent="opened_at")
+    else:
+        if code is not None and target.coupon_code and target.coupon_code.upper() != code.upper():
+            out["reason"] = "coupon_mismatch"
+            return out
+        if target.coupon_expires_at is not None and code is not None and at > target.coupon_expires_at:
+            out["reason"] = "coupon_expired"
+            return out
+        changes = {"converted_at": at, "conversion_value": float(value) if value is not None else None}
+        first = deps.store.update_delivery(target.delivery_id, changes, absent="converted_at")
+    out["attributed_to"] = target.delivery_id
+    if not first:
+        out["duplicate"] = True
+    return out
+
+
+# ---------------------------------------------------------------- audience
+def audience_estimate(deps, body: Any) -> dict:
+    """Devices reachable now (push and location consent, push on) whose last
+    known location is inside the fence or geometry."""
+    if not isinstance(body, dict) or ("fence_id" in body) == ("geometry" in body):
+        raise InvalidInput('give exactly one of "fence_id" or "geometry"', "body")
+    max_age_h = body.get("max_location_age_hours")
+    if max_age_h is not None and (not is_finite_number(max_age_h) or not 0 < max_age_h <= 24 * 366):
+        raise InvalidInput("max_location_age_hours must be a number from 0 to 8784", "max_location_age_hours")
+    if "fence_id" in body:
+        services = _services()
+        rec = services._fence_or_404(deps, body["fence_id"])
+        shape = FenceShape.from_definition(parse_feature(rec.feature, rec.fence_id))
+    else:
+        geometry = body["geometry"]
+        feature = {"type": "Feature", "geometry": geometry, "properties": {"name": "audience"}}
+        try:
+            d = parse_feature(feature, "audience")
+        except InvalidInput as exc:
+            exc.field = "geometry" + (exc.field or "").removeprefix("geometry") if exc.field else "geometry"
+            raise
+        shape = FenceShape.from_definition(d)
+    now = deps.clock()
+    oldest = now - max_age_h * 3600.0 if max_age_h is not None else -math.inf
+    reachable = 0
+    for dev in deps.store.scan_locations():
+        st = dev.state
+        if st is None or st.ts < oldest:
+            continue
+        if not (dev.consent.get("push") and dev.consent.get("location") and dev.push_enabled):
+            continue
+        if shape.covers(st.lat, st.lng):
+            reachable += 1
+    return {"reachable": reachable, "as_of": iso(now)}
+
+
+# ---------------------------------------------------------------- held
+MAX_RELEASE_ROUNDS = 50  # 5,000 per run keeps one run well inside a Lambda's time
+
+
+def release_held(deps) -> dict:
+    """Send what the quiet hours held back and is now due (scheduled)."""
+    total: dict[str, int] = {}
+    for _ in range(MAX_RELEASE_ROUNDS):
+        counts = pipeline.release_held(deps, limit=100)
+        for k, v in counts.items():
+            total[k] = total.get(k, 0) + v
+        if sum(counts.values()) < 100:
+            break
+    return total

@@ -1,0 +1,480 @@
+"""Campaigns, deliveries, frequency caps and device push state: one
+contract, two implementations (the in-memory fake and the DynamoDB adapter
+against moto)."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from chalicelib.errors import InvalidInput
+from chalicelib.presence import LocationState, Visit
+from chalicelib.push.model import FAILED, HELD, PENDING, PUBLISHING, SENT, SUPPRESSED, Delivery, delivery_id_for
+from chalicelib.store.memory import InMemoryStore
+from chalicelib.store.ports import Device
+
+DAY = 86400.0
+C1 = 0x85283473FFFFFFF
+
+
+def _atomic_moto_writes(monkeypatch) -> None:
+    """DynamoDB applies a conditional write to an item atomically; moto
+    evaluates the condition and stores the item in separate steps with no
+    lock, so threads of one process racing through it could both pass.
+    Serialise moto's single-item writes, as AWS does per item."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self, *args, _original=original, **kwargs):
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def store(request, monkeypatch):
+    if request.param == "memory":
+        return InMemoryStore()
+    _atomic_moto_writes(monkeypatch)
+    return request.getfixturevalue("dynamo_store")
+
+
+def rec(key: str, at: float, campaign: str = "c1", device: str = "d1", status: str = SENT, **kw) -> Delivery:
+    did = delivery_id_for(campaign, device, key)
+    return Delivery(did, campaign, device, "geofence_enter", "f1", key, status, at, **kw)
+
+
+def race(n: int, fn) -> list:
+    """Run ``fn(i)`` in ``n`` threads released at once; results by i."""
+    barrier = threading.Barrier(n)
+    out: list = [None] * n
+    errors: list = []
+
+    def run(i):
+        try:
+            barrier.wait()
+            out[i] = fn(i)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return out
+
+
+# ---------------------------------------------------------------- claims
+def test_claim_creates_once_and_later_claims_return_the_record_counting_dups(store):
+    now = time.time()
+    full = rec("k1", now, status=SENT, reason=None, arm="A", title="Hi", body="Body ✓", deep_link="shop://x",
+               coupon_code="STORM-1", coupon_expires_at=now + 3600.25, sns_message_id="m-1", updated_at=now + 1,
+               sent_at=now + 0.5, opened_at=now + 9.125, converted_at=now + 99, conversion_value=12.5)
+    assert store.claim_delivery(full) is None
+    retry = replace(full, status=FAILED, title="other", arm="B")
+    got = store.claim_delivery(retry)
+    assert got == replace(full, dups=1)
+    assert store.claim_delivery(retry).dups == 2
+    assert store.get_deliveries([full.delivery_id, "dl_missing"]) == {full.delivery_id: replace(full, dups=2)}
+
+
+def test_concurrent_claims_have_exactly_one_winner(store):
+    now = time.time()
+    for round_ in range(4):
+        d = rec(f"race{round_}", now, status=PENDING)
+        results = race(8, lambda i: store.claim_delivery(replace(d, title=f"t{i}")))
+        winners = [i for i, r in enumerate(results) if r is None]
+        assert len(winners) == 1
+        stored = store.get_deliveries([d.delivery_id])[d.delivery_id]
+        assert stored.title == f"t{winners[0]}" and stored.dups == 7
+        assert all(r.title == stored.title for r in results if r is not None)
+
+
+def test_get_deliveries_reads_more_than_one_batch(store):
+    now = time.time()
+    ds = [rec(f"b{i}", now + i) for i in range(130)]
+    for d in ds:
+        store.claim_delivery(d)
+    got = store.get_deliveries([d.delivery_id for d in ds])
+    assert got == {d.delivery_id: d for d in ds}
+
+
+# ---------------------------------------------------------------- updates
+def test_update_delivery_conditions(store):
+    now = time.time()
+    d = rec("u1", now, status=PENDING, title="T")
+    store.claim_delivery(d)
+    did = d.delivery_id
+    assert store.update_delivery(did, {"status": SENT}, expect_status=PUBLISHING) is False
+    assert store.get_deliveries([did])[did] == d
+    assert store.update_delivery(did, {"status": PUBLISHING, "updated_at": now + 1}, expect_status=PENDING) is True
+    assert store.update_delivery(did, {"status": SENT, "sns_message_id": "m1"}, expect_status=PUBLISHING,
+                                 absent="sns_message_id") is True
+    assert store.update_delivery(did, {"opened_at": now + 5}, absent="opened_at") is True
+    assert store.update_delivery(did, {"opened_at": now + 6}, absent="opened_at") is False
+    assert store.update_delivery(did, {"sns_message_id": "m2"}, expect_status=SENT, absent="sns_message_id") is False
+    assert store.update_delivery("dl_unknown", {"status": SENT}) is False
+    assert store.update_delivery("dl_unknown", {"status": SENT}, expect_status=PENDING) is False
+    got = store.get_deliveries([did])[did]
+    assert (got.status, got.sns_message_id, got.opened_at, got.updated_at) == (SENT, "m1", now + 5, now + 1)
+    assert store.get_deliveries(["dl_unknown"]) == {}  # never created by an update
+
+
+def test_update_delivery_none_removes_a_field(store):
+    now = time.time()
+    d = rec("n1", now, status=SUPPRESSED, reason="quiet_hours", title="T", coupon_expires_at=now + 60)
+    store.claim_delivery(d)
+    assert store.update_delivery(d.delivery_id, {"reason": None, "coupon_expires_at": None, "body": "B"}) is True
+    got = store.get_deliveries([d.delivery_id])[d.delivery_id]
+    assert got == replace(d, reason=None, coupon_expires_at=None, body="B")
+    # a removed field is absent again
+    assert store.update_delivery(d.delivery_id, {"reason": "x"}, absent="reason") is True
+
+
+@pytest.mark.parametrize("changes", [{"nope": 1}, {"delivery_id": "x"}, {"campaign_id": "c9"}, {"status": None}, {}])
+def test_update_delivery_rejects_bad_changes(store, changes):
+    d = rec("v1", time.time())
+    store.claim_delivery(d)
+    with pytest.raises(ValueError):
+        store.update_delivery(d.delivery_id, changes)
+    with pytest.raises(ValueError):
+        store.update_delivery(d.delivery_id, {"title": "x"}, absent="nope")
+
+
+# ---------------------------------------------------------------- listing
+def _dataset(now: float) -> list[Delivery]:
+    """Records over four UTC days (all within the listing window), three
+    campaigns, three devices, three statuses, and two with the same time."""
+    midnight = now // DAY * DAY
+    out = []
+    for i in range(26):
+        at = midnight - 50 * 3600 + i * 2.5 * 3600 + 0.123456
+        out.append(rec(f"L{i}", at, campaign=f"c{i % 3}", device=f"d{i % 4}", status=(SENT, SUPPRESSED, FAILED)[i % 5 % 3]))
+    twin = out[10]
+    out.append(rec("twin", twin.created_at, campaign=twin.campaign_id, device=twin.device_id, status=twin.status))
+    return out
+
+
+def _newest_first(ds):
+    return sorted(ds, key=lambda d: (d.created_at, d.delivery_id), reverse=True)
+
+
+def _all_pages(store, limit, **filters):
+    seen, token, pages = [], None, 0
+    while True:
+        page, token = store.list_deliveries(limit=limit, next_token=token, **filters)
+        pages += 1
+        assert len(page) <= limit
+        seen.append(page)
+        if token is None:
+            return seen
+        assert len(page) == limit  # a short page is the last one
+        assert pages < 100
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"campaign_id": "c1"},
+        {"device_id": "d2"},
+        {"status": SENT},
+        {"campaign_id": "c1", "device_id": "d1"},
+        {"campaign_id": "c2", "status": SUPPRESSED},
+        {"device_id": "d0", "status": FAILED},
+        {"campaign_id": "c0", "device_id": "d0", "status": SENT},
+        {"campaign_id": "nobody"},
+        {"status": "held"},
+    ],
+)
+def test_list_deliveries_newest_first_across_pages_and_days(store, filters):
+    now = time.time()
+    data = _dataset(now)
+    for d in data:
+        store.claim_delivery(d)
+    assert len({d.created_at // DAY for d in data}) == 4
+    want = _newest_first(
+        d for d in data
+        if all(getattr(d, k) == v for k, v in filters.items())
+    )
+    for limit in (1, 3, 7, 1000):
+        pages = _all_pages(store, limit, **filters)
+        assert [d for p in pages for d in p] == want
+        if want:
+            assert pages[-1]  # no empty page after a full one
+    if filters == {"campaign_id": "nobody"}:
+        assert store.list_deliveries(**filters) == ([], None)
+
+
+def test_list_deliveries_with_exactly_limit_records_has_no_token(store):
+    now = time.time()
+    for i in range(4):
+        store.claim_delivery(rec(f"e{i}", now - i * 3600 * 9))
+    page, token = store.list_deliveries(limit=4)
+    assert len(page) == 4 and token is None
+    page, token = store.list_deliveries(limit=3)
+    assert len(page) == 3 and token is not None
+    page2, token2 = store.list_deliveries(limit=3, next_token=token)
+    assert len(page2) == 1 and token2 is None
+
+
+def test_list_deliveries_rejects_garbage_and_tampered_tokens(store):
+    now = time.time()
+    for i in range(5):
+        store.claim_delivery(rec(f"g{i}", now - i))
+    _, token = store.list_deliveries(campaign_id="c1", limit=2)
+    assert token is not None
+    mid = len(token) // 2
+    tampered = token[:mid] + ("A" if token[mid] != "A" else "B") + token[mid + 1 :]
+    forged = base64.urlsafe_b64encode(b'{"i":"c","k":"0000000001.000000#x"}').decode()
+    for bad in ("garbage", "!!!", "%%%%", "A" * 5000, tampered, forged, token + "x"):
+        with pytest.raises(InvalidInput) as err:
+            store.list_deliveries(campaign_id="c1", limit=2, next_token=bad)
+        assert err.value.field == "next_token"
+    with pytest.raises(InvalidInput):  # a campaign listing's token does not fit a device listing
+        store.list_deliveries(device_id="d1", limit=2, next_token=token)
+    page, _ = store.list_deliveries(campaign_id="c1", limit=2, next_token=token)
+    assert [d.trigger_key for d in page] == ["g2", "g3"]
+
+
+def test_campaign_and_device_deliveries(store):
+    now = time.time()
+    data = _dataset(now)
+    for d in data:
+        store.claim_delivery(d)
+    assert list(store.campaign_deliveries("c1")) == _newest_first(d for d in data if d.campaign_id == "c1")
+    since = data[12].created_at
+    want = _newest_first(d for d in data if d.device_id == "d2" and d.created_at >= since)
+    assert store.device_deliveries("d2", since) == want and want
+    assert store.device_deliveries("d2", now + 10 * DAY) == []
+    assert list(store.campaign_deliveries("nobody")) == []
+
+
+# ---------------------------------------------------------------- held
+def test_held_records_come_due_at_release_and_leave_when_status_changes(store):
+    now = time.time()
+    a = rec("h1", now, status=HELD, release_at=now + 100)
+    b = rec("h2", now, status=HELD, release_at=now + 50)
+    c = rec("h3", now, status=PENDING)
+    for d in (a, b, c):
+        store.claim_delivery(d)
+    assert store.due_held(now) == []
+    assert store.due_held(now + 50) == [b]
+    assert store.due_held(now + 100) == [b, a]  # oldest release first
+    assert store.due_held(now + 100, limit=1) == [b]
+    # pending → held (with its release time) joins; a re-timed hold moves
+    assert store.update_delivery(c.delivery_id, {"status": HELD, "release_at": now + 75}, expect_status=PENDING)
+    assert store.update_delivery(a.delivery_id, {"release_at": now + 10})
+    assert [d.trigger_key for d in store.due_held(now + 80)] == ["h1", "h2", "h3"]
+    # leaving held leaves the index
+    assert store.update_delivery(b.delivery_id, {"status": PUBLISHING, "release_at": None}, expect_status=HELD)
+    assert store.update_delivery(b.delivery_id, {"status": SENT}, expect_status=HELD) is False
+    assert store.update_delivery(a.delivery_id, {"status": SUPPRESSED}, expect_status=HELD)
+    assert [d.trigger_key for d in store.due_held(now + 1000)] == ["h3"]
+    # back to held without a new release time: the stored one counts
+    assert store.update_delivery(a.delivery_id, {"status": HELD})
+    assert [d.trigger_key for d in store.due_held(now + 1000)] == ["h1", "h3"]
+
+
+def test_held_needs_a_release_time(store):
+    now = time.time()
+    with pytest.raises(ValueError):
+        store.claim_delivery(rec("x1", now, status=HELD))
+    d = rec("x2", now, status=PENDING)
+    store.claim_delivery(d)
+    with pytest.raises(ValueError):
+        store.update_delivery(d.delivery_id, {"status": HELD})
+    with pytest.raises(ValueError):
+        store.update_delivery(d.delivery_id, {"status": HELD, "release_at": None})
+    assert store.update_delivery("dl_unknown", {"status": HELD}) is False
+
+
+# ---------------------------------------------------------------- caps
+def test_reserve_send_per_day_counts_the_last_24_hours(store):
+    t = 1_790_000_000.0
+    assert store.reserve_send("c1", "d1", t, 2, None) is True
+    assert store.reserve_send("c1", "d1", t + 10, 2, None) is True
+    assert store.reserve_send("c1", "d1", t + 20, 2, None) is False
+    assert store.reserve_send("c2", "d1", t + 20, 2, None) is True  # per campaign
+    assert store.reserve_send("c1", "d2", t + 20, 2, None) is True  # per device
+    assert store.reserve_send("c1", "d1", t + DAY, 2, None) is True  # t left the window (t + DAY - DAY is not > t)
+    assert store.reserve_send("c1", "d1", t + DAY + 5, 2, None) is False  # t+10 and t+DAY still count
+    assert store.reserve_send("c1", "d1", t + DAY + 11, 2, None) is True
+
+
+def test_reserve_send_refusal_counts_nothing(store):
+    t = 1_790_000_000.0
+    assert store.reserve_send("c1", "d1", t, 1, None) is True
+    assert store.reserve_send("c1", "d1", t + 3600, 1, None) is False
+    assert store.reserve_send("c1", "d1", t + DAY + 1, 1, None) is True  # the refused t+3600 was not counted
+
+
+def test_reserve_send_min_gap(store):
+    t = 1_790_000_000.0
+    assert store.reserve_send("c1", "d1", t, None, 60.0) is True
+    assert store.reserve_send("c1", "d1", t + 30, None, 60.0) is False
+    assert store.reserve_send("c1", "d1", t + 60, None, 60.0) is True
+    assert store.reserve_send("c1", "d1", t + 61, 5, 60.0) is False
+    assert store.reserve_send("c1", "d1", t + 200, 3, 60.0) is True
+    assert store.reserve_send("c1", "d1", t + 300, 3, 60.0) is False  # per_day reached first
+    # a gap longer than a day still sees the last send
+    assert store.reserve_send("c9", "d1", t, None, 2 * DAY) is True
+    assert store.reserve_send("c9", "d1", t + 1.5 * DAY, None, 2 * DAY) is False
+
+
+def test_reserve_send_without_limits_always_allows(store):
+    for i in range(5):
+        assert store.reserve_send("c1", "d1", 1_790_000_000.0 + i, None, None) is True
+    assert store.reserve_send("c1", "d1", 1_790_000_010.0, 1, None) is True  # nothing was counted
+
+
+def test_reserve_send_is_race_safe(store):
+    t = 1_790_000_000.0
+    for round_ in range(3):
+        results = race(8, lambda i: store.reserve_send("c1", f"dev{round_}", t + i * 0.001, 3, None))
+        assert results.count(True) == 3
+        assert store.reserve_send("c1", f"dev{round_}", t + 1, 3, None) is False
+
+
+# ---------------------------------------------------------------- campaigns
+def test_campaigns_put_get_list_delete(store):
+    d1 = {"name": "Storm", "enabled": True, "limits": {"per_device_per_day": 2}, "tags": ["a", "b"], "pct": 12.5}
+    r1 = store.put_campaign("camp1", d1, "2026-01-01T00:00:00Z")
+    assert (r1.campaign_id, r1.version, r1.definition) == ("camp1", 1, d1)
+    assert r1.created_at == r1.updated_at == "2026-01-01T00:00:00Z"
+    d2 = dict(d1, name="Storm 2")
+    r2 = store.put_campaign("camp1", d2, "2026-01-02T00:00:00Z")
+    assert (r2.version, r2.definition, r2.created_at, r2.updated_at) == (2, d2, "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
+    assert store.get_campaign("camp1") == r2
+    store.put_campaign("camp2", {"name": "Other"}, "2026-01-03T00:00:00Z")
+    assert {(r.campaign_id, r.version) for r in store.list_campaigns()} == {("camp1", 2), ("camp2", 1)}
+    assert store.delete_campaign("camp1") is True
+    assert store.delete_campaign("camp1") is False
+    assert store.get_campaign("camp1") is None
+    assert [r.campaign_id for r in store.list_campaigns()] == ["camp2"]
+    # a deleted campaign starts again at version 1
+    assert store.put_campaign("camp1", d1, "2026-01-04T00:00:00Z").version == 1
+
+
+def test_list_campaigns_reads_every_page(store):
+    big = {"name": "x", "blob": "y" * 50_000}  # ~1 MB scan page holds ~20 of these
+    for i in range(30):
+        store.put_campaign(f"camp{i:02d}", big, "2026-01-01T00:00:00Z")
+    assert sorted(r.campaign_id for r in store.list_campaigns()) == [f"camp{i:02d}" for i in range(30)]
+
+
+# ---------------------------------------------------------------- devices
+def _device(did: str, arn: str | None = None, location: bool = True) -> Device:
+    return Device(did, "ios", "tok", None, {"first_name": "Ana"}, {"push": True, "location": location}, True,
+                  "t0", "t0", endpoint_arn=arn)
+
+
+def test_endpoint_arn_round_trips_through_save_profile(store):
+    store.save_profile(_device("d1", arn="arn:aws:sns:us-east-1:123:endpoint/APNS/app/1"))
+    assert store.get_device("d1").endpoint_arn == "arn:aws:sns:us-east-1:123:endpoint/APNS/app/1"
+    store.save_profile(_device("d1", arn=None))
+    assert store.get_device("d1").endpoint_arn is None
+
+
+def test_set_push_state(store):
+    store.save_profile(_device("d1"))
+    assert store.set_push_state("d1", "arn:1", True) is True
+    got = store.get_device("d1", consistent=True)
+    assert (got.endpoint_arn, got.push_enabled, got.attributes) == ("arn:1", True, {"first_name": "Ana"})
+    assert store.set_push_state("d1", "arn:1", False) is True
+    assert store.get_device("d1").push_enabled is False
+    assert store.set_push_state("d1", None, False) is True
+    got = store.get_device("d1")
+    assert (got.endpoint_arn, got.push_enabled) == (None, False)
+    assert store.set_push_state("ghost", "arn:2", True) is False
+    assert store.get_device("ghost") is None  # not created
+
+
+def test_scan_locations_returns_only_devices_with_a_state(store):
+    state = LocationState(38.4, -122.7, 100.0, C1, 5.0, {"f1": Visit(100.0)})
+    for i in range(9):
+        store.save_profile(_device(f"d{i}", arn=f"arn:{i}"))
+    store.save_profile(_device("no-consent", location=False))
+    with_state = {f"d{i}" for i in range(9) if i % 3 != 0}
+    for did in sorted(with_state):
+        store.save_state(did, store.get_device(did, consistent=True).state_version, state, 100.0)
+    for segments in (1, 3, 4):
+        found = list(store.scan_locations(segments))
+        assert sorted(d.device_id for d in found) == sorted(with_state)
+        assert all(d.state == state and d.written_at == 100.0 and d.endpoint_arn == f"arn:{d.device_id[1:]}"
+                   and d.consent == {"push": True, "location": True} and d.platform == "ios" for d in found)
+    assert list(itertools.islice(store.scan_locations(), 1))  # lazily consumable
+
+
+# ---------------------------------------------------------------- schema
+def test_both_stores_implement_every_store_method(store):
+    from chalicelib.store.ports import Store
+
+    wanted = {n for n in dir(Store) if not n.startswith("_")}
+    assert {"claim_delivery", "reserve_send", "put_campaign", "set_push_state", "scan_locations"} <= wanted
+    assert [n for n in sorted(wanted) if not callable(getattr(store, n, None))] == []
+
+
+def test_create_tables_is_idempotent_and_enables_ttl_on_deliveries(moto_aws):
+    import boto3
+
+    from chalicelib.settings import get_settings
+    from chalicelib.store.schema import create_tables
+
+    client, settings = boto3.client("dynamodb"), get_settings()
+    create_tables(client, settings)  # again: nothing to do
+    ttl = client.describe_time_to_live(TableName=settings.deliveries_table)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    table = client.describe_table(TableName=settings.deliveries_table)["Table"]
+    assert sorted(i["IndexName"] for i in table["GlobalSecondaryIndexes"]) == ["by_campaign", "by_day", "by_device", "held"]
+    assert client.describe_table(TableName=settings.campaigns_table)["Table"]["KeySchema"] == [
+        {"AttributeName": "campaign_id", "KeyType": "HASH"}
+    ]
+
+
+def test_enabling_ttl_tolerates_already_enabled():
+    from botocore.exceptions import ClientError
+
+    from chalicelib.store.schema import _enable_ttl
+
+    class RacingClient:
+        """Describes TTL as off, then finds another process enabled it."""
+
+        calls = 0
+
+        def describe_time_to_live(self, TableName):
+            return {"TimeToLiveDescription": {"TimeToLiveStatus": "DISABLED"}}
+
+        def update_time_to_live(self, TableName, TimeToLiveSpecification):
+            self.calls += 1
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "TimeToLive is already enabled"}},
+                              "UpdateTimeToLive")
+
+    client = RacingClient()
+    _enable_ttl(client, "t", "expires_at")
+    assert client.calls == 1
+
+
+def test_delivery_items_carry_the_index_keys_and_ttl(dynamo_store):
+    now = 1_790_000_000.5
+    d = rec("keys", now, status=HELD, release_at=now + 60)
+    dynamo_store.claim_delivery(d)
+    item = dynamo_store.client.get_item(TableName=dynamo_store.deliveries_table, Key={"pk": {"S": d.delivery_id}})["Item"]
+    assert item["ck"] == {"S": f"1790000000.500000#{d.delivery_id}"}
+    assert item["day"] == {"S": "D#2026-09-21"}
+    assert item["expires_at"] == {"N": str(d.expires_at)}
+    assert (item["hk"], item["release_key"]) == ({"S": "HELD"}, {"S": f"1790000060.500000#{d.delivery_id}"})
+    assert dynamo_store.update_delivery(d.delivery_id, {"status": PUBLISHING}, expect_status=HELD)
+    item = dynamo_store.client.get_item(TableName=dynamo_store.deliveries_table, Key={"pk": {"S": d.delivery_id}})["Item"]
+    assert "hk" not in item and "release_key" not in item and item["release_at"] == {"N": "1790000060.5"}
