@@ -3,6 +3,7 @@ returns plain data; HTTP is the api layer's business."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -469,7 +470,7 @@ def handle_pings(deps: Deps, body: Any, *, role: str = "admin") -> tuple[int, di
             out[p.index] = _result(p, st.accepted, st.reason, st.events)
         return state, changed, out
 
-    writes: list[tuple[Device, list[Ping]]] = []
+    writes: list[tuple[Device, list[Ping], LocationState, dict[int, dict]]] = []
     for device_id, dpings in by_device.items():
         device = devices.get(device_id)
         if device is None or not device.location_consent:
@@ -485,14 +486,21 @@ def handle_pings(deps: Deps, body: Any, *, role: str = "admin") -> tuple[int, di
         results.update(out)
         due = state is not None and state is not device.state and (now - device.written_at) >= s.last_seen_refresh_s
         if changed or due:
-            writes.append((device, dpings, state))
+            writes.append((device, dpings, state, out))
 
     # Round trip 3 (2 on a warm cache): conditional writes, one per device.
-    def write(device: Device, dpings: list[Ping], state: LocationState) -> dict[int, dict]:
+    # The events go into the device's outbox in the same write, so a Lambda
+    # that dies before deciding their pushes leaves them for the next ping.
+    outboxes: dict[str, dict[str, dict]] = {}
+
+    def write(device: Device, dpings: list[Ping], state: LocationState, out: dict[int, dict]) -> dict[int, dict]:
         redo: dict[int, dict] = {}
         for _ in range(STATE_WRITE_RETRIES):
+            outbox = _outbox_entries(out) if deps.push is not None else {}
             try:
-                deps.store.save_state(device.device_id, device.state_version, state, now)
+                deps.store.save_state(device.device_id, device.state_version, state, now, outbox or None)
+                if outbox:
+                    outboxes[device.device_id] = outbox
                 return redo
             except ConcurrentUpdate:
                 # Another request moved this device: replay our pings on its
@@ -502,6 +510,7 @@ def handle_pings(deps: Deps, body: Any, *, role: str = "admin") -> tuple[int, di
                     reason = "unknown_device" if fresh is None else "no_location_consent"
                     return {p.index: _result(p, False, reason) for p in dpings}
                 state, changed, redo = run_device(fresh, dpings)
+                out = redo
                 device = fresh
                 if not changed:
                     return redo
@@ -511,39 +520,71 @@ def handle_pings(deps: Deps, body: Any, *, role: str = "admin") -> tuple[int, di
         results.update(redo)
 
     # The state is stored: now the pushes its events cause.
-    _deliver_events(deps, devices, pings, results)
+    if deps.push is not None:
+        _deliver_outboxes(deps, devices, pings, results, outboxes)
     for r in results.values():
         r.pop("_events", None)
     return 200, {"results": [results[p.index] for p in pings]}
 
 
-def _deliver_events(deps: Deps, devices: dict[str, Device], pings: list[Ping], results: dict[int, dict]) -> None:
-    """Run the delivery pipeline for every event of the accepted pings and
-    list the delivery ids in each ping's result."""
-    by_device: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+def _outbox_key(entry: dict) -> str:
+    raw = f"{entry['type']}|{entry['fence_id']}|{entry['visit_ts']:.3f}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def _outbox_entries(out: dict[int, dict]) -> dict[str, dict]:
+    """The events of these results as outbox entries, keyed by occasion."""
+    entries: dict[str, dict] = {}
+    for r in out.values():
+        for e in r.get("_events", ()):
+            entry = {"type": e.type, "fence_id": e.fence_id, "at": e.at, "visit_ts": e.visit_ts if e.visit_ts is not None else e.at}
+            entries[_outbox_key(entry)] = entry
+    return entries
+
+
+def _deliver_outboxes(
+    deps: Deps, devices: dict[str, Device], pings: list[Ping], results: dict[int, dict], written: dict[str, dict[str, dict]]
+) -> None:
+    """Decide the pushes of every outbox entry — the events just stored, and
+    any a previous request stored but did not get to — then clear them. The
+    delivery ids go into the result of the ping that caused the event (a
+    leftover's into the device's first ping). Deciding twice is harmless:
+    each decision is claimed once."""
+    first_ping: dict[str, int] = {}
+    key_ping: dict[tuple[str, str], int] = {}
     for p in pings:
-        for e in results[p.index].get("_events", ()):
-            by_device[p.device_id].append((p.index, e))
-    if not by_device or deps.push is None:
+        first_ping.setdefault(p.device_id, p.index)
+        for key in _outbox_entries({p.index: results[p.index]}):
+            key_ping[(p.device_id, key)] = p.index
+    todo: dict[str, dict[str, dict]] = {}
+    for device_id, device in devices.items():
+        if device.outbox and device_id in first_ping:
+            todo[device_id] = dict(device.outbox)
+    for device_id, entries in written.items():
+        todo.setdefault(device_id, {}).update(entries)
+    if not todo:
         return
-    fence_ids = {e.fence_id for evs in by_device.values() for _, e in evs}
-    records = deps.store.get_fences(fence_ids)
-    for device_id, evs in by_device.items():
+    records = deps.store.get_fences({e["fence_id"] for entries in todo.values() for e in entries.values()})
+    for device_id, entries in todo.items():
         device = devices[device_id]
-        triggers: list[tuple[int, Trigger]] = []
-        for index, e in evs:
-            rec = records.get(e.fence_id)
+        keyed: list[tuple[str, Trigger]] = []
+        for key, e in sorted(entries.items(), key=lambda kv: (kv[1]["at"], kv[0])):
+            rec = records.get(e["fence_id"])
             props = rec.feature.get("properties", {}) if rec else {}
             fence = FenceContext(
-                e.fence_id,
-                rec.name if rec else e.fence_id,
+                e["fence_id"],
+                rec.name if rec else e["fence_id"],
                 tuple(rec.tags) if rec else (),
                 dict(props.get("metadata") or {}),
             )
-            triggers.append((index, Trigger.geofence(e.type, fence, e.visit_ts if e.visit_ts is not None else e.at, e.at)))
-        ids = pipeline.deliver(deps, device, [t for _, t in triggers])
-        for index, t in triggers:
-            results[index]["deliveries"].extend(ids.get(t.key, []))
+            keyed.append((key, Trigger.geofence(e["type"], fence, e["visit_ts"], e["at"])))
+        ids = pipeline.deliver(deps, device, [t for _, t in keyed])
+        for key, t in keyed:
+            index = key_ping.get((device_id, key), first_ping[device_id])
+            for did in ids.get(t.key, []):
+                if did not in results[index]["deliveries"]:
+                    results[index]["deliveries"].append(did)
+        deps.store.clear_outbox(device_id, list(entries))
 
 
 def _result(p: Ping, accepted: bool, reason: str | None, events=()) -> dict:

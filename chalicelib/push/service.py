@@ -34,6 +34,8 @@ def _services():
 # ---------------------------------------------------------------- campaigns
 def put_campaign(deps, campaign_id: str, body: Any) -> dict:
     campaign_id = validate_campaign_id(campaign_id)
+    if not isinstance(body, dict):  # named "body" like every other route (parse_campaign says None)
+        raise InvalidInput("the campaign must be a JSON object", "body")
     campaign = parse_campaign(campaign_id, body)
     if campaign.coupon is not None and not deps.settings.coupon_secret:
         raise InvalidInput("coupons need HEXCAST_COUPON_SECRET configured for this stage", "coupon")

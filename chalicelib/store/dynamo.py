@@ -61,6 +61,7 @@ from chalicelib.store.schema import (
 )
 
 META = "META"
+OUTBOX_PREFIX = "ob_"
 BATCH_GET_MAX = 100
 DAY_S = 86400.0
 #: ``by_day`` partitions a listing walks: tomorrow (clock skew) back to
@@ -439,6 +440,7 @@ class DynamoStore:
             state_version=int(item.get("sv", {}).get("N", "0")),
             written_at=float(item.get("wa", {}).get("N", "0")),
             endpoint_arn=item["endpoint_arn"]["S"] if "endpoint_arn" in item else None,
+            outbox={k[len(OUTBOX_PREFIX):]: json.loads(v["S"]) for k, v in item.items() if k.startswith(OUTBOX_PREFIX)},
         )
 
     def read_for_pings(self, device_ids: Iterable[str], cells: Iterable[int]):
@@ -518,13 +520,22 @@ class DynamoStore:
         )
         return not resp.get("Attributes")
 
-    def save_state(self, device_id: str, expected_version: int, state: LocationState | None, written_at: float) -> None:
+    def save_state(self, device_id: str, expected_version: int, state: LocationState | None, written_at: float,
+                   outbox: dict[str, dict] | None = None) -> None:
         values = {":old": _n(expected_version), ":new": _n(expected_version + 1), ":wa": _n(Decimal(str(round(written_at, 3))))}
-        if state is None:
-            expr = "SET sv = :new, wa = :wa REMOVE st"
-        else:
-            expr = "SET sv = :new, wa = :wa, st = :st"
+        sets = ["sv = :new", "wa = :wa"]
+        names: dict[str, str] = {}
+        if state is not None:
+            sets.append("st = :st")
             values[":st"] = _s(json.dumps(state.to_json(), separators=(",", ":")))
+        # Outbox entries are top-level attributes of their own (ob_<key>):
+        # adding and removing them never overlaps another writer's entries.
+        for i, (key, entry) in enumerate(sorted((outbox or {}).items())):
+            names[f"#o{i}"] = OUTBOX_PREFIX + key
+            values[f":o{i}"] = _s(json.dumps(entry, separators=(",", ":")))
+            sets.append(f"#o{i} = :o{i}")
+        expr = "SET " + ", ".join(sets) + (" REMOVE st" if state is None else "")
+        kwargs = {"ExpressionAttributeNames": names} if names else {}
         try:
             self.client.update_item(
                 TableName=self.devices_table,
@@ -532,11 +543,30 @@ class DynamoStore:
                 UpdateExpression=expr,
                 ConditionExpression="attribute_exists(device_id) AND sv = :old",
                 ExpressionAttributeValues=values,
+                **kwargs,
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 raise ConcurrentUpdate(device_id) from None
             raise
+
+    def clear_outbox(self, device_id: str, keys: Iterable[str]) -> None:
+        keys = sorted(set(keys))
+        if not keys:
+            return
+        names = {f"#o{i}": OUTBOX_PREFIX + k for i, k in enumerate(keys)}
+        try:
+            self._call(
+                self.client.update_item,
+                TableName=self.devices_table,
+                Key={"device_id": _s(device_id)},
+                UpdateExpression="REMOVE " + ", ".join(names),
+                ConditionExpression="attribute_exists(device_id)",
+                ExpressionAttributeNames=names,
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise  # a deleted device has nothing left to clear
 
     def delete_device(self, device_id: str) -> bool:
         resp = self._call(

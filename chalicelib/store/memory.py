@@ -128,6 +128,7 @@ class InMemoryStore:
             keep_state, keep_v, keep_w = cur.state, cur.state_version, cur.written_at
             new = copy.deepcopy(device)
             new.created_at = cur.created_at
+            new.outbox = cur.outbox
             if device.location_consent:
                 new.state, new.state_version, new.written_at = keep_state, keep_v, keep_w
             else:
@@ -135,7 +136,8 @@ class InMemoryStore:
             self.devices[device.device_id] = new
             return False
 
-    def save_state(self, device_id: str, expected_version: int, state: LocationState | None, written_at: float) -> None:
+    def save_state(self, device_id: str, expected_version: int, state: LocationState | None, written_at: float,
+                   outbox: dict[str, dict] | None = None) -> None:
         with self._lock:
             cur = self.devices.get(device_id)
             if cur is None or cur.state_version != expected_version:
@@ -143,7 +145,16 @@ class InMemoryStore:
             cur.state = state
             cur.state_version = expected_version + 1
             cur.written_at = written_at
+            cur.outbox.update(copy.deepcopy(outbox or {}))
             self.writes += 1
+
+    def clear_outbox(self, device_id: str, keys: Iterable[str]) -> None:
+        with self._lock:
+            cur = self.devices.get(device_id)
+            if cur is not None:
+                for k in keys:
+                    cur.outbox.pop(k, None)
+                self.writes += 1
 
     def delete_device(self, device_id: str) -> bool:
         with self._lock:

@@ -65,6 +65,9 @@ class Device:
     state_version: int = 0  # for conditional location writes
     written_at: float = 0.0  # when the location state was last written
     endpoint_arn: str | None = None  # the SNS platform endpoint, once created
+    #: Events stored with the location state whose pushes are not decided
+    #: yet (the outbox): key → {"type", "fence_id", "at", "visit_ts"}.
+    outbox: dict[str, dict] = field(default_factory=dict)
 
     @property
     def location_consent(self) -> bool:
@@ -99,8 +102,14 @@ class DeviceStore(Protocol):
     def save_profile(self, device: Device) -> bool:
         """Create or update the profile (not the location state); True if new."""
 
-    def save_state(self, device_id: str, expected_version: int, state: LocationState | None, written_at: float) -> None:
-        """Conditional write of the location state; raises ConcurrentUpdate."""
+    def save_state(
+        self, device_id: str, expected_version: int, state: LocationState | None, written_at: float, outbox: dict[str, dict] | None = None
+    ) -> None:
+        """Conditional write of the location state; raises ConcurrentUpdate.
+        ``outbox`` entries are added in the same write (existing ones stay)."""
+
+    def clear_outbox(self, device_id: str, keys: Iterable[str]) -> None:
+        """Remove these outbox entries (their pushes are decided); idempotent."""
 
     def delete_device(self, device_id: str) -> bool: ...
 

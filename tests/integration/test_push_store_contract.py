@@ -401,6 +401,27 @@ def test_set_push_state(store):
     assert store.get_device("ghost") is None  # not created
 
 
+def test_outbox_is_written_with_the_state_and_cleared_by_key(store):
+    state = LocationState(38.4, -122.7, 100.0, C1, 5.0, {"f1": Visit(100.0)})
+    store.save_profile(_device("d1"))
+    a = {"type": "enter", "fence_id": "f1", "at": 100.0, "visit_ts": 100.0}
+    b = {"type": "exit", "fence_id": "f2", "at": 100.0, "visit_ts": 40.5}
+    store.save_state("d1", 0, state, 100.0, {"ka": a})
+    store.save_state("d1", 1, state, 101.0, {"kb": b})  # adds; "ka" stays
+    assert store.get_device("d1", consistent=True).outbox == {"ka": a, "kb": b}
+    devices, _ = store.read_for_pings(["d1"], [])
+    assert devices["d1"].outbox == {"ka": a, "kb": b}
+    store.save_profile(_device("d1"))  # a re-registration keeps it
+    assert set(store.get_device("d1", consistent=True).outbox) == {"ka", "kb"}
+    store.clear_outbox("d1", ["ka", "missing"])
+    assert store.get_device("d1", consistent=True).outbox == {"kb": b}
+    store.clear_outbox("d1", [])
+    store.clear_outbox("ghost", ["kb"])  # a deleted device: nothing to do, nothing created
+    assert store.get_device("ghost") is None
+    store.save_state("d1", 2, state, 102.0)  # no outbox: untouched
+    assert store.get_device("d1", consistent=True).outbox == {"kb": b}
+
+
 def test_scan_locations_returns_only_devices_with_a_state(store):
     state = LocationState(38.4, -122.7, 100.0, C1, 5.0, {"f1": Visit(100.0)})
     for i in range(9):

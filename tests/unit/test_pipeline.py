@@ -378,3 +378,54 @@ def test_deleting_a_device_removes_its_endpoint(deps):
     arn = deps.store.get_device("d1").endpoint_arn
     services.delete_device(deps, "d1")
     assert arn not in deps.push.endpoints
+
+
+# ------------------------------------------------------------------ the outbox
+def test_events_survive_a_crash_before_their_pushes_are_decided(deps, monkeypatch):
+    """The events are stored with the location (the outbox): a request that
+    dies before deciding their pushes leaves them to the next ping of the
+    device — here the client's retry of the same ping."""
+    setup(deps)
+    real_claim = deps.store.claim_delivery
+    boom = {"left": 1}
+
+    def flaky_claim(d):
+        if boom["left"]:
+            boom["left"] -= 1
+            raise RuntimeError("DynamoDB went away")
+        return real_claim(d)
+
+    monkeypatch.setattr(deps.store, "claim_delivery", flaky_claim)
+    ping(deps, OUTSIDE, 0)
+    with pytest.raises(RuntimeError):
+        ping(deps, INSIDE, 60)
+    assert deps.push.published == []
+    assert len(deps.store.get_device("d1").outbox) == 1  # stored with the state
+
+    retry = ping(deps, INSIDE, 60)  # the retried request: a duplicate ping
+    assert retry["accepted"] is False and len(retry["deliveries"]) == 1
+    assert len(deps.push.published) == 1
+    assert deps.store.get_device("d1").outbox == {}
+    assert ping(deps, INSIDE, 120)["deliveries"] == []  # nothing left over
+    assert len(deps.push.published) == 1
+
+
+def test_a_crash_after_publish_is_cleared_without_a_second_push(deps, monkeypatch):
+    setup(deps)
+    real = deps.store.update_delivery
+    crashed = {"done": False}
+
+    def flaky(did, changes, **kw):
+        if changes.get("status") == "sent" and not crashed["done"]:
+            crashed["done"] = True
+            raise RuntimeError("Lambda timed out")
+        return real(did, changes, **kw)
+
+    monkeypatch.setattr(deps.store, "update_delivery", flaky)
+    ping(deps, OUTSIDE, 0)
+    with pytest.raises(RuntimeError):
+        ping(deps, INSIDE, 60)
+    retry = ping(deps, INSIDE, 60)
+    assert len(retry["deliveries"]) == 1
+    assert len(deps.push.published) == 1  # the outbox re-ran the decision: claimed already
+    assert deps.store.get_device("d1").outbox == {}

@@ -276,11 +276,11 @@ def test_concurrent_update_replays_on_fresh_state(fenced, monkeypatch):
     real_save = store.save_state
     raced = {"done": False}
 
-    def racing_save(device_id, expected, state, written_at):
+    def racing_save(device_id, expected, state, written_at, outbox=None):
         if not raced["done"]:
             raced["done"] = True
             ping(fenced, 38.44, -122.70, 10)  # the other request: enter
-        return real_save(device_id, expected, state, written_at)
+        return real_save(device_id, expected, state, written_at, outbox)
 
     monkeypatch.setattr(store, "save_state", racing_save)
     r = ping(fenced, 38.46, -122.70, 20)  # this request: far outside
