@@ -2,7 +2,7 @@
 
 from chalice import Chalice
 
-from chalicelib.api import campaigns, devices, geofences, health, pings
+from chalicelib.api import campaigns, devices, geofences, health, pings, weather
 
 app = Chalice(app_name="hexcast")
 app.debug = False
@@ -13,3 +13,4 @@ app.register_blueprint(geofences.bp)
 app.register_blueprint(devices.bp)
 app.register_blueprint(pings.bp)
 app.register_blueprint(campaigns.bp)
+app.register_blueprint(weather.bp)

@@ -8,7 +8,10 @@ faster or cheaper).
 
 Sections: (a) in-memory point → fences matching, (b) DynamoDB cost of
 pings, (c) importing the 3,221 counties on the local stack, (d) cold
-``import app``. See BENCHMARKS.md for the method and the last results.
+``import app``, (e) push decisions per second through the delivery pipeline
+with fakes, (f) storm target planning through the device region index (in
+memory over 1,000,000 devices, and Queries/items on moto). See BENCHMARKS.md
+for the method and the last results.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import time
 
 from benchmarks.report import Figure, dump, table
 
-SECTIONS = ("d", "a", "b", "c")  # the interpreter-start timing first, on a quiet machine
+SECTIONS = ("d", "e", "f", "a", "b", "c")  # the interpreter-start and single-core timings first, on a quiet machine
 
 
 def machine() -> str:
@@ -38,7 +41,7 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller inputs: a smoke run, not the figures of record")
-    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run (a,b,c,d)")
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run (a,b,c,d,e,f)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     ap.add_argument("--no-cache", action="store_true", help="recompute fence covers instead of using the disk cache")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -49,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     print("quick run: smaller inputs, not the figures of record\n" if args.quick else "")
     figures: list[Figure] = []
     moto_import = (None, None)
+    pipeline_outcome = None
     t_all = time.perf_counter()
     for section in wanted:
         t0 = time.perf_counter()
@@ -67,16 +71,29 @@ def main(argv: list[str] | None = None) -> int:
             outcome = ping_cost.run(args.quick)
             got = outcome.figures
             moto_import = (outcome.import_moto_s, outcome.import_n)
+        elif section == "e":
+            from benchmarks import pipeline
+
+            pipeline_outcome = pipeline.run(args.quick)
+            got = pipeline_outcome.figures
+        elif section == "f":
+            from benchmarks import storm
+
+            got = storm.run(args.quick)
         else:
             from benchmarks import importing
 
             got = importing.run(args.quick, *moto_import)
         figures += got
         print(table(got))
+        if section == "e":
+            print(pipeline_outcome.target_line)
         print(f"[{section}] done in {time.perf_counter() - t0:.0f} s\n", flush=True)
 
     print("=" * 20, f"summary ({time.perf_counter() - t_all:.0f} s)", "=" * 20)
     print(table(figures))
+    if pipeline_outcome is not None:
+        print(pipeline_outcome.target_line)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         dump(figures, args.json)

@@ -36,6 +36,8 @@ def build_deps():
     from chalicelib.push.pipeline import CampaignCache
     from chalicelib.push.sns import SnsGateway
     from chalicelib.services import Deps
+    from chalicelib.weather.area import AreaResolver, CountyIndex, ZoneFetcher
+    from chalicelib.weather.fanout import SqsQueue
     from chalicelib.store.dynamo import DynamoStore
 
     settings = get_settings()
@@ -53,4 +55,6 @@ def build_deps():
         pool=pool,
         push=SnsGateway(sns, settings),
         campaigns=CampaignCache(settings.campaign_cache_s),
+        resolver=AreaResolver(CountyIndex.load(), ZoneFetcher(settings.weather_user_agent, settings.weather_http_timeout_s)),
+        queue=SqsQueue(boto3.client("sqs", config=config)),
     )

@@ -10,7 +10,7 @@ import re
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -28,6 +28,7 @@ from chalicelib.presence import FenceInfo, LocationState, Ping, exit_buffer_m, s
 from chalicelib.settings import Settings
 from chalicelib.store.ports import ConcurrentUpdate, Device, FenceRecord, FenceVersion, newest_entries
 from chalicelib.timeutil import iso, parse_timestamp
+from chalicelib.weather.conditions import weather_at_many
 
 log = logging.getLogger("hexcast.services")
 
@@ -49,6 +50,9 @@ class Deps:
     #: The push gateway (Amazon SNS, or a fake in tests).
     push: Any = None
     campaigns: CampaignCache = field(default_factory=CampaignCache)
+    #: Weather: the alert-area resolver and the fan-out queue (None: inline).
+    resolver: Any = None
+    queue: Any = None
 
     def parallel(self, fns: list[Callable[[], Any]]) -> list[Any]:
         """Run independent store calls concurrently (one sequential round trip)."""
@@ -565,8 +569,22 @@ def _deliver_outboxes(
     if not todo:
         return
     records = deps.store.get_fences({e["fence_id"] for entries in todo.values() for e in entries.values()})
+    # The weather where each device is now (``weather.*``, campaign weather
+    # conditions): one read for the whole request.
+    where: dict[str, tuple[float, float]] = {}
+    for p in sorted(pings, key=lambda q: q.ts):
+        if p.device_id in todo and results[p.index].get("accepted"):
+            where[p.device_id] = (p.lat, p.lng)
+    for device_id in todo:
+        st = devices[device_id].state
+        if device_id not in where and st is not None:
+            where[device_id] = (st.lat, st.lng)
+    order = sorted(where)
+    found = weather_at_many(deps.store, [where[d] for d in order], deps.clock()) if order else []
+    weather_of = dict(zip(order, found))
     for device_id, entries in todo.items():
         device = devices[device_id]
+        wx = weather_of.get(device_id)
         keyed: list[tuple[str, Trigger]] = []
         for key, e in sorted(entries.items(), key=lambda kv: (kv[1]["at"], kv[0])):
             rec = records.get(e["fence_id"])
@@ -577,7 +595,8 @@ def _deliver_outboxes(
                 tuple(rec.tags) if rec else (),
                 dict(props.get("metadata") or {}),
             )
-            keyed.append((key, Trigger.geofence(e["type"], fence, e["visit_ts"], e["at"])))
+            t = Trigger.geofence(e["type"], fence, e["visit_ts"], e["at"])
+            keyed.append((key, replace(t, weather=wx) if wx else t))
         ids = pipeline.deliver(deps, device, [t for _, t in keyed])
         for key, t in keyed:
             index = key_ping.get((device_id, key), first_ping[device_id])

@@ -28,6 +28,9 @@ class Settings:
     devices_table: str = "hexcast-local-devices"
     campaigns_table: str = "hexcast-local-campaigns"
     deliveries_table: str = "hexcast-local-deliveries"
+    alerts_table: str = "hexcast-local-alerts"
+    #: SQS queue (name) of the weather fan-out: chunks of devices to send to.
+    fanout_queue: str = "hexcast-local-fanout"
     admin_keys: tuple[str, ...] = ()
     app_keys: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -49,6 +52,17 @@ class Settings:
     conversion_window_hours: float = 72.0
     #: A warm Lambda re-reads the campaign list at most this often.
     campaign_cache_s: float = 30.0
+    #: The weather feed the scheduled poller reads, and how it introduces itself
+    #: (api.weather.gov asks for a User-Agent with contact details).
+    weather_feed_url: str = "https://api.weather.gov/alerts/active?status=actual"
+    weather_user_agent: str = "hexcast/0.1 (ops@hexcast.invalid)"
+    #: HTTP timeout (seconds) for the feed and for zone geometries.
+    weather_http_timeout_s: float = 10.0
+    #: The device region index spreads each coarse H3 cell over this many
+    #: partitions, so a dense metro never makes one partition hot.
+    region_shards: int = 4
+    #: Devices per fan-out message.
+    fanout_chunk: int = 100
     extra: dict = field(default_factory=dict)
 
     def platform_arn(self, platform: str) -> str:
@@ -66,6 +80,8 @@ class Settings:
             devices_table=env.get("HEXCAST_DEVICES_TABLE", f"{prefix}-devices"),
             campaigns_table=env.get("HEXCAST_CAMPAIGNS_TABLE", f"{prefix}-campaigns"),
             deliveries_table=env.get("HEXCAST_DELIVERIES_TABLE", f"{prefix}-deliveries"),
+            alerts_table=env.get("HEXCAST_ALERTS_TABLE", f"{prefix}-alerts"),
+            fanout_queue=env.get("HEXCAST_FANOUT_QUEUE", f"{prefix}-fanout"),
             admin_keys=_keys(env.get("HEXCAST_ADMIN_KEY", "")),
             app_keys=_keys(env.get("HEXCAST_APP_KEY", "")),
             log_level=env.get("HEXCAST_LOG_LEVEL", "INFO"),
@@ -79,6 +95,11 @@ class Settings:
             coupon_secret=env.get("HEXCAST_COUPON_SECRET", ""),
             conversion_window_hours=float(env.get("HEXCAST_CONVERSION_WINDOW_HOURS", "72")),
             campaign_cache_s=float(env.get("HEXCAST_CAMPAIGN_CACHE_S", "30")),
+            weather_feed_url=env.get("HEXCAST_WEATHER_FEED_URL", "https://api.weather.gov/alerts/active?status=actual"),
+            weather_user_agent=env.get("HEXCAST_WEATHER_USER_AGENT", "hexcast/0.1 (ops@hexcast.invalid)"),
+            weather_http_timeout_s=float(env.get("HEXCAST_WEATHER_HTTP_TIMEOUT_S", "10")),
+            region_shards=int(env.get("HEXCAST_REGION_SHARDS", "4")),
+            fanout_chunk=int(env.get("HEXCAST_FANOUT_CHUNK", "100")),
         )
 
 

@@ -386,6 +386,10 @@ def run(out_dir: str, *, port: int | None = None, out: TextIO = sys.stdout) -> i
 
         pushes = print_pushes(admin, stack, out)
 
+        from tools.demo_storm import run_storm
+
+        storm = run_storm(admin, app, stack, out, out_dir)
+
         fences = _fences_from_files(FENCE_FILES)
         map_path = os.path.join(out_dir, "demo_map.png")
         write_map(map_path, fences, points, result.events, names)
@@ -395,9 +399,14 @@ def run(out_dir: str, *, port: int | None = None, out: TextIO = sys.stdout) -> i
             f"\nsummary: {result.sent:,} pings sent in {result.requests} requests "
             f"({result.accepted:,} accepted), {len(result.events)} events, {pushes} pushes, replay {result.seconds:.1f} s "
             f"({rate:,.0f} pings/s, slowest request {result.slowest_request_s * 1000:.0f} ms), "
-            f"demo {time.perf_counter() - t_all:.1f} s; map: {os.path.relpath(map_path)}",
+            f"demo {time.perf_counter() - t_all:.1f} s; map: {os.path.relpath(map_path)}"
+            f"\nweather: alert {storm['status']}, {storm['targeted']} devices inside its area, "
+            f"{storm['sent']} storm delay notices sent; map: {os.path.relpath(storm['map'])}",
             file=out,
         )
+        if storm["status"] != "processed" or storm["sent"] == 0:
+            print("demo: the weather alert reached nobody", file=sys.stderr)
+            return 1
         if result.not_accepted:
             print(f"demo: pings not accepted: {result.not_accepted}", file=sys.stderr)
             return 1

@@ -58,7 +58,35 @@ def json_body(request) -> Any:
         raise InvalidInput(f"malformed JSON: {msg}", "body") from None
     if _depth(data, MAX_NESTING) > MAX_NESTING:
         raise InvalidInput(f"JSON nested deeper than {MAX_NESTING} levels", "body")
+    if "\\ud" in text or "\\uD" in text:
+        where = _lone_surrogate(data, "")
+        if where is not None:
+            raise InvalidInput("text is not valid Unicode (a lone surrogate escape)", where or "body")
     return data
+
+
+def _lone_surrogate(obj: Any, path: str) -> str | None:
+    """The path of the first string (or key) holding a lone UTF-16 surrogate
+    — valid JSON, but no UTF-8 text: DynamoDB and SNS would refuse it later."""
+    stack = [(obj, path)]
+    while stack:
+        cur, where = stack.pop()
+        if isinstance(cur, str):
+            try:
+                cur.encode("utf-8")
+            except UnicodeEncodeError:
+                return where
+        elif isinstance(cur, dict):
+            for k, v in cur.items():
+                sub = f"{where}.{k}" if where else str(k)
+                try:
+                    k.encode("utf-8")
+                except UnicodeEncodeError:
+                    return where or "body"
+                stack.append((v, sub))
+        elif isinstance(cur, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(cur))
+    return None
 
 
 def query_params(request) -> dict[str, str]:

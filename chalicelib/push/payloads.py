@@ -29,6 +29,7 @@ the FCM message itself (``android.ttl``).
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring as _json_string  # what _ENCODER writes a str with
 from typing import Any
 
 from chalicelib.push.model import PushMessage
@@ -46,10 +47,13 @@ TTL_ATTRIBUTES = {
 PLATFORMS = tuple(MESSAGE_KEYS)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _dumps(value: Any) -> str:
     # Compact and UTF-8 as is: APNs and FCM limit payloads to 4 KB, and a
     # \uXXXX escape costs up to 12 bytes where UTF-8 needs 4.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def _check_platform(platform: str) -> str:
@@ -106,8 +110,12 @@ def build_message(platform: str, message: PushMessage) -> str:
     Raises ``ValueError`` for an unknown platform or a negative TTL.
     """
     key = _check_platform(platform)
-    payload = fcm_v1_payload(message) if key == "GCM" else apns_payload(message)
-    return _dumps({"default": message.body, key: _dumps(payload)})
+    payload = _dumps(fcm_v1_payload(message) if key == "GCM" else apns_payload(message))
+    if type(message.body) is not str:
+        return _dumps({"default": message.body, key: payload})
+    # The text _dumps gives that dict, written out: two strings need none of
+    # the generic encoder's set-up (~1 µs of the ~5 µs a message costs).
+    return f'{{"default":{_json_string(message.body)},"{key}":{_json_string(payload)}}}'
 
 
 def _check_ttl(ttl_seconds: int) -> int:

@@ -66,6 +66,7 @@ class CampaignCache:
         self._lock = threading.Lock()
         self._loaded_at: float | None = None
         self._compiled: dict[str, tuple[int, Campaign]] = {}
+        self._index: dict[tuple[str, str], list[Campaign]] = {}
 
     def invalidate(self) -> None:
         with self._lock:
@@ -87,10 +88,32 @@ class CampaignCache:
                 compiled[rec.campaign_id] = (rec.version, parse_campaign(rec.campaign_id, rec.definition))
             except Exception:  # stored definitions were valid when saved; never break pings
                 log.exception("stored campaign no longer compiles", extra={"campaign_id": rec.campaign_id})
+        index: dict[tuple[str, str], list[Campaign]] = {}
+        for _, c in sorted(compiled.items()):
+            t = c[1].trigger
+            keys = [("f", f) for f in t.fence_ids] + [("t", tag) for tag in t.fence_tags] or [("*", "")]
+            for kind, value in keys:
+                index.setdefault((t.type, f"{kind}:{value}"), []).append(c[1])
         with self._lock:
             self._compiled = compiled
+            self._index = index
             self._loaded_at = now
             return [c for _, c in compiled.values()]
+
+    def candidates(self, store, trigger: Trigger, now: float) -> list[Campaign]:
+        """The campaigns that may match ``trigger`` (by type, fence id or tag),
+        from an index built when the list is loaded — not a scan per event."""
+        self.all(store, now)
+        index = self._index
+        keys = [(trigger.type, "*:")]
+        if trigger.fence is not None:
+            keys.append((trigger.type, f"f:{trigger.fence.fence_id}"))
+            keys += [(trigger.type, f"t:{tag}") for tag in trigger.fence.tags]
+        seen: dict[str, Campaign] = {}
+        for k in keys:
+            for c in index.get(k, ()):
+                seen.setdefault(c.campaign_id, c)
+        return [seen[k] for k in sorted(seen)]
 
     def get(self, store, campaign_id: str, now: float) -> Campaign | None:
         for c in self.all(store, now):
@@ -101,7 +124,7 @@ class CampaignCache:
 
 def matching(deps, trigger: Trigger) -> list[Campaign]:
     now = deps.clock()
-    return [c for c in deps.campaigns.all(deps.store, now) if c.in_schedule(now) and c.matches(trigger)]
+    return [c for c in deps.campaigns.candidates(deps.store, trigger, now) if c.in_schedule(now) and c.matches(trigger)]
 
 
 # ---------------------------------------------------------------- decisions
@@ -234,6 +257,9 @@ def _publish(deps, device, campaign: Campaign | None, did: str, content: dict, t
         status, reason, extra = FAILED, "endpoint_disabled", {}
     except PushError as exc:
         status, reason, extra = FAILED, exc.reason, {}
+    except Exception:  # noqa: BLE001 — e.g. text SNS cannot encode: recorded, never silent
+        log.exception("publish failed unexpectedly", extra={"delivery_id": did})
+        status, reason, extra = FAILED, "publish_error", {}
     else:
         now = deps.clock()
         status, reason, extra = SENT, None, {"sns_message_id": message_id, "sent_at": now}

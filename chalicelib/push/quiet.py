@@ -13,6 +13,7 @@ through :mod:`zoneinfo`, so DST nights are handled:
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
@@ -150,13 +151,28 @@ def quiet_release_at(
     >>> quiet_release_at(21 * 60, 8 * 60, "America/Chicago", 1768537800.0)
     1768572000.0
     """
+    if not isinstance(tz_name, str):
+        tz_name = None  # junk in a device attribute: the fallback zone
+    if not isinstance(fallback_tz, str):
+        fallback_tz = "UTC"
+    release = _release_in_minute(start_min, end_min, tz_name, fallback_tz, int(now // 60))
+    if release is None:
+        return None
+    return release if release > now else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _release_in_minute(start_min: int, end_min: int, tz_name: str | None, fallback_tz: str, utc_minute: int) -> float | None:
+    """The answer for a whole UTC minute: zones are whole-minute offsets and
+    windows whole minutes, so every instant of the minute gets the same one
+    (memoised: a storm fan-out asks the same question millions of times)."""
+    now = utc_minute * 60.0
     zone = resolve_zone(tz_name, fallback_tz)
     local = datetime.fromtimestamp(now, zone)
-    minute = local.hour * 60 + local.minute + (local.second + local.microsecond / 1e6) / 60.0
+    minute = local.hour * 60 + local.minute
     if not in_window(minute, start_min, end_min):
         return None
     day = local.date()
     if start_min > end_min and minute >= start_min:
         day += timedelta(days=1)  # the window crosses midnight: it ends tomorrow
-    release = wall_to_epoch(day, end_min, zone, after=now)
-    return release if release > now else None
+    return wall_to_epoch(day, end_min, zone, after=now)

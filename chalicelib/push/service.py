@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from typing import Any
 
-from chalicelib.errors import InvalidInput, NotFound
+from chalicelib.errors import InvalidGeometry, InvalidInput, NotFound
 from chalicelib.geo.geojson import FENCE_ID_RE, is_finite_number, parse_feature
 from chalicelib.geo.shape import FenceShape
 from chalicelib.push import pipeline
@@ -36,6 +36,9 @@ def put_campaign(deps, campaign_id: str, body: Any) -> dict:
     campaign_id = validate_campaign_id(campaign_id)
     if not isinstance(body, dict):  # named "body" like every other route (parse_campaign says None)
         raise InvalidInput("the campaign must be a JSON object", "body")
+    bad_text = _not_unicode(body)
+    if bad_text is not None:
+        raise InvalidInput("text must be valid Unicode (a lone UTF-16 surrogate such as \\ud800 cannot be sent)", bad_text)
     campaign = parse_campaign(campaign_id, body)
     if campaign.coupon is not None and not deps.settings.coupon_secret:
         raise InvalidInput("coupons need HEXCAST_COUPON_SECRET configured for this stage", "coupon")
@@ -43,6 +46,37 @@ def put_campaign(deps, campaign_id: str, body: Any) -> dict:
     deps.campaigns.invalidate()
     log.info("campaign stored", extra={"campaign_id": campaign_id, "version": rec.version})
     return _campaign_json(rec)
+
+
+def _is_unicode(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_unicode(value: Any) -> str | None:
+    """The path of a string holding a lone UTF-16 surrogate (for a bad key,
+    the object holding it), or None. JSON's ``\\ud800`` escape carries one,
+    but it cannot be encoded as UTF-8: stored in a template it would fail
+    every later SNS publish."""
+    stack = [(value, "")]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, str):
+            if not _is_unicode(item):
+                return at or "body"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not _is_unicode(key):
+                    return at or "body"
+                stack.append((child, f"{at}.{key}" if at else key))
+        elif isinstance(item, list):
+            stack.extend((child, f"{at}[{i}]") for i, child in enumerate(item))
+    return None
 
 
 def _campaign_json(rec) -> dict:
@@ -300,11 +334,18 @@ def audience_estimate(deps, body: Any) -> dict:
         shape = FenceShape.from_definition(parse_feature(rec.feature, rec.fence_id))
     else:
         geometry = body["geometry"]
+        if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
+            # a circle or an H3 region needs properties this body has no room for
+            raise InvalidGeometry(
+                "geometry must be a GeoJSON Polygon or MultiPolygon (for a circle or an H3 region, "
+                "store it as a geofence and pass its fence_id)",
+                "geometry.type" if isinstance(geometry, dict) else "geometry",
+            )
         feature = {"type": "Feature", "geometry": geometry, "properties": {"name": "audience"}}
         try:
             d = parse_feature(feature, "audience")
         except InvalidInput as exc:
-            exc.field = "geometry" + (exc.field or "").removeprefix("geometry") if exc.field else "geometry"
+            exc.field = exc.field if (exc.field or "").startswith("geometry") else "geometry"
             raise
         shape = FenceShape.from_definition(d)
     now = deps.clock()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -40,8 +41,9 @@ from chalicelib.geo.cover import Cover
 from chalicelib.geo.shape import FenceShape
 from chalicelib.presence import LocationState
 from chalicelib.push.model import HELD, CampaignRecord, Delivery
+from chalicelib.store.weather_dynamo import WeatherDynamoMixin
 from chalicelib.store.codec import blob_to_cover, blob_to_json, cover_to_blob, json_to_blob
-from chalicelib.store.ports import ConcurrentUpdate, Device, FenceRecord, FenceVersion, IndexEntry
+from chalicelib.store.ports import ConcurrentUpdate, Device, FenceRecord, FenceVersion, IndexEntry, RegionQuery
 from chalicelib.store.schema import (
     DELIVERY_KINDS,
     HELD_HASH,
@@ -59,8 +61,10 @@ from chalicelib.store.schema import (
     list_index,
     release_key,
 )
+from chalicelib.weather.region import fine_key, location_cell, region_keys
 
 META = "META"
+REGION_INDEX = "by_region"
 OUTBOX_PREFIX = "ob_"
 BATCH_GET_MAX = 100
 DAY_S = 86400.0
@@ -116,7 +120,7 @@ def _chunks(seq: list, size: int):
         yield seq[i : i + size]
 
 
-class DynamoStore:
+class DynamoStore(WeatherDynamoMixin):
     def __init__(
         self,
         client,
@@ -130,9 +134,16 @@ class DynamoStore:
         self.devices_table = settings.devices_table
         self.campaigns_table = settings.campaigns_table
         self.deliveries_table = settings.deliveries_table
+        self._init_weather(settings)
         self.pool = pool or ThreadPoolExecutor(max_workers=16, thread_name_prefix="hexcast-ddb")
         #: Only where listing starts walking the ``by_day`` partitions.
         self.clock = clock
+        #: Partitions per coarse cell of the device region index.
+        self.region_shards = int(getattr(settings, "region_shards", 4))
+        #: Region index reads served: ``Query`` calls (pages) and items.
+        self.region_queries_made = 0
+        self.region_items_read = 0
+        self._count_lock = threading.Lock()
 
     # ------------------------------------------------------------ helpers
     def _call(self, fn, **kwargs):
@@ -502,8 +513,9 @@ class DynamoStore:
         if device.location_consent:
             sets.append("sv = if_not_exists(sv, :z)")
         else:
-            # Consent withdrawn: forget the location at once.
-            removes += ["st", "wa"]
+            # Consent withdrawn: forget the location at once (and leave
+            # the region index).
+            removes += ["st", "wa", "rc", "rf"]
             sets.append("sv = if_not_exists(sv, :z) + :one")
             values[":one"] = _n(1)
         expr = "SET " + ", ".join(sets)
@@ -526,15 +538,17 @@ class DynamoStore:
         sets = ["sv = :new", "wa = :wa"]
         names: dict[str, str] = {}
         if state is not None:
-            sets.append("st = :st")
+            sets += ["st = :st", "rc = :rc", "rf = :rf"]
             values[":st"] = _s(json.dumps(state.to_json(), separators=(",", ":")))
+            rc, rf = region_keys(device_id, location_cell(state), self.region_shards)
+            values[":rc"], values[":rf"] = _s(rc), _s(rf)
         # Outbox entries are top-level attributes of their own (ob_<key>):
         # adding and removing them never overlaps another writer's entries.
         for i, (key, entry) in enumerate(sorted((outbox or {}).items())):
             names[f"#o{i}"] = OUTBOX_PREFIX + key
             values[f":o{i}"] = _s(json.dumps(entry, separators=(",", ":")))
             sets.append(f"#o{i} = :o{i}")
-        expr = "SET " + ", ".join(sets) + (" REMOVE st" if state is None else "")
+        expr = "SET " + ", ".join(sets) + (" REMOVE st, rc, rf" if state is None else "")
         kwargs = {"ExpressionAttributeNames": names} if names else {}
         try:
             self.client.update_item(
@@ -627,6 +641,56 @@ class DynamoStore:
         for f in futures:
             for item in f.result():
                 yield self._device(item)
+
+    def _region_device(self, item: dict) -> Device:
+        """A light Device from a ``by_region`` item (what the index projects)."""
+        st = item.get("st")
+        return Device(
+            device_id=item["device_id"]["S"],
+            platform="",
+            push_token="",
+            consent={k: v["BOOL"] for k, v in item.get("consent", {}).get("M", {}).items()},
+            push_enabled=item.get("push_enabled", {}).get("BOOL", False),
+            state=LocationState.from_json(json.loads(st["S"])) if st else None,
+            state_version=int(item.get("sv", {}).get("N", "0")),
+        )
+
+    def _query_region(self, partition: str, lo: int, hi: int) -> list[dict]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.devices_table,
+            "IndexName": REGION_INDEX,
+            "KeyConditionExpression": "rc = :p AND rf BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {":p": _s(partition), ":lo": _s(fine_key(lo)), ":hi": _s(fine_key(hi))},
+        }
+        items: list[dict] = []
+        while True:
+            resp = self._call(self.client.query, **kwargs)
+            got = resp.get("Items", [])
+            items.extend(got)
+            with self._count_lock:
+                self.region_queries_made += 1
+                self.region_items_read += len(got)
+            if "LastEvaluatedKey" not in resp:
+                return items
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def devices_in_ranges(self, queries: list[RegionQuery]) -> Iterator[Device]:
+        """One ``Query`` on ``by_region`` per (partition, range), every
+        page, all issued at once on the pool; devices yielded as their
+        queries finish (each once, in no particular order)."""
+        jobs = [(q.partition, int(lo), int(hi)) for q in queries for lo, hi in q.ranges]
+        futures = [self.pool.submit(self._query_region, *job) for job in jobs]
+        seen: set[str] = set()
+        try:
+            for f in futures:
+                for item in f.result():
+                    did = item["device_id"]["S"]
+                    if did not in seen:
+                        seen.add(did)
+                        yield self._region_device(item)
+        finally:
+            for f in futures:
+                f.cancel()
 
     # ------------------------------------------------------------ campaigns
     @staticmethod

@@ -12,10 +12,13 @@ import threading
 from dataclasses import replace
 from typing import Any, Iterable, Iterator
 
+import numpy as np
+
 from chalicelib.geo.cover import Cover
 from chalicelib.presence import LocationState
 from chalicelib.push.model import HELD, CampaignRecord, Delivery
-from chalicelib.store.ports import ConcurrentUpdate, Device, FenceRecord, FenceVersion, IndexEntry
+from chalicelib.store.weather_memory import WeatherMemoryMixin
+from chalicelib.store.ports import ConcurrentUpdate, Device, FenceRecord, FenceVersion, IndexEntry, RegionQuery
 from chalicelib.store.schema import (
     check_delivery_changes,
     check_new_delivery,
@@ -26,6 +29,7 @@ from chalicelib.store.schema import (
     list_index,
     release_key,
 )
+from chalicelib.weather.region import location_cell, region_keys
 
 DAY_S = 86400.0
 
@@ -34,8 +38,91 @@ def _ck(d: Delivery) -> str:
     return delivery_sort_key(d.created_at, d.delivery_id)
 
 
-class InMemoryStore:
-    def __init__(self) -> None:
+def _copy_delivery(d: Delivery) -> Delivery:
+    """A shallow copy (every field is an immutable value), a third of what
+    ``copy.copy``'s reduce protocol costs."""
+    new = object.__new__(Delivery)
+    vars(new).update(vars(d))
+    return new
+
+
+def _light(d: Device) -> Device:
+    """What the ``by_region`` index projects of a device (positional: a
+    million-device benchmark builds them)."""
+    return Device(d.device_id, "", "", None, {}, dict(d.consent), d.push_enabled, "", "", d.state, d.state_version,
+                  0.0, None, {})
+
+
+class _RegionIndex:
+    """The ``by_region`` GSI's fake. Like the GSI it keeps its own copy of
+    what it projects, written with the device: device → (rc, cell9, light
+    Device); and, per partition, a sorted array of cells with the parallel
+    light Devices, rebuilt lazily on the first read after a device entered,
+    left or moved (a million devices: ~0.5 s). Other changes (consent, push
+    flag, a new location in the same cell) update the arrays in place."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.entries: dict[str, tuple[str, int, Device]] = {}
+        self.dirty = False
+        self.parts: dict[str, tuple[int, int]] = {}
+        self.cells = np.zeros(0, np.uint64)
+        self.devs = np.zeros(0, object)
+        self.pos: dict[str, int] = {}
+
+    def set(self, device_id: str, device: Device | None) -> None:
+        """Index ``device`` as stored now (None or no location: not indexed)."""
+        if device is None or device.state is None:
+            if self.entries.pop(device_id, None) is not None:
+                self.dirty = True
+            return
+        cell = location_cell(device.state)
+        rc, _ = region_keys(device_id, cell, self.shards)
+        light = _light(device)
+        old = self.entries.get(device_id)
+        self.entries[device_id] = (rc, cell, light)
+        if old is None or old[:2] != (rc, cell):
+            self.dirty = True
+        elif not self.dirty:
+            self.devs[self.pos[device_id]] = light
+
+    def rebuild(self) -> None:
+        n = len(self.entries)
+        names: dict[str, int] = {}
+        values = self.entries.values()
+        code = np.fromiter((names.setdefault(rc, len(names)) for rc, _, _ in values), dtype=np.int64, count=n)
+        cells = np.fromiter((c for _, c, _ in values), dtype=np.uint64, count=n)
+        devs = np.fromiter((d for _, _, d in values), dtype=object, count=n)
+        order = np.lexsort((cells, code))
+        code, self.cells, self.devs = code[order], cells[order], devs[order]
+        bounds = np.searchsorted(code, np.arange(len(names) + 1))
+        self.parts = {rc: (int(bounds[k]), int(bounds[k + 1])) for rc, k in names.items()}
+        self.pos = {d.device_id: i for i, d in enumerate(self.devs.tolist())}
+        self.dirty = False
+
+    def find(self, queries: list[RegionQuery]) -> tuple[list[Device], int]:
+        """The index's Devices in the queries' ranges (each once), and how
+        many items the range reads return (duplicates included)."""
+        if self.dirty:
+            self.rebuild()
+        spans: list[np.ndarray] = []
+        for q in queries:
+            part = self.parts.get(q.partition)
+            if part is None or not q.ranges:
+                continue
+            a, b = part
+            r = np.array(q.ranges, dtype=np.uint64).reshape(-1, 2)
+            start = a + np.searchsorted(self.cells[a:b], r[:, 0], side="left")
+            stop = a + np.searchsorted(self.cells[a:b], r[:, 1], side="right")
+            spans += [np.arange(s, e) for s, e in zip(start.tolist(), stop.tolist()) if e > s]
+        if not spans:
+            return [], 0
+        at = np.concatenate(spans)
+        return self.devs[np.unique(at)].tolist(), len(at)
+
+
+class InMemoryStore(WeatherMemoryMixin):
+    def __init__(self, region_shards: int = 4) -> None:
         self._lock = threading.RLock()
         self.fences: dict[str, FenceRecord] = {}
         self.versions: dict[tuple[str, int], FenceVersion] = {}
@@ -47,6 +134,13 @@ class InMemoryStore:
         self.caps: dict[tuple[str, str], list[float]] = {}
         self.reads = 0  # batched reads served (round trips)
         self.writes = 0
+        #: Partitions per coarse cell of the device region index.
+        self.region_shards = region_shards
+        self._region = _RegionIndex(region_shards)
+        #: Region index reads served: Queries (one per partition and range)
+        #: and items, as DynamoDB would count them.
+        self.region_queries_made = 0
+        self.region_items_read = 0
 
     # -- geofences --------------------------------------------------------
     def get_fence(self, fence_id: str) -> FenceRecord | None:
@@ -123,7 +217,8 @@ class InMemoryStore:
         with self._lock:
             cur = self.devices.get(device.device_id)
             if cur is None:
-                self.devices[device.device_id] = copy.deepcopy(device)
+                self.devices[device.device_id] = new = copy.deepcopy(device)
+                self._region.set(new.device_id, new)
                 return True
             keep_state, keep_v, keep_w = cur.state, cur.state_version, cur.written_at
             new = copy.deepcopy(device)
@@ -134,6 +229,7 @@ class InMemoryStore:
             else:
                 new.state, new.state_version, new.written_at = None, keep_v + 1, 0.0
             self.devices[device.device_id] = new
+            self._region.set(new.device_id, new)
             return False
 
     def save_state(self, device_id: str, expected_version: int, state: LocationState | None, written_at: float,
@@ -146,6 +242,7 @@ class InMemoryStore:
             cur.state_version = expected_version + 1
             cur.written_at = written_at
             cur.outbox.update(copy.deepcopy(outbox or {}))
+            self._region.set(device_id, cur)
             self.writes += 1
 
     def clear_outbox(self, device_id: str, keys: Iterable[str]) -> None:
@@ -158,6 +255,7 @@ class InMemoryStore:
 
     def delete_device(self, device_id: str) -> bool:
         with self._lock:
+            self._region.set(device_id, None)
             return self.devices.pop(device_id, None) is not None
 
     def read_for_pings(self, device_ids: Iterable[str], cells: Iterable[int]):
@@ -172,11 +270,21 @@ class InMemoryStore:
             if cur is None:
                 return False
             cur.endpoint_arn, cur.push_enabled = endpoint_arn, bool(push_enabled)
+            self._region.set(device_id, cur)
             return True
 
     def scan_locations(self, segments: int = 4) -> Iterator[Device]:
         with self._lock:
             found = [copy.deepcopy(d) for d in self.devices.values() if d.state is not None]
+        yield from found
+
+    def devices_in_ranges(self, queries: list[RegionQuery]) -> Iterator[Device]:
+        """The index's own light copies (as a GSI returns its projection):
+        read them, do not change them."""
+        with self._lock:
+            found, items = self._region.find(queries)
+            self.region_queries_made += sum(len(q.ranges) for q in queries)
+            self.region_items_read += items
         yield from found
 
     # -- campaigns --------------------------------------------------------
@@ -212,11 +320,11 @@ class InMemoryStore:
         with self._lock:
             cur = self.deliveries.get(delivery.delivery_id)
             if cur is None:
-                self.deliveries[delivery.delivery_id] = copy.deepcopy(delivery)
+                self.deliveries[delivery.delivery_id] = _copy_delivery(delivery)
                 self.writes += 1
                 return None
             cur.dups += 1
-            return copy.deepcopy(cur)
+            return _copy_delivery(cur)
 
     def get_deliveries(self, delivery_ids: list[str]) -> dict[str, Delivery]:
         self.reads += 1
@@ -237,8 +345,7 @@ class InMemoryStore:
                 return False
             if absent is not None and getattr(cur, absent) is not None:
                 return False
-            for name, value in changes.items():
-                setattr(cur, name, value)
+            vars(cur).update(changes)  # checked above: Delivery fields only
             self.writes += 1
             return True
 

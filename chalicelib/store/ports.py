@@ -74,6 +74,17 @@ class Device:
         return bool(self.consent.get("location"))
 
 
+@dataclass(frozen=True)
+class RegionQuery:
+    """One partition of the device region index and the key ranges to read
+    in it: inclusive ranges of resolution-9 cells (ints), sorted and
+    disjoint. ``partition`` is an ``rc`` key (see
+    :mod:`chalicelib.weather.region`); each range is one ``Query``."""
+
+    partition: str
+    ranges: tuple[tuple[int, int], ...]
+
+
 class ConcurrentUpdate(Exception):
     """A conditional write lost a race; re-read and retry."""
 
@@ -120,6 +131,13 @@ class DeviceStore(Protocol):
     def scan_locations(self, segments: int = 4) -> Iterator[Device]:
         """Every device with a location state (a parallel scan: the
         audience estimate's source until a region index exists)."""
+
+    def devices_in_ranges(self, queries: list[RegionQuery]) -> Iterator[Device]:
+        """Every device whose region keys fall in one of the queries' ranges,
+        once each, in no particular order. Light Devices: only
+        ``device_id``, ``consent``, ``push_enabled``, ``state`` and
+        ``state_version`` are set. The index may lag writes slightly
+        (a GSI is eventually consistent)."""
 
 
 class Store(GeofenceStore, DeviceStore, CampaignStore, DeliveryStore, Protocol):

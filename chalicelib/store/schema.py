@@ -12,7 +12,12 @@ follow the table name. Keys:
   its own: written and deleted with ``BatchWriteItem``, never contended.
 * ``devices`` — ``device_id``: profile, consent, SNS endpoint ARN, last
   accepted location and the fences the device is inside, with a state
-  version for conditional writes.
+  version for conditional writes. While a device has a location state it
+  also carries the region keys ``rc`` (``<resolution-3 cell hex>#<shard>``)
+  and ``rf`` (its resolution-9 cell, 15 hex digits) of the sparse
+  ``by_region`` index (projection: :data:`REGION_ATTRS`), which answers
+  "who is inside this area" with range queries
+  (:mod:`chalicelib.weather.region`).
 * ``campaigns`` — ``campaign_id``: ``version`` (N, +1 per put),
   ``definition`` (S, compact JSON), ``created_at``/``updated_at`` (S).
 * ``deliveries`` — ``pk`` (S), TTL on ``expires_at`` (N). Two kinds of item:
@@ -30,6 +35,10 @@ follow the table name. Keys:
   - a frequency-cap counter: ``pk`` = ``cap#<campaign id>#<device id>``,
     ``sends`` (L of N: send times within the window), ``cv`` (N, version
     for the conditional write), ``expires_at``. No index keys.
+* ``alerts`` — ``pk`` (S), TTL on ``expires_at`` (N): alert records
+  (``A#``), lineages (``L#``), the feed poller's state (``FEED#``) and
+  weather conditions per H3 cell (``W#``); see
+  :mod:`chalicelib.store.weather_dynamo`.
 """
 
 from __future__ import annotations
@@ -44,6 +53,9 @@ from typing import Any
 
 from chalicelib.errors import InvalidInput
 from chalicelib.push.model import HELD, Delivery
+
+#: Device attributes the ``by_region`` index projects (besides the keys).
+REGION_ATTRS = ("st", "consent", "push_enabled", "sv")
 
 TABLES: dict[str, dict[str, Any]] = {
     "geofences": {
@@ -70,7 +82,21 @@ TABLES: dict[str, dict[str, Any]] = {
     },
     "devices": {
         "KeySchema": [{"AttributeName": "device_id", "KeyType": "HASH"}],
-        "AttributeDefinitions": [{"AttributeName": "device_id", "AttributeType": "S"}],
+        "AttributeDefinitions": [
+            {"AttributeName": a, "AttributeType": "S"} for a in ("device_id", "rc", "rf")
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "by_region",
+                "KeySchema": [
+                    {"AttributeName": "rc", "KeyType": "HASH"},
+                    {"AttributeName": "rf", "KeyType": "RANGE"},
+                ],
+                # What target planning reads, nothing more: the location
+                # state, consent, push flag and state version.
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(REGION_ATTRS)},
+            }
+        ],
         "BillingMode": "PAY_PER_REQUEST",
     },
     "campaigns": {
@@ -102,10 +128,15 @@ TABLES: dict[str, dict[str, Any]] = {
         ],
         "BillingMode": "PAY_PER_REQUEST",
     },
+    "alerts": {
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    },
 }
 
 #: Tables with a TTL attribute (logical name → attribute).
-TTL_ATTRIBUTES = {"deliveries": "expires_at"}
+TTL_ATTRIBUTES = {"deliveries": "expires_at", "alerts": "expires_at"}
 
 
 def table_names(settings) -> dict[str, str]:
@@ -116,6 +147,7 @@ def table_names(settings) -> dict[str, str]:
         "devices": settings.devices_table,
         "campaigns": settings.campaigns_table,
         "deliveries": settings.deliveries_table,
+        "alerts": settings.alerts_table,
     }
 
 

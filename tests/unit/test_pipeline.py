@@ -429,3 +429,22 @@ def test_a_crash_after_publish_is_cleared_without_a_second_push(deps, monkeypatc
     assert len(retry["deliveries"]) == 1
     assert len(deps.push.published) == 1  # the outbox re-ran the decision: claimed already
     assert deps.store.get_device("d1").outbox == {}
+
+
+# ------------------------------------------------------------------ weather conditions
+def test_geofence_campaign_with_a_weather_condition(deps):
+    """"Entered the store while it rains": the condition at the device's
+    res-5 cell decides, and ``weather.*`` is there for the template."""
+    from chalicelib.weather import service as weather
+
+    setup(deps, trigger={"type": "geofence_enter", "fence_ids": ["store-1"], "weather": {"condition_in": ["rain"]}},
+          message={"title": "Rainy day at {{ fence.name }}", "body": "It is {{ weather.temperature_c }}°C and {{ weather.condition }}"})
+    assert visit(deps)["deliveries"] == []  # no observation: no match
+    weather.post_conditions(deps, {"observations": [
+        {"lat": INSIDE[0], "lng": INSIDE[1], "observed_at": deps.clock.now, "temperature_c": 11, "condition": "rain"}]})
+    r = visit(deps, start=3600)
+    d = record(deps, r["deliveries"][0])
+    assert d.status == "sent" and d.body == "It is 11°C and rain"
+    weather.post_conditions(deps, {"observations": [
+        {"lat": INSIDE[0], "lng": INSIDE[1], "observed_at": deps.clock.now + 1, "temperature_c": 14, "condition": "clear"}]})
+    assert visit(deps, start=7200)["deliveries"] == []

@@ -1,0 +1,206 @@
+"""Weather storage: one contract, the in-memory fake and the DynamoDB adapter
+(against moto) — alert records, lineages, feed state, conditions."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from chalicelib.store.memory import InMemoryStore
+from chalicelib.store.weather_dynamo import WeatherDynamoMixin, feed_key
+from chalicelib.store.weather_memory import WeatherMemoryMixin
+
+NOW = 1_790_000_000.0
+LATER = NOW + 86400
+URL = "https://api.weather.gov/alerts/active?status=actual"
+C1, C2, C3 = 0x85283473FFFFFFF, 0x85283477FFFFFFF, 0x8528347BFFFFFFF
+
+
+def _with(mixin, base):
+    """``base`` with the weather mixin (a no-op once the store includes it)."""
+    return base if issubclass(base, mixin) else type(f"Weather{base.__name__}", (mixin, base), {})
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def store(request):
+    if request.param == "memory":
+        return _with(WeatherMemoryMixin, InMemoryStore)()
+    import boto3
+
+    from chalicelib.settings import get_settings
+    from chalicelib.store.dynamo import DynamoStore
+
+    request.getfixturevalue("moto_aws")
+    s = _with(WeatherDynamoMixin, DynamoStore)(boto3.client("dynamodb"), get_settings())
+    s._init_weather(get_settings())
+    return s
+
+
+def obs(observed_at, condition="rain", temperature_c=12.5, **extra):
+    return {"condition": condition, "temperature_c": temperature_c, "observed_at": observed_at,
+            "precipitation_mm_h": extra.get("precipitation_mm_h"), "wind_kph": extra.get("wind_kph")}
+
+
+# ---------------------------------------------------------------- alert records
+def test_alert_record_is_created_once(store):
+    rec = {"lineage": "L1", "status": "processed", "fingerprint": "abc", "processed_at": NOW + 0.25,
+           "devices_targeted": 3, "deliveries": 2}
+    assert store.put_alert_record("urn:oid:2.49.0.1.840.0.a", rec, LATER) is True
+    assert store.put_alert_record("urn:oid:2.49.0.1.840.0.a", {**rec, "status": "ignored"}, LATER) is False
+    got = store.get_alert_records(["urn:oid:2.49.0.1.840.0.a", "unknown", "urn:oid:2.49.0.1.840.0.a"])
+    assert got == {"urn:oid:2.49.0.1.840.0.a": rec}
+
+
+def test_alert_records_of_nothing_and_of_many(store):
+    assert store.get_alert_records([]) == {}
+    ids = [f"NWS-IDP-PROD-{i}" for i in range(130)]  # more than one BatchGetItem
+    for i in ids[:120]:
+        store.put_alert_record(i, {"lineage": i, "status": "processed"}, LATER)
+    got = store.get_alert_records(ids)
+    assert sorted(got) == sorted(ids[:120])
+    assert got["NWS-IDP-PROD-7"] == {"lineage": "NWS-IDP-PROD-7", "status": "processed"}
+
+
+# ---------------------------------------------------------------- lineages
+def test_touch_lineage_creates_then_appends(store):
+    first = store.touch_lineage("a1", "a1", NOW, LATER)
+    assert first == {"ended": False, "ended_reason": None, "alert_ids": ["a1"], "updated_at": NOW}
+    store.touch_lineage("a1", "a2", NOW + 60, LATER)
+    again = store.touch_lineage("a1", "a2", NOW + 120, LATER)  # the same id twice: a set
+    assert again == {"ended": False, "ended_reason": None, "alert_ids": ["a1", "a2"], "updated_at": NOW + 120}
+    assert store.get_lineages(["a1", "nope"]) == {"a1": again}
+    assert store.get_lineages([]) == {}
+
+
+def test_end_lineage_is_idempotent_and_keeps_the_first_reason(store):
+    store.touch_lineage("a1", "a1", NOW, LATER)
+    store.end_lineage("a1", "cancel", NOW + 10, LATER)
+    store.end_lineage("a1", "expired", NOW + 20, LATER)
+    assert store.get_lineages(["a1"])["a1"] == {"ended": True, "ended_reason": "cancel", "alert_ids": ["a1"],
+                                               "updated_at": NOW + 20}
+
+
+def test_a_cancellation_seen_first_makes_later_updates_see_an_ended_lineage(store):
+    store.end_lineage("root", "vtec_can", NOW, LATER)
+    assert store.get_lineages(["root"])["root"] == {"ended": True, "ended_reason": "vtec_can", "alert_ids": [],
+                                                   "updated_at": NOW}
+    after = store.touch_lineage("root", "update-1", NOW + 5, LATER)
+    assert after["ended"] is True and after["ended_reason"] == "vtec_can" and after["alert_ids"] == ["update-1"]
+
+
+def test_touch_lineage_rejects_an_empty_alert_id(store):
+    with pytest.raises(ValueError):
+        store.touch_lineage("a1", "", NOW, LATER)
+
+
+# ---------------------------------------------------------------- feed state
+def test_feed_state_round_trip_and_replace(store):
+    assert store.get_feed_state(URL) is None
+    state = {"etag": '"abc"', "last_modified": "Mon, 21 Sep 2026 12:00:00 GMT", "fetched_at": NOW + 0.5,
+             "status": "ok", "max_age": 30.0}
+    store.put_feed_state(URL, state)
+    assert store.get_feed_state(URL) == state
+    assert store.get_feed_state(URL + "&area=OR") is None
+    store.put_feed_state(URL, {"etag": None, "last_modified": None, "fetched_at": NOW + 60, "status": "ok"})
+    assert store.get_feed_state(URL) == {"etag": None, "last_modified": None, "fetched_at": NOW + 60,
+                                         "status": "ok", "max_age": None}
+
+
+def test_feed_state_rejects_unknown_fields(store):
+    with pytest.raises(ValueError):
+        store.put_feed_state(URL, {"etag": "x", "body": "..."})
+
+
+def test_feed_key_is_stable_and_short():
+    assert feed_key(URL) == feed_key(URL) != feed_key(URL + " ")
+    assert len(feed_key(URL)) == len("FEED#") + 32
+
+
+# ---------------------------------------------------------------- conditions
+def test_conditions_round_trip_with_optional_fields(store):
+    store.put_conditions([(C1, obs(NOW, precipitation_mm_h=2.5, wind_kph=30), NOW + 3600),
+                          (C2, obs(NOW, "clear", -3.25), NOW + 3600)])
+    assert store.get_conditions([C1, C2, C3], NOW + 1) == {
+        C1: obs(NOW, precipitation_mm_h=2.5, wind_kph=30.0),
+        C2: obs(NOW, "clear", -3.25),
+    }
+    assert store.get_conditions([], NOW) == {}
+
+
+def test_expired_conditions_are_absent_before_ttl_deletes_them(store):
+    store.put_conditions([(C1, obs(NOW), NOW + 3600)])
+    assert C1 in store.get_conditions([C1], NOW + 3599)
+    assert store.get_conditions([C1], NOW + 3600) == {}
+
+
+def test_a_newer_observation_wins_whatever_the_write_order(store):
+    store.put_conditions([(C1, obs(NOW, "rain"), NOW + 3600)])
+    store.put_conditions([(C1, obs(NOW - 600, "snow"), NOW + 3000)])  # older: ignored
+    assert store.get_conditions([C1], NOW)[C1]["condition"] == "rain"
+    store.put_conditions([(C1, obs(NOW + 600, "storm"), NOW + 4200)])  # newer: replaces
+    assert store.get_conditions([C1], NOW)[C1] == obs(NOW + 600, "storm")
+
+
+def test_one_batch_keeps_the_newest_per_cell(store):
+    store.put_conditions([
+        (C1, obs(NOW - 10, "fog"), NOW + 3600),
+        (C1, obs(NOW, "hail"), NOW + 3600),
+        (C1, obs(NOW - 20, "rain"), NOW + 3600),
+        (C2, obs(NOW, "wind"), NOW + 3600),
+    ])
+    got = store.get_conditions([C1, C2], NOW)
+    assert got[C1]["condition"] == "hail" and got[C2]["condition"] == "wind"
+
+
+def test_many_cells_in_one_write(store):
+    import h3.api.basic_int as h3i
+
+    cells = sorted(h3i.grid_disk(C1, 6))  # 127 cells: several batch requests
+    store.put_conditions([(c, obs(NOW, temperature_c=float(i % 40)), NOW + 3600) for i, c in enumerate(cells)])
+    got = store.get_conditions(cells, NOW)
+    assert sorted(got) == cells
+    assert [got[c]["temperature_c"] for c in cells] == [float(i % 40) for i in range(len(cells))]
+
+
+def test_observation_needs_its_fields(store):
+    with pytest.raises(ValueError):
+        store.put_conditions([(C1, {"condition": "rain", "observed_at": NOW}, NOW + 60)])
+
+
+# ---------------------------------------------------------------- memory: thread safety
+def test_memory_lineage_updates_from_many_threads_lose_nothing():
+    s = _with(WeatherMemoryMixin, InMemoryStore)()
+    ids = [f"a{i}" for i in range(200)]
+
+    def work(chunk):
+        for i in chunk:
+            s.touch_lineage("L", i, NOW, LATER)
+            s.put_alert_record(i, {"lineage": "L"}, LATER)
+
+    threads = [threading.Thread(target=work, args=(ids[k::8],)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert s.get_lineages(["L"])["L"]["alert_ids"] == sorted(ids)
+    assert len(s.get_alert_records(ids)) == 200
+
+
+def test_memory_store_returns_copies():
+    s = _with(WeatherMemoryMixin, InMemoryStore)()
+    s.put_alert_record("a", {"lineage": "a", "list": [1]}, LATER)
+    s.get_alert_records(["a"])["a"]["list"].append(2)
+    assert s.get_alert_records(["a"])["a"]["list"] == [1]
+    s.put_conditions([(C1, obs(NOW), NOW + 60)])
+    s.get_conditions([C1], NOW)[C1]["condition"] = "changed"
+    assert s.get_conditions([C1], NOW)[C1]["condition"] == "rain"
+
+
+def test_alerts_table_has_ttl_on_expires_at(moto_aws):
+    import boto3
+
+    from chalicelib.settings import get_settings
+
+    desc = boto3.client("dynamodb").describe_time_to_live(TableName=get_settings().alerts_table)
+    assert desc["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
