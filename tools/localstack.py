@@ -318,6 +318,9 @@ class EventPump:
     :param endpoint_url: where SQS is; ``None`` lets boto3 read ``AWS_ENDPOINT_URL``.
     :param wait_seconds: long-poll wait (1–20); also bounds how long :meth:`stop` takes.
     :param visibility_timeout: ``VisibilityTimeout`` of queues the pump creates.
+    :param max_receive_count: when set, queues the pump creates get a dead-letter
+        queue ``<name>-dlq`` and a redrive policy: a message received this many
+        times without success moves there, as the deployed fan-out queue does.
     """
 
     def __init__(
@@ -330,8 +333,10 @@ class EventPump:
         schedule_interval: float | None = 60.0,
         wait_seconds: int = 1,
         visibility_timeout: int = 30,
+        max_receive_count: int | None = None,
     ) -> None:
         self.app = app
+        self.max_receive_count = max_receive_count
         self.endpoint_url = endpoint_url
         self.region = region
         self.stage = stage
@@ -385,6 +390,12 @@ class EventPump:
             attributes = {"VisibilityTimeout": str(self.visibility_timeout)}
             if feed.queue_name.endswith(".fifo"):
                 attributes["FifoQueue"] = "true"
+            if self.max_receive_count:
+                dlq_name = feed.queue_name.removesuffix(".fifo") + "-dlq" + (".fifo" if feed.queue_name.endswith(".fifo") else "")
+                dlq_attrs = {"FifoQueue": "true"} if feed.queue_name.endswith(".fifo") else {}
+                dlq_url = sqs.create_queue(QueueName=dlq_name, Attributes=dlq_attrs)["QueueUrl"]
+                dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+                attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(self.max_receive_count)})
             feed.queue_url = sqs.create_queue(QueueName=feed.queue_name, Attributes=attributes)["QueueUrl"]
             log.info("created queue %s", feed.queue_name)
         attrs = sqs.get_queue_attributes(QueueUrl=feed.queue_url, AttributeNames=["QueueArn"])
@@ -654,6 +665,7 @@ class LocalStack:
                     endpoint_url=self.aws_endpoint,
                     stage=self.stage,
                     schedule_interval=self.schedule_interval,
+                    max_receive_count=5,  # then the dead-letter queue, as deployed
                 )
                 self.pump.start()
             except BaseException:

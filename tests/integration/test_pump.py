@@ -172,3 +172,24 @@ def test_stop_is_prompt(moto_server):
     pump.stop()
 
     assert time.monotonic() - started < 5
+
+
+def test_a_poison_message_reaches_the_dead_letter_queue(moto_server, sqs):
+    """With a redrive policy (as the local stack and the deployment set on the
+    fan-out queue), a message that keeps failing moves to ``<queue>-dlq``
+    after ``max_receive_count`` receives instead of blocking the queue."""
+    thing = Throwaway(f"q-{uuid.uuid4().hex[:8]}", failures=10**6)
+
+    with make_pump(moto_server, thing.app, schedule_interval=None, max_receive_count=2) as pump:
+        url = pump.queue_url(thing.queue)
+        dlq = sqs.get_queue_url(QueueName=f"{thing.queue}-dlq")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="poison")
+
+        def in_dlq():
+            got = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=1, VisibilityTimeout=0).get("Messages", [])
+            return got and got[0]["Body"] == "poison"
+
+        assert wait_for(in_dlq, timeout=15)
+        assert wait_for(lambda: queue_counts(sqs, url) == (0, 0), timeout=5)
+    assert thing.attempts == 2
+    assert thing.records == []

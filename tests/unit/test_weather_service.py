@@ -7,8 +7,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -241,19 +240,11 @@ def test_large_fanout_goes_through_the_queue_and_redelivery_sends_once():
 
 
 # ------------------------------------------------------------------ the national bundles
-REL = re.compile(r"^date:now ([+-]\d+) (minute|minutes|hour|hours|day|days)$")
-
-
 def resolve_relative(obj, at: datetime):
-    if isinstance(obj, dict):
-        return {k: resolve_relative(v, at) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [resolve_relative(v, at) for v in obj]
-    if isinstance(obj, str) and obj.startswith("date:now"):
-        m = REL.match(obj)
-        n, unit = int(m.group(1)), m.group(2).rstrip("s")
-        return (at + timedelta(**{unit + "s": n})).isoformat()
-    return obj
+    """The bundles' replay times ("date:now -2 minutes") against their capture instant."""
+    from tests.unit.test_alerts import resolve_relative as resolve
+
+    return resolve(obj, at.timestamp())
 
 
 def cities(n: int = 1000) -> dict[str, tuple[float, float]]:
@@ -264,6 +255,7 @@ def cities(n: int = 1000) -> dict[str, tuple[float, float]]:
 
 @pytest.mark.parametrize("bundle, at", [
     ("weathergov__alerts_active_national_2025-12-15T2155Z_northwest-bundle.json", datetime(2025, 12, 15, 21, 55, tzinfo=timezone.utc)),
+    ("weathergov__alerts_active_national_2026-05-14T1635Z_guam-7day-bundle.json", datetime(2026, 5, 14, 16, 35, tzinfo=timezone.utc)),
 ])
 def test_national_bundle_targets_equal_brute_force(bundle, at):
     body = resolve_relative(json.loads((NWS / bundle).read_text()), at)
