@@ -6,7 +6,6 @@ returns plain data."""
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from typing import Any
 
@@ -17,6 +16,7 @@ from chalicelib.push import pipeline
 from chalicelib.push.campaigns import CAMPAIGN_ID_RE, parse_campaign, validate_campaign_id
 from chalicelib.push.model import FAILED, HELD, SENT, SUPPRESSED, FenceContext, Trigger
 from chalicelib.push.render import RenderError
+from chalicelib.weather.targets import plan_targets
 from chalicelib.timeutil import iso, parse_timestamp
 
 log = logging.getLogger("hexcast.push")
@@ -331,7 +331,7 @@ def audience_estimate(deps, body: Any) -> dict:
     if "fence_id" in body:
         services = _services()
         rec = services._fence_or_404(deps, body["fence_id"])
-        shape = FenceShape.from_definition(parse_feature(rec.feature, rec.fence_id))
+        d = parse_feature(rec.feature, rec.fence_id)
     else:
         geometry = body["geometry"]
         if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
@@ -347,18 +347,20 @@ def audience_estimate(deps, body: Any) -> dict:
         except InvalidInput as exc:
             exc.field = exc.field if (exc.field or "").startswith("geometry") else "geometry"
             raise
-        shape = FenceShape.from_definition(d)
     now = deps.clock()
-    oldest = now - max_age_h * 3600.0 if max_age_h is not None else -math.inf
-    reachable = 0
-    for dev in deps.store.scan_locations():
-        st = dev.state
-        if st is None or st.ts < oldest:
-            continue
-        if not (dev.consent.get("push") and dev.consent.get("location") and dev.push_enabled):
-            continue
-        if shape.covers(st.lat, st.lng):
-            reachable += 1
+    # The device region index (as for storms): the area's H3 cover becomes a
+    # few key-range Queries; consent, push and location age are checked there.
+    plan = plan_targets(deps.store, d.geometry, now=now, max_age_s=max_age_h * 3600.0 if max_age_h is not None else None,
+                        shards=deps.settings.region_shards)
+    ids = plan.device_ids
+    if d.kind != "polygon" and ids:
+        # Circles (geodesic) and H3 regions: the polygon above covers them;
+        # the fence's own exact test decides.
+        shape = FenceShape.from_definition(d)
+        devices, _ = deps.store.read_for_pings(ids, [])
+        ids = [i for i in ids if i in devices and devices[i].state is not None
+               and shape.covers(devices[i].state.lat, devices[i].state.lng)]
+    reachable = len(ids)
     return {"reachable": reachable, "as_of": iso(now)}
 
 
