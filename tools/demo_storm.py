@@ -160,7 +160,9 @@ def write_storm_map(path: str, feature: dict, reached: list[str]) -> None:
             ax.add_patch(PathPatch(Path(np.concatenate(verts), np.concatenate(codes)), **kw))
 
     fig, ax = plt.subplots(figsize=(10, 8.5))
-    cover = cover_geometry(area.geometry)
+    from chalicelib.weather.targets import PLAN_FINEST, PLAN_MAX_BOUNDARY
+
+    cover = cover_geometry(area.geometry, buffer_m=0.0, max_boundary=PLAN_MAX_BOUNDARY, finest=PLAN_FINEST)  # as planned
     polys = cell_polygons(cover.cells)
     for inside, color in ((False, "#dde8f3"), (True, "#8fb3d9")):
         sel = polys[cover.inside == inside]
@@ -169,11 +171,15 @@ def write_storm_map(path: str, feature: dict, reached: list[str]) -> None:
                  facecolor=color, edgecolor="#7f9cbf", linewidth=0.3, zorder=1)
     draw(ax, area.geometry, facecolor="#9467bd", edgecolor="#4b2a7b", alpha=0.25, linewidth=1.4, zorder=2)
     draw(ax, area.geometry, facecolor="none", edgecolor="#4b2a7b", linewidth=1.4, zorder=2)
+    offsets = {"ak-ana": (40, 30), "ak-cho": (40, -30), "ak-eve": (45, 0), "ak-ben": (-110, 20)}
     for device_id, place, lat, lng, *_ in DEVICES:
         hit = device_id in reached
         ax.plot([lng], [lat], marker="o" if hit else "x", color="#2ca02c" if hit else "#d62728", markersize=9,
                 markeredgewidth=2, linestyle="none", zorder=4)
-        ax.annotate(f"{device_id}\n{place}", (lng, lat), xytext=(6, 4), textcoords="offset points", fontsize=8, zorder=5)
+        dx, dy = offsets.get(device_id, (6, 4))
+        ax.annotate(f"{device_id}: {place}", (lng, lat), xytext=(dx, dy), textcoords="offset points", fontsize=8, zorder=5,
+                    arrowprops={"arrowstyle": "-", "color": "#555555", "linewidth": 0.5} if device_id in offsets else None,
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
     minx, miny, maxx, maxy = area.geometry.bounds
     ax.set_xlim(min(minx, -136.5) - 0.3, max(maxx, -133.5) + 0.3)
     ax.set_ylim(min(miny, 56.8) - 0.2, max(maxy, 59.7) + 0.2)
