@@ -6,11 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.stamp
 PORT ?= 8000
 PYTEST_ARGS ?=
+# make package / make deploy: which stage of .chalice/config.json; DRY_RUN=1 only prints the deploy plan.
+STAGE ?= dev
+DRY_RUN ?=
 
 # `import app`, `import chalicelib` and `import tools` work from the repository root.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: venv test serve demo bench clean
+.PHONY: venv test serve demo bench soak hostile package deploy clean
 
 ## venv: create .venv and install requirements-dev.txt (again only when a requirements file changes)
 venv: $(STAMP)
@@ -41,6 +44,24 @@ demo: venv
 ## bench: run the benchmarks beside their baselines
 bench: venv
 	$(PY) -m benchmarks.run
+
+## soak: fault injection at full counts (20,000-device storm, 100,000 pings; RELIABILITY.md), a few minutes; runs hostile first
+soak: venv hostile
+	$(PY) -m benchmarks.soak
+
+## hostile: hostile input at full counts (12,000 generated requests + the full catalogue, every route; RELIABILITY.md), ~10 minutes
+hostile: venv
+	$(PY) -m tools.hostile
+
+## package: dist/$(STAGE)/sam.json (one template that creates everything) + deployment.zip, checked by cfn-lint
+package: venv
+	$(PY) -m deploy.package --stage $(STAGE)
+	$(VENV)/bin/cfn-lint dist/$(STAGE)/sam.json dist/$(STAGE)/resources.json
+	@echo "package: cfn-lint passed"
+
+## deploy: the resource stack, then chalice deploy --stage $(STAGE) (idempotent; DRY_RUN=1 prints the plan)
+deploy: venv
+	DRY_RUN=$(DRY_RUN) $(PY) -m deploy.deploy --stage $(STAGE)
 
 ## clean: remove the virtualenv, caches and generated output
 clean:

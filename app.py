@@ -1,12 +1,15 @@
-"""hexcast on Chalice: this file only wires blueprints (code lives in chalicelib/)."""
+"""hexcast on Chalice: this file only wires middleware and blueprints (code lives in chalicelib/)."""
 
 from chalice import Chalice
 
-from chalicelib.api import campaigns, devices, geofences, health, pings, weather
+from chalicelib.api import campaigns, devices, geofences, health, maintenance, observability, pings, weather
 
 app = Chalice(app_name="hexcast")
 app.debug = False
 app.api.binary_types = []
+
+# Every entry point (HTTP, SQS, schedules): JSON logs with the request id, EMF metrics.
+app.register_middleware(observability.observe, "all")
 
 app.register_blueprint(health.bp)
 app.register_blueprint(geofences.bp)
@@ -14,3 +17,4 @@ app.register_blueprint(devices.bp)
 app.register_blueprint(pings.bp)
 app.register_blueprint(campaigns.bp)
 app.register_blueprint(weather.bp)
+app.register_blueprint(maintenance.bp)

@@ -4,7 +4,6 @@ cached while the Lambda is warm. Tests install their own with :func:`set_deps`."
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from chalicelib.settings import get_settings
 
@@ -33,6 +32,7 @@ def build_deps():
     from botocore.config import Config
 
     from chalicelib.cache import VersionCache
+    from chalicelib.logs import ContextThreadPool
     from chalicelib.push.pipeline import CampaignCache
     from chalicelib.push.sns import SnsGateway
     from chalicelib.services import Deps
@@ -44,7 +44,8 @@ def build_deps():
     config = Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=32)
     client = boto3.client("dynamodb", config=config)
     store = DynamoStore(client, settings)
-    pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="hexcast-io")
+    # Its tasks run in the submitter's context: their log lines keep the request id.
+    pool = ContextThreadPool(max_workers=16, thread_name_prefix="hexcast-io")
     # SNS throttling is retried by the gateway itself (with backoff), so the
     # client's own retries stay at the standard few.
     sns = boto3.client("sns", config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32))

@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from chalicelib import auth
+from chalicelib import metrics, retention
 from chalicelib.cache import VersionCache
 from chalicelib.errors import Conflict, Forbidden, HexcastError, InvalidInput, NotFound, Unavailable
 from chalicelib.geo.cells import FINEST, LADDER, cell_str, latlng_to_cell, to_parents
@@ -53,6 +55,8 @@ class Deps:
     #: Weather: the alert-area resolver and the fan-out queue (None: inline).
     resolver: Any = None
     queue: Any = None
+    #: Backoff between retries of a store write (tests pass a recorder).
+    sleep: Callable[[float], None] = time.sleep
 
     def parallel(self, fns: list[Callable[[], Any]]) -> list[Any]:
         """Run independent store calls concurrently (one sequential round trip)."""
@@ -287,27 +291,74 @@ def _parse_device(device_id: str, body: Any) -> Device:
     return Device(device_id, platform, token, user_id, dict(attrs), clean_consent)
 
 
-def register_device(deps: Deps, device_id: str, body: Any) -> dict:
+REGISTER_ATTEMPTS = 3
+
+
+def authorize_device(device: Device, role: str, secret: str | None) -> None:
+    """An admin key may touch any device; any other key only a device whose
+    stored secret hash matches ``secret`` (the ``X-Device-Secret`` header).
+    403 naming the header otherwise — a device without a stored secret
+    (registered before secrets existed) is the admin's alone."""
+    if role == auth.ADMIN:
+        return
+    header = auth.DEVICE_SECRET_HEADER
+    if not secret:
+        raise Forbidden(f"this device's calls need {header} (the device_secret its registration returned)", header)
+    if not auth.secret_matches(secret, device.secret_hash):
+        raise Forbidden(f"{header} does not match this device", header)
+
+
+def register_device(deps: Deps, device_id: str, body: Any, *, role: str = auth.ADMIN, secret: str | None = None) -> dict:
     """Create or update the profile and the SNS endpoint (AWS's lifecycle:
     create once, then read its attributes and update a changed token or a
-    disabled endpoint; recreate it when it is gone)."""
+    disabled endpoint; recreate it when it is gone).
+
+    A new device gets a ``device_secret`` in the answer, once; only its
+    hash is stored. Updating an existing device with an app key needs that
+    secret (:func:`authorize_device`) and keeps it. The write is
+    conditional — creation on the id being free, an update on the hash just
+    checked — so of two concurrent first registrations exactly one gets a
+    secret, and the other is decided again against what the winner stored."""
     device_id = validate_device_id(device_id)
     device = _parse_device(device_id, body)
     now = _now_iso(deps)
     device.created_at = device.updated_at = now
-    old = deps.store.get_device(device_id, consistent=True)
-    device.endpoint_arn = old.endpoint_arn if old else None
-    device.push_enabled = False
-    if device.consent["push"] and deps.push is not None:
+    tried: str | None = None  # the secret of a creation whose outcome is unknown
+    for _ in range(REGISTER_ATTEMPTS):
+        old = deps.store.get_device(device_id, consistent=True)
+        if old is not None and tried is not None and auth.secret_matches(tried, old.secret_hash):
+            # Our creation did land (an SDK retry of it then found the id taken).
+            return {"device_id": device_id, "push_enabled": old.push_enabled, "device_secret": tried}
+        if old is not None:
+            authorize_device(old, role, secret)
+        device.endpoint_arn = old.endpoint_arn if old else None
+        device.push_enabled = False
+        if device.consent["push"] and deps.push is not None:
+            # Before the profile write: a registration that fails here
+            # (503, retried by the app) has handed out no secret.
+            try:
+                endpoint = deps.push.ensure_endpoint(device_id, device.platform, device.push_token, device.endpoint_arn)
+            except PushError as exc:
+                log.warning("push endpoint not registered", extra={"device_id": device_id, "reason": exc.reason})
+                raise Unavailable(f"push registration failed ({exc.reason}); retry", "push_token") from None
+            device.endpoint_arn = endpoint.arn
+            device.push_enabled = endpoint.enabled
+        new_secret = auth.new_device_secret() if old is None else None
+        device.secret_hash = auth.hash_token(new_secret) if new_secret else old.secret_hash
         try:
-            endpoint = deps.push.ensure_endpoint(device_id, device.platform, device.push_token, device.endpoint_arn)
-        except PushError as exc:
-            log.warning("push endpoint not registered", extra={"device_id": device_id, "reason": exc.reason})
-            raise Unavailable(f"push registration failed ({exc.reason}); retry", "push_token") from None
-        device.endpoint_arn = endpoint.arn
-        device.push_enabled = endpoint.enabled
-    deps.store.save_profile(device)
-    return {"device_id": device_id, "push_enabled": device.push_enabled}
+            deps.store.save_profile(device, create=old is None)
+        except ConcurrentUpdate:
+            # Another registration created the device first, or it was
+            # deleted or re-created meanwhile: decide again on what is stored.
+            # (An endpoint created for a lost creation stays unused.)
+            log.info("device registration raced; re-reading", extra={"device_id": device_id})
+            tried = new_secret
+            continue
+        answer = {"device_id": device_id, "push_enabled": device.push_enabled}
+        if new_secret:
+            answer["device_secret"] = new_secret
+        return answer
+    raise Conflict("the device was changed concurrently; retry", "device_id")
 
 
 def _device_or_404(deps: Deps, device_id: str) -> Device:
@@ -316,6 +367,7 @@ def _device_or_404(deps: Deps, device_id: str) -> Device:
 
 def get_device(deps: Deps, device_id: str) -> dict:
     d = _device_or_404(deps, device_id)
+    retention.forget_expired([d], deps.clock(), retention.location_ttl_s(deps.settings))
     location = None
     fences: list[str] = []
     if d.state is not None:
@@ -335,16 +387,24 @@ def get_device(deps: Deps, device_id: str) -> dict:
     }
 
 
-def delete_device(deps: Deps, device_id: str) -> None:
+def delete_device(deps: Deps, device_id: str, *, role: str = auth.ADMIN, secret: str | None = None) -> None:
     """Right to be forgotten: the profile, the location state and the SNS
-    endpoint. Delivery records keep no location."""
+    endpoint. Delivery records keep no location. An app key needs the
+    device's secret (:func:`authorize_device`)."""
     device = _device_or_404(deps, device_id)
+    authorize_device(device, role, secret)
     if device.endpoint_arn and deps.push is not None:
         try:
             deps.push.delete_endpoint(device.endpoint_arn)
         except PushError as exc:
             raise Unavailable(f"could not delete the push endpoint ({exc.reason}); retry", "device_id") from None
-    deps.store.delete_device(device_id)
+    try:
+        # An app key deletes only the device its secret was checked against.
+        deps.store.delete_device(device_id, secret_hash=None if role == auth.ADMIN else device.secret_hash)
+    except ConcurrentUpdate:
+        # Deleted (or deleted and registered again) since the read above.
+        authorize_device(_device_or_404(deps, device_id), role, secret)
+        raise Conflict("the device was changed concurrently; retry", "device_id") from None
 
 
 # ---------------------------------------------------------------- pings
@@ -398,7 +458,10 @@ def _fix_field(field_name: str | None) -> str | None:
     return field_name.lstrip(".") if field_name else field_name
 
 
-def handle_pings(deps: Deps, body: Any, *, role: str = "admin") -> tuple[int, dict]:
+def handle_pings(deps: Deps, body: Any, *, role: str = auth.ADMIN, secret: str | None = None) -> tuple[int, dict]:
+    """Apply a ping or a batch (SPEC §3 "Location pings"). An app key may
+    post for one device only, and needs its secret: checked on the device
+    the first round trip reads anyway (403 before anything is written)."""
     now = deps.clock()
     try:
         pings, single = parse_pings(body, now)
@@ -406,7 +469,7 @@ def handle_pings(deps: Deps, body: Any, *, role: str = "admin") -> tuple[int, di
         exc.field = _fix_field(exc.field)
         raise
     device_ids = sorted({p.device_id for p in pings})
-    if role != "admin" and len(device_ids) > 1:
+    if role != auth.ADMIN and len(device_ids) > 1:
         raise Forbidden("an app key may post pings for one device only", "pings")
 
     s = deps.settings
@@ -419,6 +482,11 @@ def handle_pings(deps: Deps, body: Any, *, role: str = "admin") -> tuple[int, di
 
     # Round trip 1: the devices and every ladder row of every ping.
     devices, rows = deps.store.read_for_pings(device_ids, all_cells)
+    retention.forget_expired(devices.values(), now, retention.location_ttl_s(s))  # an expired location is no state
+    if role != auth.ADMIN:
+        # An unknown device stays the spec's 404 / unknown_device below.
+        for d in devices.values():
+            authorize_device(d, role, secret)
 
     # Round trip 2 (only on a cold cache or an exit far from the fence):
     # versions behind the rows, and whether fences left behind still exist.
@@ -510,6 +578,9 @@ def handle_pings(deps: Deps, body: Any, *, role: str = "admin") -> tuple[int, di
                 # Another request moved this device: replay our pings on its
                 # state so neither request's transitions are lost.
                 fresh = deps.store.get_device(device.device_id, consistent=True)
+                retention.forget_expired([fresh], now, retention.location_ttl_s(s))
+                if fresh is not None and role != auth.ADMIN:
+                    authorize_device(fresh, role, secret)  # deleted and registered again meanwhile
                 if fresh is None or not fresh.location_consent:
                     reason = "unknown_device" if fresh is None else "no_location_consent"
                     return {p.index: _result(p, False, reason) for p in dpings}
@@ -528,6 +599,7 @@ def handle_pings(deps: Deps, body: Any, *, role: str = "admin") -> tuple[int, di
         _deliver_outboxes(deps, devices, pings, results, outboxes)
     for r in results.values():
         r.pop("_events", None)
+    metrics.pings(results.values())
     return 200, {"results": [results[p.index] for p in pings]}
 
 

@@ -12,11 +12,20 @@ import os
 from dataclasses import dataclass, field
 
 from chalicelib import __version__
+from chalicelib.auth import key_hashes, parse_key_hashes
 
 
 def _keys(value: str) -> tuple[str, ...]:
     """Comma-separated keys; two may be active at once during a rotation."""
     return tuple(k.strip() for k in value.split(",") if k.strip())
+
+
+def _role_hashes(env: dict[str, str], role: str) -> tuple[str, ...]:
+    """``HEXCAST_<ROLE>_KEY_HASHES`` (``sha256:<hex>``, comma-separated: the
+    deployed form) plus ``HEXCAST_<ROLE>_KEY`` (plaintext, the local stack's),
+    hashed here: a plaintext key is not kept."""
+    name, plain = f"HEXCAST_{role}_KEY_HASHES", f"HEXCAST_{role}_KEY"
+    return key_hashes(parse_key_hashes(env.get(name, ""), name), _keys(env.get(plain, "")), f"{name} + {plain}")
 
 
 @dataclass(frozen=True)
@@ -31,8 +40,9 @@ class Settings:
     alerts_table: str = "hexcast-local-alerts"
     #: SQS queue (name) of the weather fan-out: chunks of devices to send to.
     fanout_queue: str = "hexcast-local-fanout"
-    admin_keys: tuple[str, ...] = ()
-    app_keys: tuple[str, ...] = ()
+    #: ``sha256:<hex>`` of the active API keys per role (at most two: rotation).
+    admin_key_hashes: tuple[str, ...] = ()
+    app_key_hashes: tuple[str, ...] = ()
     log_level: str = "INFO"
     #: Pings whose accuracy is worse than this update nothing.
     max_accuracy_m: float = 1000.0
@@ -82,8 +92,8 @@ class Settings:
             deliveries_table=env.get("HEXCAST_DELIVERIES_TABLE", f"{prefix}-deliveries"),
             alerts_table=env.get("HEXCAST_ALERTS_TABLE", f"{prefix}-alerts"),
             fanout_queue=env.get("HEXCAST_FANOUT_QUEUE", f"{prefix}-fanout"),
-            admin_keys=_keys(env.get("HEXCAST_ADMIN_KEY", "")),
-            app_keys=_keys(env.get("HEXCAST_APP_KEY", "")),
+            admin_key_hashes=_role_hashes(env, "ADMIN"),
+            app_key_hashes=_role_hashes(env, "APP"),
             log_level=env.get("HEXCAST_LOG_LEVEL", "INFO"),
             max_accuracy_m=float(env.get("HEXCAST_MAX_ACCURACY_M", "1000")),
             last_seen_refresh_s=int(env.get("HEXCAST_LAST_SEEN_REFRESH_S", "300")),

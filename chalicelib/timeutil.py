@@ -31,7 +31,10 @@ def parse_timestamp(value, *, field: str):
         except ValueError:
             dt = None
         if dt is not None and "T" in value.upper() and dt.tzinfo is not None:
-            return dt.timestamp()
+            ts = dt.timestamp()
+            if not 0 <= ts < 32503680000:  # as for epoch seconds: "0001-01-01T00:00:00+01:00" is year 0 in UTC
+                raise InvalidInput("timestamp must be between 1970 and 3000", field)
+            return ts
     raise InvalidInput("timestamp must be RFC 3339 with a time zone (e.g. 2026-01-31T08:00:00Z) or epoch seconds", field)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib import deps as deps_module
+from chalicelib.auth import hash_token
 from chalicelib.cache import VersionCache
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.pipeline import CampaignCache
@@ -34,7 +35,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(stage="test", admin_keys=(ADMIN_KEY,), app_keys=(APP_KEY,), coupon_secret="test-coupon-secret", campaign_cache_s=0)
+    return Settings(stage="test", admin_key_hashes=(hash_token(ADMIN_KEY),), app_key_hashes=(hash_token(APP_KEY),),
+                    coupon_secret="test-coupon-secret", campaign_cache_s=0)
 
 
 @pytest.fixture
@@ -53,14 +55,17 @@ def aws_env(monkeypatch):
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "HEXCAST_STAGE": "test",
-        "HEXCAST_ADMIN_KEY": ADMIN_KEY,
-        "HEXCAST_APP_KEY": APP_KEY,
+        # as a deployed stage has them: hashes only (tests/integration/test_auth.py covers plaintext)
+        "HEXCAST_ADMIN_KEY_HASHES": hash_token(ADMIN_KEY),
+        "HEXCAST_APP_KEY_HASHES": hash_token(APP_KEY),
         "HEXCAST_COUPON_SECRET": "test-coupon-secret",
         "HEXCAST_CAMPAIGN_CACHE_S": "0",
     }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("HEXCAST_ADMIN_KEY", raising=False)
+    monkeypatch.delenv("HEXCAST_APP_KEY", raising=False)
     reset_settings()
     yield
     reset_settings()

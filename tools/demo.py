@@ -424,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default: a free one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The app's JSON lines and EMF metrics (what Lambda would ship to CloudWatch)
+    # would drown the demo's own output: warnings only.
+    from chalicelib import logs
+
+    logs.configure("WARNING", metrics=False)
     return run(args.out, port=args.port)
 
 

@@ -74,12 +74,15 @@ def run_storm(admin: HexcastClient, app: HexcastClient, stack, out: TextIO, out_
     admin.request("PUT", "/v1/campaigns/storm-delay", json_body=CAMPAIGN)
     now = time.time()
     for i, (device_id, _place, lat, lng, attrs, consent) in enumerate(DEVICES):
-        app.request("PUT", f"/v1/devices/{device_id}", json_body={
+        answer = app.request("PUT", f"/v1/devices/{device_id}", json_body={
             "platform": "ios" if i % 2 else "android", "push_token": f"demo-token-{device_id}",
             "attributes": attrs, "consent": consent or {"push": True, "location": True}})
+        # Each phone keeps the secret its registration returned and sends it with its own calls.
+        secret = answer.get("device_secret") if isinstance(answer, dict) else None
+        mine = {"X-Device-Secret": secret} if secret else {}
         if consent is None or consent.get("location"):
             app.request("POST", "/v1/pings", json_body={"device_id": device_id, "lat": lat, "lng": lng,
-                                                        "timestamp": now - 600, "accuracy_m": 20})
+                                                        "timestamp": now - 600, "accuracy_m": 20}, headers=mine)
     feature = rebased_alert(now)
     p = feature["properties"]
     print(f"\nweather: replaying a real NWS alert as if issued now — {p['event']}, {p['areaDesc']}",

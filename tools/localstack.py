@@ -35,6 +35,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -56,6 +57,7 @@ from chalice.config import Config
 from chalice.deploy.validate import validate_routes
 from chalice.local import ChaliceRequestHandler, LambdaContext, LocalChalice, LocalDevServer
 
+from chalicelib.auth import hash_token
 from tools._moto_server import SNS_MESSAGES_PATH
 
 log = logging.getLogger(__name__)
@@ -591,7 +593,7 @@ class LocalStack:
         applications at start (their ARNs go into the environment).
 
     ``start()`` sets the process environment (``AWS_ENDPOINT_URL``, fake
-    credentials, ``HEXCAST_STAGE=local``, the keys) and ``stop()`` restores
+    credentials, ``HEXCAST_STAGE=local``, the keys' hashes) and ``stop()`` restores
     it. Use one stack per process at a time: the environment is global.
 
     ``stop()`` runs on leaving a ``with`` block (Ctrl-C included), at
@@ -751,8 +753,11 @@ class LocalStack:
             os.environ.get("NO_PROXY") or os.environ.get("no_proxy")
         )
         values["HEXCAST_STAGE"] = self.stage
-        values["HEXCAST_ADMIN_KEY"] = self.admin_key
-        values["HEXCAST_APP_KEY"] = self.app_key
+        # The app gets the keys' hashes, as a deployed stage does; a plaintext
+        # key variable from the shell is hidden while the stack runs.
+        values["HEXCAST_ADMIN_KEY_HASHES"] = hash_token(self.admin_key)
+        values["HEXCAST_APP_KEY_HASHES"] = hash_token(self.app_key)
+        values["HEXCAST_ADMIN_KEY"] = values["HEXCAST_APP_KEY"] = None
         values["HEXCAST_COUPON_SECRET"] = self.coupon_secret
         self._saved_env = {k: os.environ.get(k) for k in values}
         _apply_env(values)
@@ -841,8 +846,26 @@ def _apply_env(values: dict[str, str | None]) -> None:
             os.environ[key] = value
 
 
+_QUERY_VALUE = re.compile(r"=[^&\s\"]*")
+
+
+def _without_query_values(line: str) -> str:
+    """A request line with its query values dropped (names kept): a lookup's
+    ``?lat=…&lng=…`` is a location, and an access log keeps none.
+
+    >>> _without_query_values('"GET /v1/geofences/lookup?lat=40.7128&lng=-74.006 HTTP/1.1" 200 -')
+    '"GET /v1/geofences/lookup?lat=…&lng=… HTTP/1.1" 200 -'
+    """
+    head, sep, rest = line.partition("?")
+    if not sep:
+        return line
+    query, space, tail = rest.partition(" ")
+    return head + sep + _QUERY_VALUE.sub("=…", query) + space + tail
+
+
 class _LoggingRequestHandler(ChaliceRequestHandler):
-    """chalice.local's request handler, with request lines sent to logging."""
+    """chalice.local's request handler, with request lines sent to logging
+    (query values left out)."""
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
-        http_log.info("%s %s", self.address_string(), format % args)
+        http_log.info("%s %s", self.address_string(), _without_query_values(format % args))

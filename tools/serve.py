@@ -4,6 +4,7 @@ Environment:
 
 * ``PORT`` — HTTP port of the API (default 8000).
 * ``HEXCAST_ADMIN_KEY`` / ``HEXCAST_APP_KEY`` — API keys; generated when unset.
+  The app is given only their SHA-256 hashes, as a deployed stage is.
 * ``HEXCAST_SCHEDULE_INTERVAL_S`` — seconds between runs of scheduled
   functions (default 60; 0 disables).
 
@@ -40,6 +41,9 @@ def _banner(stack: LocalStack) -> str:
             "",
             f"  curl {stack.base_url}/v1/health",
             f"  curl -H 'X-Api-Key: {stack.admin_key}' '{stack.base_url}/v1/geofences/lookup?lat=40.7&lng=-74.0'",
+            "",
+            "  App-key calls for a device also send X-Device-Secret: the device_secret",
+            "  its first PUT /v1/devices/{id} answered.",
             "",
             "Press Ctrl-C to stop.",
             "",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chalice import Blueprint, Rate, Response
 
-from chalicelib.api.common import ADMIN, APP, handled, json_body, json_response, parse_limit, query_params, require
+from chalicelib.api.common import ADMIN, APP, device_secret, handled, json_body, json_response, parse_limit, query_params, require
 from chalicelib.deps import get_deps
 from chalicelib.push import service
 
@@ -72,7 +72,7 @@ def list_deliveries():
 def post_event():
     req = bp.current_request
     role = require(req, ADMIN, APP)
-    return json_response(service.post_event(get_deps(), json_body(req), role=role), 202)
+    return json_response(service.post_event(get_deps(), json_body(req), role=role, secret=device_secret(req)), 202)
 
 
 @bp.route("/v1/audience/estimate", methods=["POST"])
@@ -85,6 +85,9 @@ def audience_estimate():
 
 @bp.schedule(Rate(1, unit=Rate.MINUTES), name="release_held")
 def release_held(event):
-    """Quiet hours in ``hold`` mode: send what is due now."""
-    counts = service.release_held(get_deps())
-    return {"released": counts}
+    """Quiet hours in ``hold`` mode: send what is due now. Then the sweep:
+    deliveries a dead invocation left ``pending`` (driven again) or
+    ``publishing`` (``failed: interrupted``) for over 10 minutes."""
+    deps = get_deps()
+    counts = service.release_held(deps)
+    return {"released": counts, "swept": service.sweep_open(deps)}

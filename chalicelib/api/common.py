@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 import logging
 import math
@@ -11,6 +10,7 @@ from typing import Any, Callable
 
 from chalice import Response
 
+from chalicelib.auth import ADMIN, APP, DEVICE_SECRET_HEADER, role_for_key  # noqa: F401 (roles re-exported for the blueprints)
 from chalicelib.errors import Forbidden, HexcastError, InvalidInput, PayloadTooLarge, Unauthorized
 from chalicelib.settings import get_settings
 
@@ -18,9 +18,6 @@ log = logging.getLogger("hexcast.api")
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # under Lambda's 6 MB event limit, escaping included
 MAX_NESTING = 64
-
-ADMIN = "admin"
-APP = "app"
 
 
 def _reject_constant(name: str) -> Any:
@@ -93,32 +90,34 @@ def query_params(request) -> dict[str, str]:
     return dict(request.query_params or {})
 
 
-def _matches(presented: str, keys: tuple[str, ...]) -> bool:
-    ok = False
-    for k in keys:
-        ok |= hmac.compare_digest(presented.encode(), k.encode())
-    return ok
-
-
 def role_of(request) -> str:
-    """The caller's role from ``X-Api-Key``: 401 when missing, 403 when unknown."""
+    """The caller's role from ``X-Api-Key``: 401 when missing, 403 when
+    unknown. The key is hashed and compared with every configured hash of
+    both roles in constant time (:func:`chalicelib.auth.role_for_key`)."""
     headers = request.headers or {}
     key = headers.get("x-api-key")
     if not key:
         raise Unauthorized("missing X-Api-Key header", "X-Api-Key")
     settings = get_settings()
-    if _matches(key, settings.admin_keys):
-        return ADMIN
-    if _matches(key, settings.app_keys):
-        return APP
-    raise Forbidden("the API key is not valid", "X-Api-Key")
+    role = role_for_key(key, settings.admin_key_hashes, settings.app_key_hashes)
+    if role is None:
+        raise Forbidden("the API key is not valid", "X-Api-Key")
+    return role
 
 
 def require(request, *roles: str) -> str:
+    """The caller's role, when it is one of ``roles``; else 401 / 403."""
     role = role_of(request)
     if role not in roles:
         raise Forbidden("this API key's role may not call this route", "X-Api-Key")
     return role
+
+
+def device_secret(request) -> str | None:
+    """The ``X-Device-Secret`` header (None when absent or empty): checked
+    by the services against the device's stored hash for app keys."""
+    value = (request.headers or {}).get(DEVICE_SECRET_HEADER.lower())
+    return value or None
 
 
 def error_response(exc: HexcastError) -> Response:

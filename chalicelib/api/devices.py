@@ -3,7 +3,7 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib import services
-from chalicelib.api.common import ADMIN, APP, handled, json_body, json_response, require
+from chalicelib.api.common import ADMIN, APP, device_secret, handled, json_body, json_response, require
 from chalicelib.deps import get_deps
 
 bp = Blueprint(__name__)
@@ -13,8 +13,9 @@ bp = Blueprint(__name__)
 @handled
 def put_device(device_id):
     req = bp.current_request
-    require(req, ADMIN, APP)
-    return json_response(services.register_device(get_deps(), device_id, json_body(req)))
+    role = require(req, ADMIN, APP)
+    answer = services.register_device(get_deps(), device_id, json_body(req), role=role, secret=device_secret(req))
+    return json_response(answer)
 
 
 @bp.route("/v1/devices/{device_id}", methods=["GET"])
@@ -27,6 +28,7 @@ def get_device(device_id):
 @bp.route("/v1/devices/{device_id}", methods=["DELETE"])
 @handled
 def delete_device(device_id):
-    require(bp.current_request, ADMIN, APP)
-    services.delete_device(get_deps(), device_id)
+    req = bp.current_request
+    role = require(req, ADMIN, APP)
+    services.delete_device(get_deps(), device_id, role=role, secret=device_secret(req))
     return Response(body="", status_code=204)

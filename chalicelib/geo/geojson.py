@@ -99,17 +99,25 @@ def validate_fence_id(value: Any, field_name: str = "fence_id") -> str:
     return text
 
 
+#: The smallest non-zero magnitude DynamoDB stores (a smaller number is refused
+#: with "Number underflow": a 500 after validation had accepted it).
+MIN_NONZERO_MAGNITUDE = 1e-130
+
+
 def is_finite_number(v: Any) -> bool:
-    """A JSON number that is finite and fits a float (not a bool, not 10**400).
+    """A JSON number that is finite, fits a float and could be stored (not a
+    bool, not 10**400, not a non-zero magnitude below 1e-130 such as 5e-324).
 
     >>> is_finite_number(1.5), is_finite_number(True), is_finite_number(10**400), is_finite_number(float("nan"))
     (True, False, False, False)
+    >>> is_finite_number(0.0), is_finite_number(1e-130), is_finite_number(5e-324), is_finite_number(-1e-200)
+    (True, True, False, False)
     """
     if isinstance(v, bool):
         return False
     if isinstance(v, int):
         return abs(v) < 1e300
-    return isinstance(v, float) and math.isfinite(v)
+    return isinstance(v, float) and math.isfinite(v) and (v == 0.0 or abs(v) >= MIN_NONZERO_MAGNITUDE)
 
 
 _is_number = is_finite_number

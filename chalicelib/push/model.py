@@ -242,11 +242,16 @@ class DeliveryStore(Protocol):
     def get_deliveries(self, delivery_ids: list[str]) -> dict[str, Delivery]: ...
 
     def update_delivery(
-        self, delivery_id: str, changes: dict[str, Any], *, expect_status: str | None = None, absent: str | None = None
+        self, delivery_id: str, changes: dict[str, Any], *, expect_status: str | None = None, absent: str | None = None,
+        updated_before: float | None = None,
     ) -> bool:
         """Set the given Delivery fields (``None`` removes one). Conditional on
-        ``status == expect_status`` and/or the field ``absent`` not being set;
-        False when the condition failed or the record does not exist."""
+        ``status == expect_status``, the field ``absent`` not being set and/or
+        ``updated_at`` (``created_at`` when unset) ≤ ``updated_before`` (a
+        lease: of two take-overs of a stale record, the one that moves
+        ``updated_at`` on first wins); False when the condition failed or
+        the record does not exist. A record entering ``pending`` or
+        ``publishing`` from another status needs ``updated_at``."""
 
     def list_deliveries(
         self,
@@ -267,6 +272,11 @@ class DeliveryStore(Protocol):
 
     def due_held(self, now: float, limit: int = 100) -> list[Delivery]:
         """Held records whose ``release_at`` ≤ now, oldest release first."""
+
+    def stale_open(self, before: float, limit: int = 100) -> list[Delivery]:
+        """Records still ``pending`` or ``publishing`` whose ``updated_at``
+        (``created_at`` when unset) ≤ ``before``, oldest first: what an
+        invocation that died left behind (an index, never a scan)."""
 
     def reserve_send(
         self, campaign_id: str, device_id: str, now: float, per_day: int | None, min_gap_s: float | None

@@ -9,6 +9,7 @@ import logging
 from collections import Counter
 from typing import Any
 
+from chalicelib import metrics, retention
 from chalicelib.errors import InvalidGeometry, InvalidInput, NotFound
 from chalicelib.geo.geojson import FENCE_ID_RE, is_finite_number, parse_feature
 from chalicelib.geo.shape import FenceShape
@@ -252,10 +253,11 @@ def list_deliveries(deps, params: dict[str, str], limit: int) -> dict:
 
 
 # ---------------------------------------------------------------- events
-def post_event(deps, body: Any, *, role: str = "admin") -> dict:
+def post_event(deps, body: Any, *, role: str = "admin", secret: str | None = None) -> dict:
     """An open or a conversion, attributed to a delivery of the device: the
     one named, else (conversions) the one whose coupon was redeemed, else the
-    device's latest sent push — within the conversion window."""
+    device's latest sent push — within the conversion window. An app key
+    needs the device's secret (``services.authorize_device``)."""
     if not isinstance(body, dict):
         raise InvalidInput("expected a JSON object", "body")
     services = _services()
@@ -278,7 +280,8 @@ def post_event(deps, body: Any, *, role: str = "admin") -> dict:
         raise InvalidInput("at is in the future", "at")
     if etype == "push_opened" and did is None:
         raise InvalidInput("push_opened needs the delivery_id the push carried", "delivery_id")
-    services._device_or_404(deps, device_id)
+    services.authorize_device(services._device_or_404(deps, device_id), role, secret)
+    metrics.event(etype)
 
     window = deps.settings.conversion_window_hours * 3600.0
     target = None
@@ -350,8 +353,10 @@ def audience_estimate(deps, body: Any) -> dict:
     now = deps.clock()
     # The device region index (as for storms): the area's H3 cover becomes a
     # few key-range Queries; consent, push and location age are checked there.
-    plan = plan_targets(deps.store, d.geometry, now=now, max_age_s=max_age_h * 3600.0 if max_age_h is not None else None,
-                        shards=deps.settings.region_shards)
+    # Never a location older than the TTL, whatever was asked.
+    max_age_s = retention.max_location_age_s(max_age_h * 3600.0 if max_age_h is not None else None,
+                                             retention.location_ttl_s(deps.settings))
+    plan = plan_targets(deps.store, d.geometry, now=now, max_age_s=max_age_s, shards=deps.settings.region_shards)
     ids = plan.device_ids
     if d.kind != "polygon" and ids:
         # Circles (geodesic) and H3 regions: the polygon above covers them;
@@ -373,6 +378,23 @@ def release_held(deps) -> dict:
     total: dict[str, int] = {}
     for _ in range(MAX_RELEASE_ROUNDS):
         counts = pipeline.release_held(deps, limit=100)
+        for k, v in counts.items():
+            total[k] = total.get(k, 0) + v
+        if sum(counts.values()) < 100:
+            break
+    return total
+
+
+MAX_SWEEP_ROUNDS = 10
+
+
+def sweep_open(deps) -> dict:
+    """Resolve deliveries a dead invocation left ``pending`` or
+    ``publishing`` (scheduled with :func:`release_held`; see
+    :func:`chalicelib.push.pipeline.sweep_open`)."""
+    total: dict[str, int] = {}
+    for _ in range(MAX_SWEEP_ROUNDS):
+        counts = pipeline.sweep_open(deps, limit=100)
         for k, v in counts.items():
             total[k] = total.get(k, 0) + v
         if sum(counts.values()) < 100:

@@ -168,7 +168,7 @@ class SnsGateway:
             self._enable(arn, token, CustomUserData=device_id)
             return arn
         log.info("push endpoint created")
-        log.debug("created endpoint %s for device %s (token %s)", arn, device_id, token)
+        log.debug("created endpoint %s for device %s", arn, device_id)  # never the token, even at DEBUG
         return arn
 
     def _enable(self, endpoint_arn: str, token: str, **extra: str) -> None:

@@ -17,7 +17,9 @@ Deliveries (keys in :mod:`chalicelib.store.schema`): a record is claimed
 with a conditional ``PutItem`` (exactly one per id, however often the
 trigger is retried) and moved between statuses with conditional
 ``UpdateItem``; listings read the ``by_campaign``/``by_device``/``by_day``
-indexes newest first. Frequency caps are one small counter item per
+indexes newest first; records still ``pending``/``publishing`` carry the
+keys of the sparse, keys-only ``open`` index, which the sweep queries
+(``stale_open``) for what a dead invocation left behind. Frequency caps are one small counter item per
 (campaign, device), written with optimistic concurrency.
 """
 
@@ -48,6 +50,8 @@ from chalicelib.store.schema import (
     DELIVERY_KINDS,
     HELD_HASH,
     LIST_INDEXES,
+    OPEN_SHARDS,
+    OPEN_STATUSES,
     cap_key,
     check_delivery_changes,
     check_new_delivery,
@@ -59,12 +63,16 @@ from chalicelib.store.schema import (
     encode_page_token,
     fixed,
     list_index,
+    open_hash,
+    open_key,
+    open_since,
     release_key,
 )
 from chalicelib.weather.region import fine_key, location_cell, region_keys
 
 META = "META"
 REGION_INDEX = "by_region"
+OPEN_INDEX = "open"
 OUTBOX_PREFIX = "ob_"
 BATCH_GET_MAX = 100
 DAY_S = 86400.0
@@ -452,6 +460,7 @@ class DynamoStore(WeatherDynamoMixin):
             written_at=float(item.get("wa", {}).get("N", "0")),
             endpoint_arn=item["endpoint_arn"]["S"] if "endpoint_arn" in item else None,
             outbox={k[len(OUTBOX_PREFIX):]: json.loads(v["S"]) for k, v in item.items() if k.startswith(OUTBOX_PREFIX)},
+            secret_hash=item["secret_hash"]["S"] if "secret_hash" in item else None,
         )
 
     def read_for_pings(self, device_ids: Iterable[str], cells: Iterable[int]):
@@ -479,7 +488,10 @@ class DynamoStore(WeatherDynamoMixin):
         item = resp.get("Item")
         return self._device(item) if item else None
 
-    def save_profile(self, device: Device) -> bool:
+    def save_profile(self, device: Device, *, create: bool | None = None) -> bool:
+        """One ``UpdateItem``; ``create`` makes it conditional (see the port):
+        ``attribute_not_exists(device_id)`` to create, the stored secret hash
+        to update."""
         names = {"#c": "consent"}
         values: dict[str, Any] = {
             ":p": _s(device.platform),
@@ -518,18 +530,36 @@ class DynamoStore(WeatherDynamoMixin):
             removes += ["st", "wa", "rc", "rf"]
             sets.append("sv = if_not_exists(sv, :z) + :one")
             values[":one"] = _n(1)
+        condition: dict[str, Any] = {}
+        if device.secret_hash is not None:
+            values[":h"] = _s(device.secret_hash)
+        if create is True:
+            condition["ConditionExpression"] = "attribute_not_exists(device_id)"
+            if device.secret_hash is not None:
+                sets.append("secret_hash = :h")
+        elif create is False:
+            has = "secret_hash = :h" if device.secret_hash is not None else "attribute_not_exists(secret_hash)"
+            condition["ConditionExpression"] = f"attribute_exists(device_id) AND {has}"
+        elif device.secret_hash is not None:
+            sets.append("secret_hash = if_not_exists(secret_hash, :h)")
         expr = "SET " + ", ".join(sets)
         if removes:
             expr += " REMOVE " + ", ".join(removes)
-        resp = self._call(
-            self.client.update_item,
-            TableName=self.devices_table,
-            Key={"device_id": _s(device.device_id)},
-            UpdateExpression=expr,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_OLD",
-        )
+        try:
+            resp = self._call(
+                self.client.update_item,
+                TableName=self.devices_table,
+                Key={"device_id": _s(device.device_id)},
+                UpdateExpression=expr,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_OLD",
+                **condition,
+            )
+        except ClientError as exc:
+            if _failed(exc):
+                raise ConcurrentUpdate(device.device_id) from None
+            raise
         return not resp.get("Attributes")
 
     def save_state(self, device_id: str, expected_version: int, state: LocationState | None, written_at: float,
@@ -551,7 +581,8 @@ class DynamoStore(WeatherDynamoMixin):
         expr = "SET " + ", ".join(sets) + (" REMOVE st, rc, rf" if state is None else "")
         kwargs = {"ExpressionAttributeNames": names} if names else {}
         try:
-            self.client.update_item(
+            self._call(
+                self.client.update_item,
                 TableName=self.devices_table,
                 Key={"device_id": _s(device_id)},
                 UpdateExpression=expr,
@@ -582,13 +613,22 @@ class DynamoStore(WeatherDynamoMixin):
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise  # a deleted device has nothing left to clear
 
-    def delete_device(self, device_id: str) -> bool:
-        resp = self._call(
-            self.client.delete_item,
-            TableName=self.devices_table,
-            Key={"device_id": _s(device_id)},
-            ReturnValues="ALL_OLD",
-        )
+    def delete_device(self, device_id: str, *, secret_hash: str | None = None) -> bool:
+        condition: dict[str, Any] = {}
+        if secret_hash is not None:
+            condition = {"ConditionExpression": "secret_hash = :h", "ExpressionAttributeValues": {":h": _s(secret_hash)}}
+        try:
+            resp = self._call(
+                self.client.delete_item,
+                TableName=self.devices_table,
+                Key={"device_id": _s(device_id)},
+                ReturnValues="ALL_OLD",
+                **condition,
+            )
+        except ClientError as exc:
+            if _failed(exc):
+                raise ConcurrentUpdate(device_id) from None
+            raise
         return bool(resp.get("Attributes"))
 
     def set_push_state(self, device_id: str, endpoint_arn: str | None, push_enabled: bool) -> bool:
@@ -641,6 +681,59 @@ class DynamoStore(WeatherDynamoMixin):
         for f in futures:
             for item in f.result():
                 yield self._device(item)
+
+    #: An expired location (see :mod:`chalicelib.retention`): a state whose
+    #: write time is before ``:before`` (a state without one is legacy: expired).
+    _EXPIRED = "attribute_exists(st) AND (attribute_not_exists(wa) OR wa < :before)"
+
+    def expire_locations(
+        self, written_before: float, *, segment: int = 0, segments: int = 1, limit: int = 20_000
+    ) -> tuple[int, bool]:
+        """A ``Scan`` of one segment, filtered on the write time and projecting
+        the key only; each page's devices are cleared concurrently with a
+        conditional ``UpdateItem`` (``REMOVE st, wa, rc, rf``, state version
+        + 1) whose condition repeats the filter, so a location written since
+        the scan read it stays. The ``by_region`` entry goes with ``rc``/``rf``."""
+        before = _n(Decimal(str(round(written_before, 3))))
+        kwargs: dict[str, Any] = {
+            "TableName": self.devices_table,
+            "ProjectionExpression": "device_id",
+            "FilterExpression": self._EXPIRED,
+            "ExpressionAttributeValues": {":before": before},
+        }
+        if segments > 1:
+            kwargs["Segment"], kwargs["TotalSegments"] = int(segment), int(segments)
+
+        def clear(device_id: str) -> int:
+            try:
+                self._call(
+                    self.client.update_item,
+                    TableName=self.devices_table,
+                    Key={"device_id": _s(device_id)},
+                    UpdateExpression="REMOVE st, wa, rc, rf SET sv = if_not_exists(sv, :z) + :one",
+                    ConditionExpression=self._EXPIRED,
+                    ExpressionAttributeValues={":before": before, ":z": _n(0), ":one": _n(1)},
+                )
+                return 1
+            except ClientError as exc:
+                if _failed(exc):
+                    return 0  # written again (or deleted) since the scan
+                raise
+
+        removed = tried = 0
+        while True:
+            resp = self._call(self.client.scan, **kwargs)
+            ids = [i["device_id"]["S"] for i in resp.get("Items", [])]
+            room = limit - tried
+            tried += min(len(ids), room)
+            removed += sum(self.pool.map(clear, ids[:room])) if room > 0 else 0
+            if len(ids) > room:
+                return removed, False
+            if "LastEvaluatedKey" not in resp:
+                return removed, True
+            if tried >= limit:
+                return removed, False
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def _region_device(self, item: dict) -> Device:
         """A light Device from a ``by_region`` item (what the index projects)."""
@@ -763,6 +856,9 @@ class DynamoStore(WeatherDynamoMixin):
         if d.status == HELD:
             item["hk"] = _s(HELD_HASH)
             item["release_key"] = _s(release_key(d.release_at, d.delivery_id))
+        elif d.status in OPEN_STATUSES:
+            item["ok"] = _s(open_hash(d.delivery_id))
+            item["ot"] = _s(open_key(open_since(d), d.delivery_id))
         return item
 
     @staticmethod
@@ -813,11 +909,14 @@ class DynamoStore(WeatherDynamoMixin):
         return {d.delivery_id: d for d in map(self._delivery, items)}
 
     def update_delivery(
-        self, delivery_id: str, changes: dict[str, Any], *, expect_status: str | None = None, absent: str | None = None
+        self, delivery_id: str, changes: dict[str, Any], *, expect_status: str | None = None, absent: str | None = None,
+        updated_before: float | None = None,
     ) -> bool:
         """One conditional ``UpdateItem``; keeps the sparse ``held`` index
-        keys (``hk``, ``release_key``) in step with status and release_at."""
-        check_delivery_changes(changes, absent)
+        keys (``hk``, ``release_key``) in step with status and release_at,
+        and the ``open`` index keys (``ok``, ``ot``) with status and
+        updated_at (see :mod:`chalicelib.store.schema`)."""
+        check_delivery_changes(changes, absent, expect_status)
         names: dict[str, str] = {}  # placeholder → attribute
         placeholders: dict[str, str] = {}  # attribute → placeholder
         values: dict[str, Any] = {}
@@ -866,6 +965,19 @@ class DynamoStore(WeatherDynamoMixin):
         elif new_release != "unchanged":
             sets.append(f"{alias('release_key')} = :rk")
             values[":rk"] = _s(release_key(float(new_release), delivery_id))
+        # The open index: the status after this update, when it is known.
+        target = changes.get("status", expect_status)
+        if target in OPEN_STATUSES:
+            if changes.get("updated_at") is not None:
+                sets += [f"{alias('ok')} = :ok", f"{alias('ot')} = :ot"]
+                values[":ok"] = _s(open_hash(delivery_id))
+                values[":ot"] = _s(open_key(float(changes["updated_at"]), delivery_id))
+        elif "status" in changes:
+            removes += [alias("ok"), alias("ot")]
+        if updated_before is not None:
+            u, c = alias("updated_at"), alias("created_at")
+            conds.append(f"({u} <= :ub OR (attribute_not_exists({u}) AND {c} <= :ub))")
+            values[":ub"] = _num(updated_before)
         if expect_status is not None:
             conds.append(f"{alias('status')} = :expect")
             values[":expect"] = _s(expect_status)
@@ -1059,6 +1171,32 @@ class DynamoStore(WeatherDynamoMixin):
                 break
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
         return out[:limit]
+
+    def stale_open(self, before: float, limit: int = 100) -> list[Delivery]:
+        """The ``open`` index's shards queried concurrently (keys up to
+        ``before``, oldest first), then the records themselves; a record
+        whose ``updated_at`` moved on since its key was written (a take-over
+        in progress) or that left the open statuses is skipped."""
+        end = _s(fixed(before) + "#~")
+
+        def shard(k: int) -> list[tuple[str, str]]:
+            kwargs: dict[str, Any] = {
+                "TableName": self.deliveries_table,
+                "IndexName": OPEN_INDEX,
+                "KeyConditionExpression": "#h = :h AND #t <= :end",
+                "ExpressionAttributeNames": {"#h": "ok", "#t": "ot"},
+                "ExpressionAttributeValues": {":h": _s(f"OPEN#{k:02d}"), ":end": end},
+                "ScanIndexForward": True,
+                "Limit": limit,
+            }
+            resp = self._call(self.client.query, **kwargs)
+            return [(i["ot"]["S"], i["pk"]["S"]) for i in resp.get("Items", [])]
+
+        keys = sorted(k for part in self.pool.map(shard, range(OPEN_SHARDS)) for k in part)[:limit]
+        ids = [pk for _, pk in keys]
+        found = self.get_deliveries(ids) if ids else {}
+        out = [found[i] for i in ids if i in found]
+        return [d for d in out if d.status in OPEN_STATUSES and open_since(d) <= before]
 
     def reserve_send(
         self, campaign_id: str, device_id: str, now: float, per_day: int | None, min_gap_s: float | None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import zlib
 from dataclasses import replace
 from typing import Any, Iterable, Iterator
 
@@ -20,6 +21,7 @@ from chalicelib.push.model import HELD, CampaignRecord, Delivery
 from chalicelib.store.weather_memory import WeatherMemoryMixin
 from chalicelib.store.ports import ConcurrentUpdate, Device, FenceRecord, FenceVersion, IndexEntry, RegionQuery
 from chalicelib.store.schema import (
+    OPEN_STATUSES,
     check_delivery_changes,
     check_new_delivery,
     decode_page_token,
@@ -27,6 +29,8 @@ from chalicelib.store.schema import (
     encode_page_token,
     fixed,
     list_index,
+    open_key,
+    open_since,
     release_key,
 )
 from chalicelib.weather.region import location_cell, region_keys
@@ -213,9 +217,13 @@ class InMemoryStore(WeatherMemoryMixin):
         d = self.devices.get(device_id)
         return copy.deepcopy(d) if d else None
 
-    def save_profile(self, device: Device) -> bool:
+    def save_profile(self, device: Device, *, create: bool | None = None) -> bool:
         with self._lock:
             cur = self.devices.get(device.device_id)
+            if create is True and cur is not None:
+                raise ConcurrentUpdate(device.device_id)
+            if create is False and (cur is None or cur.secret_hash != device.secret_hash):
+                raise ConcurrentUpdate(device.device_id)
             if cur is None:
                 self.devices[device.device_id] = new = copy.deepcopy(device)
                 self._region.set(new.device_id, new)
@@ -224,6 +232,7 @@ class InMemoryStore(WeatherMemoryMixin):
             new = copy.deepcopy(device)
             new.created_at = cur.created_at
             new.outbox = cur.outbox
+            new.secret_hash = cur.secret_hash if cur.secret_hash is not None else device.secret_hash
             if device.location_consent:
                 new.state, new.state_version, new.written_at = keep_state, keep_v, keep_w
             else:
@@ -253,8 +262,12 @@ class InMemoryStore(WeatherMemoryMixin):
                     cur.outbox.pop(k, None)
                 self.writes += 1
 
-    def delete_device(self, device_id: str) -> bool:
+    def delete_device(self, device_id: str, *, secret_hash: str | None = None) -> bool:
         with self._lock:
+            if secret_hash is not None:
+                cur = self.devices.get(device_id)
+                if cur is None or cur.secret_hash != secret_hash:
+                    raise ConcurrentUpdate(device_id)
             self._region.set(device_id, None)
             return self.devices.pop(device_id, None) is not None
 
@@ -277,6 +290,21 @@ class InMemoryStore(WeatherMemoryMixin):
         with self._lock:
             found = [copy.deepcopy(d) for d in self.devices.values() if d.state is not None]
         yield from found
+
+    def expire_locations(
+        self, written_before: float, *, segment: int = 0, segments: int = 1, limit: int = 20_000
+    ) -> tuple[int, bool]:
+        with self._lock:
+            due = [
+                d for d in self.devices.values()
+                if d.state is not None and d.written_at < written_before
+                and (segments <= 1 or zlib.crc32(d.device_id.encode()) % segments == segment)
+            ]
+            for d in due[:limit]:
+                d.state, d.written_at, d.state_version = None, 0.0, d.state_version + 1
+                self._region.set(d.device_id, d)
+                self.writes += 1
+            return min(len(due), limit), len(due) <= limit
 
     def devices_in_ranges(self, queries: list[RegionQuery]) -> Iterator[Device]:
         """The index's own light copies (as a GSI returns its projection):
@@ -332,9 +360,10 @@ class InMemoryStore(WeatherMemoryMixin):
             return {i: copy.deepcopy(self.deliveries[i]) for i in delivery_ids if i in self.deliveries}
 
     def update_delivery(
-        self, delivery_id: str, changes: dict[str, Any], *, expect_status: str | None = None, absent: str | None = None
+        self, delivery_id: str, changes: dict[str, Any], *, expect_status: str | None = None, absent: str | None = None,
+        updated_before: float | None = None,
     ) -> bool:
-        check_delivery_changes(changes, absent)
+        check_delivery_changes(changes, absent, expect_status)
         with self._lock:
             cur = self.deliveries.get(delivery_id)
             if cur is None:
@@ -344,6 +373,8 @@ class InMemoryStore(WeatherMemoryMixin):
             if expect_status is not None and cur.status != expect_status:
                 return False
             if absent is not None and getattr(cur, absent) is not None:
+                return False
+            if updated_before is not None and open_since(cur) > updated_before:
                 return False
             vars(cur).update(changes)  # checked above: Delivery fields only
             self.writes += 1
@@ -397,6 +428,16 @@ class InMemoryStore(WeatherMemoryMixin):
                 if d.status == HELD and d.release_at is not None
             ]
         rows = sorted((r for r in rows if r[0] <= end), key=lambda r: r[0])
+        return [d for _, d in rows[:limit]]
+
+    def stale_open(self, before: float, limit: int = 100) -> list[Delivery]:
+        with self._lock:
+            rows = [
+                (open_key(open_since(d), d.delivery_id), copy.deepcopy(d))
+                for d in self.deliveries.values()
+                if d.status in OPEN_STATUSES and open_since(d) <= before
+            ]
+        rows.sort(key=lambda r: r[0])
         return [d for _, d in rows[:limit]]
 
     def reserve_send(

@@ -68,6 +68,9 @@ class Device:
     #: Events stored with the location state whose pushes are not decided
     #: yet (the outbox): key → {"type", "fence_id", "at", "visit_ts"}.
     outbox: dict[str, dict] = field(default_factory=dict)
+    #: ``sha256:<hex>`` of the device secret handed out at registration
+    #: (never the secret itself); written only when the device is created.
+    secret_hash: str | None = field(default=None, repr=False)
 
     @property
     def location_consent(self) -> bool:
@@ -110,8 +113,18 @@ class GeofenceStore(Protocol):
 class DeviceStore(Protocol):
     def get_device(self, device_id: str, consistent: bool = False) -> Device | None: ...
 
-    def save_profile(self, device: Device) -> bool:
-        """Create or update the profile (not the location state); True if new."""
+    def save_profile(self, device: Device, *, create: bool | None = None) -> bool:
+        """Create or update the profile (not the location state); True if new.
+
+        ``create=True``: only create (with ``device.secret_hash``); raises
+        :class:`ConcurrentUpdate`, writing nothing, when the id exists — of
+        two concurrent first registrations exactly one wins.
+        ``create=False``: only update a device whose stored secret hash is
+        ``device.secret_hash`` (None: it has none); raises
+        :class:`ConcurrentUpdate`, writing nothing, otherwise (deleted or
+        re-created meanwhile). The stored hash is never changed.
+        ``create=None``: create or update (fixtures, benchmarks); a stored
+        secret hash is kept, a new item gets ``device.secret_hash``."""
 
     def save_state(
         self, device_id: str, expected_version: int, state: LocationState | None, written_at: float, outbox: dict[str, dict] | None = None
@@ -122,7 +135,10 @@ class DeviceStore(Protocol):
     def clear_outbox(self, device_id: str, keys: Iterable[str]) -> None:
         """Remove these outbox entries (their pushes are decided); idempotent."""
 
-    def delete_device(self, device_id: str) -> bool: ...
+    def delete_device(self, device_id: str, *, secret_hash: str | None = None) -> bool:
+        """Delete the device item; False when there was none. With
+        ``secret_hash``, only while that is the stored hash: raises
+        :class:`ConcurrentUpdate`, deleting nothing, otherwise."""
 
     def set_push_state(self, device_id: str, endpoint_arn: str | None, push_enabled: bool) -> bool:
         """Set the SNS endpoint ARN (``None`` removes it) and whether pushes
@@ -131,6 +147,16 @@ class DeviceStore(Protocol):
     def scan_locations(self, segments: int = 4) -> Iterator[Device]:
         """Every device with a location state (a parallel scan: the
         audience estimate's source until a region index exists)."""
+
+    def expire_locations(
+        self, written_before: float, *, segment: int = 0, segments: int = 1, limit: int = 20_000
+    ) -> tuple[int, bool]:
+        """The location TTL sweep (:mod:`chalicelib.retention`): in scan
+        segment ``segment`` of ``segments``, remove the location state and
+        region-index keys of every device whose state was written before
+        ``written_before`` (the profile stays; the state version moves on),
+        at most ``limit`` of them; a state written meanwhile is never
+        touched. → (removed, whether the segment was swept to its end)."""
 
     def devices_in_ranges(self, queries: list[RegionQuery]) -> Iterator[Device]:
         """Every device whose region keys fall in one of the queries' ranges,

@@ -31,7 +31,17 @@ follow the table name. Keys:
     Indexes (projection ALL): ``by_campaign`` (campaign_id, ck),
     ``by_device`` (device_id, ck), ``by_day`` (day, ck) and the sparse
     ``held`` (hk, release_key): ``hk`` = ``HELD`` and ``release_key`` =
-    :func:`release_key` exist only while the status is ``held``.
+    :func:`release_key` exist only while the status is ``held``. The
+    sparse, keys-only ``open`` index (ok, ot) finds records left
+    ``pending``/``publishing`` by an invocation that died (the sweep,
+    :func:`chalicelib.push.pipeline.sweep_open`): ``ok`` =
+    :func:`open_hash` (``OPEN#<shard>``, 16 shards so a storm's claims do
+    not all write one index partition) and ``ot`` = :func:`open_key` of
+    the record's ``updated_at`` exist only while the status is open. The
+    keys are written by the claim, re-keyed by an update that sets
+    ``updated_at`` on an open record (a release, a take-over) and removed
+    by the update to any other status; ``pending`` → ``publishing`` keeps
+    them (no ``updated_at``), so a sent push costs two small index writes.
   - a frequency-cap counter: ``pk`` = ``cap#<campaign id>#<device id>``,
     ``sends`` (L of N: send times within the window), ``cv`` (N, version
     for the conditional write), ``expires_at``. No index keys.
@@ -47,12 +57,13 @@ import base64
 import hashlib
 import json
 import re
+import zlib
 from dataclasses import MISSING, fields
 from datetime import datetime, timezone
 from typing import Any
 
 from chalicelib.errors import InvalidInput
-from chalicelib.push.model import HELD, Delivery
+from chalicelib.push.model import HELD, PENDING, PUBLISHING, Delivery
 
 #: Device attributes the ``by_region`` index projects (besides the keys).
 REGION_ATTRS = ("st", "consent", "push_enabled", "sv")
@@ -108,7 +119,7 @@ TABLES: dict[str, dict[str, Any]] = {
         "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
         "AttributeDefinitions": [
             {"AttributeName": a, "AttributeType": "S"}
-            for a in ("pk", "ck", "campaign_id", "device_id", "day", "hk", "release_key")
+            for a in ("pk", "ck", "campaign_id", "device_id", "day", "hk", "release_key", "ok", "ot")
         ],
         "GlobalSecondaryIndexes": [
             {
@@ -125,6 +136,17 @@ TABLES: dict[str, dict[str, Any]] = {
                 ("by_day", "day", "ck"),
                 ("held", "hk", "release_key"),
             )
+        ] + [
+            {
+                # Records left open by a dead invocation: the sweep reads
+                # the keys, then the records themselves.
+                "IndexName": "open",
+                "KeySchema": [
+                    {"AttributeName": "ok", "KeyType": "HASH"},
+                    {"AttributeName": "ot", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
         ],
         "BillingMode": "PAY_PER_REQUEST",
     },
@@ -209,6 +231,31 @@ def delivery_sort_key(created_at: float, delivery_id: str) -> str:
 def release_key(release_at: float, delivery_id: str) -> str:
     """The ``held`` index's sort key."""
     return f"{fixed(release_at)}#{delivery_id}"
+
+
+#: Statuses a record holds only while an invocation works on it.
+OPEN_STATUSES = (PENDING, PUBLISHING)
+OPEN_SHARDS = 16
+
+
+def open_hash(delivery_id: str) -> str:
+    """``ok``: the ``open`` index partition of a record (by its id).
+
+    >>> open_hash("dl_abc") == open_hash("dl_abc") and open_hash("dl_abc").startswith("OPEN#")
+    True
+    """
+    return f"OPEN#{zlib.crc32(delivery_id.encode()) % OPEN_SHARDS:02d}"
+
+
+def open_key(since: float, delivery_id: str) -> str:
+    """``ot``: the ``open`` index's sort key (open since, then id)."""
+    return f"{fixed(since)}#{delivery_id}"
+
+
+def open_since(d: Delivery) -> float:
+    """Since when an open record has had no owner's attention: its
+    ``updated_at`` (``created_at`` when unset)."""
+    return d.updated_at if d.updated_at is not None else d.created_at
 
 
 def day_of(ts: float) -> str:
@@ -299,9 +346,13 @@ def check_new_delivery(delivery) -> None:
         raise ValueError("a held delivery needs release_at")
 
 
-def check_delivery_changes(changes: dict[str, Any], absent: str | None = None) -> None:
+def check_delivery_changes(changes: dict[str, Any], absent: str | None = None, expect_status: str | None = None) -> None:
     """The ``update_delivery`` arguments both stores accept (ValueError
-    otherwise): known, mutable fields; required fields never removed."""
+    otherwise): known, mutable fields; required fields never removed; a
+    record entering ``pending``/``publishing`` from another status says
+    since when (``updated_at``: the ``open`` index key)."""
+    if changes.get("status") in OPEN_STATUSES and expect_status not in OPEN_STATUSES and changes.get("updated_at") is None:
+        raise ValueError("a record entering pending/publishing needs updated_at")
     if not changes:
         raise ValueError("update_delivery needs at least one change")
     for name, value in changes.items():

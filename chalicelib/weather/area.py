@@ -107,8 +107,8 @@ def geojson_polygonal(obj: Any) -> Any | None:
         return None
     try:
         geom = shape(obj)
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError, shapely.errors.ShapelyError):
-        return None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, shapely.errors.ShapelyError):
+        return None  # OverflowError: an integer coordinate such as 10**400 (no float holds it)
     if geom.is_empty:
         return None
     coords = shapely.get_coordinates(geom)

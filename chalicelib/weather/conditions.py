@@ -8,13 +8,13 @@ Pure apart from the store port it is handed (``put_conditions``,
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.errors import InvalidInput
 from chalicelib.geo.cells import latlng_to_cell
+from chalicelib.geo.geojson import is_finite_number
 from chalicelib.timeutil import iso, parse_timestamp
 
 #: Resolution of the cells conditions are stored at (~250 km², edge ~9 km).
@@ -71,11 +71,11 @@ class Observation:
 def _number(value: Any, name: str, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInput(f"{name} must be a number", field)
-    value = float(value)
     lo, hi = RANGES[name]
-    if not math.isfinite(value) or not lo <= value <= hi:
+    # not float() first: float(10**400) raises OverflowError, and 5e-324 cannot be stored
+    if not is_finite_number(value) or not lo <= float(value) <= hi:
         raise InvalidInput(f"{name} must be a finite number between {lo:g} and {hi:g}", field)
-    return value
+    return float(value)
 
 
 def _parse_one(raw: Any, i: int, now: float) -> Observation:

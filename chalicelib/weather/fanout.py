@@ -2,7 +2,8 @@
 to a sender that runs the delivery pipeline for each device.
 
 A message is ``{"v": 1, "alert_id", "lineage", "campaign_ids", "device_ids",
-"alert", "ends_at"}``. The sender is idempotent — every decision is claimed
+"alert", "ends_at", "queued_at"}`` (``queued_at``: when the alert was
+processed, for the fan-out lag metric). The sender is idempotent — every decision is claimed
 once per (campaign, device, lineage) — so a redelivered message, a retried
 Lambda or a replayed chunk never sends twice. Chalice has no partial-batch
 response, so the handler takes one message per invocation: a poison message
@@ -17,6 +18,8 @@ import os
 import time
 from typing import Any, Callable, Iterable
 
+from chalicelib import metrics
+from chalicelib.errors import Unavailable
 from chalicelib.push import pipeline
 from chalicelib.push.model import Trigger
 
@@ -44,7 +47,7 @@ def weather_trigger(alert_id: str, lineage: str, alert_vars: dict, ends_at: floa
 
 
 def make_messages(alert_id: str, lineage: str, campaign_ids: list[str], device_ids: list[str], alert_vars: dict,
-                  ends_at: float | None, chunk: int) -> list[str]:
+                  ends_at: float | None, chunk: int, queued_at: float | None = None) -> list[str]:
     out = []
     for i in range(0, len(device_ids), chunk):
         out.append(json.dumps({
@@ -55,6 +58,7 @@ def make_messages(alert_id: str, lineage: str, campaign_ids: list[str], device_i
             "device_ids": device_ids[i:i + chunk],
             "alert": alert_vars,
             "ends_at": ends_at,
+            "queued_at": queued_at,
         }, separators=(",", ":")))
     return out
 
@@ -114,7 +118,10 @@ class InlineQueue:
 def send_chunk(deps, body: str) -> list[str]:
     """The sender: one fan-out message → a decision per (campaign, device).
     Raises on a malformed message (it goes to the dead-letter queue after
-    its retries) and on store errors (retried); never sends twice."""
+    its retries) and on store errors (retried); never sends twice. A
+    decision the store throttles does not stop the others: the chunk is
+    finished, then :class:`Unavailable` makes SQS redeliver the message,
+    whose decided devices are then cheap duplicates."""
     msg = json.loads(body)
     if not isinstance(msg, dict) or msg.get("v") != MESSAGE_VERSION:
         raise ValueError("not a hexcast fan-out message")
@@ -124,12 +131,19 @@ def send_chunk(deps, body: str) -> list[str]:
     campaigns = [c for c in campaigns if c.in_schedule(now)]
     devices, _ = deps.store.read_for_pings(msg["device_ids"], [])
     ids: list[str] = []
+    throttled = 0
     for device_id in msg["device_ids"]:
         device = devices.get(device_id)
         if device is None:
             continue  # erased since the plan
         for c in campaigns:
-            ids.append(pipeline.decide(deps, c, device, trigger).delivery_id)
+            try:
+                ids.append(pipeline.decide(deps, c, device, trigger).delivery_id)
+            except Unavailable:
+                throttled += 1
+    if throttled:
+        raise Unavailable(f"{throttled} decisions of this fan-out chunk were throttled; it will be redelivered")
+    metrics.fanout_lag(msg.get("queued_at"), deps.clock())
     log.info("fan-out chunk", extra={"alert_id": msg["alert_id"], "devices": len(msg["device_ids"]), "decisions": len(ids)})
     return ids
 

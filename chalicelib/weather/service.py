@@ -23,6 +23,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from chalicelib import retention
 from chalicelib.errors import InvalidInput
 from chalicelib.weather import fanout
 from chalicelib.weather.alerts import Alert, classify, lineage_root, parse_alerts
@@ -130,20 +131,24 @@ def _process(deps, alert: Alert, known: dict[str, dict], now: float) -> dict:
     queued = 0
     for (age_h, fence_ids, fence_tags), group in sorted(groups.items(), key=lambda kv: kv[0]):
         plan = plan_targets(
-            deps.store, area.geometry, now=now, max_age_s=age_h * 3600.0, shards=deps.settings.region_shards,
+            deps.store, area.geometry, now=now, shards=deps.settings.region_shards,
+            max_age_s=retention.max_location_age_s(age_h * 3600.0, retention.location_ttl_s(deps.settings)),
             inside_fences=_fence_ids_for(deps, fence_ids, fence_tags),
         )
         targeted.update(plan.device_ids)
         cids = sorted(c.campaign_id for c in group)
         bodies = fanout.make_messages(alert.id, lineage, cids, plan.device_ids, alert.template_vars(), alert.end_time(),
-                                      deps.settings.fanout_chunk)
+                                      deps.settings.fanout_chunk, queued_at=now)
         if len(bodies) == 1 or deps.queue is None:
             for b in bodies:  # people already inside are reached at once
                 deliveries += len(fanout.send_chunk(deps, b))
         elif bodies:
             queued += deps.queue.send(fanout.QUEUE_NAME, bodies)
     deps.store.touch_lineage(lineage, alert.id, now, keep_until)
-    _record(deps, alert, lineage, "processed", now, devices_targeted=len(targeted))
+    # The alert.* variables stay with the record: the sweep rebuilds the
+    # trigger of a decision a dead fan-out invocation left pending from them.
+    _record(deps, alert, lineage, "processed", now, devices_targeted=len(targeted), vars=alert.template_vars(),
+            ends_at=alert.end_time())
     log.info("alert processed", extra={"alert_id": alert.id, "lineage": lineage, "area": area.source,
                                        "campaigns": len(campaigns), "devices": len(targeted), "queued_chunks": queued})
     out = {"status": "processed", "lineage": lineage, "area_source": area.source, "campaigns": len(campaigns),

@@ -31,11 +31,11 @@ CAMPAIGN = {
 }
 
 
-def call(stack, method, path, body=None, key=None, params=None):
-    resp = requests.request(
-        method, f"{stack.base_url}{path}", json=body, params=params,
-        headers={"X-Api-Key": key or stack.admin_key}, timeout=30,
-    )
+def call(stack, method, path, body=None, key=None, params=None, secret=None):
+    headers = {"X-Api-Key": key or stack.admin_key}
+    if secret:
+        headers["X-Device-Secret"] = secret
+    resp = requests.request(method, f"{stack.base_url}{path}", json=body, params=params, headers=headers, timeout=30)
     return resp.status_code, (resp.json() if resp.content else None)
 
 
@@ -45,6 +45,7 @@ def test_ping_into_a_fence_sends_a_personalized_push_and_stats_count_it(stack):
     assert status == 200, saved
     assert saved["version"] == 1
 
+    secrets = {}  # what each phone keeps from its registration
     for device_id, platform, attrs in (
         ("e2e-ana", "ios", {"first_name": "Ana", "timezone": "UTC"}),
         ("e2e-bo", "android", {"first_name": "Bo", "loyalty_tier": "gold", "timezone": "UTC"}),
@@ -53,14 +54,17 @@ def test_ping_into_a_fence_sends_a_personalized_push_and_stats_count_it(stack):
                 "consent": {"push": True, "location": True}}
         status, reg = call(stack, "PUT", f"/v1/devices/{device_id}", body, key=stack.app_key)
         assert status == 200 and reg["push_enabled"] is True, reg
+        secrets[device_id] = reg["device_secret"]
 
     now = time.time()
     deliveries = {}
     for device_id in ("e2e-ana", "e2e-bo"):
-        call(stack, "POST", "/v1/pings", {"device_id": device_id, "lat": 32.80, "lng": -96.797, "timestamp": now - 120}, key=stack.app_key)
+        secret = secrets[device_id]
+        call(stack, "POST", "/v1/pings", {"device_id": device_id, "lat": 32.80, "lng": -96.797, "timestamp": now - 120},
+             key=stack.app_key, secret=secret)
         status, out = call(stack, "POST", "/v1/pings",
                            {"device_id": device_id, "lat": 32.7767, "lng": -96.797, "timestamp": now - 60, "accuracy_m": 8},
-                           key=stack.app_key)
+                           key=stack.app_key, secret=secret)
         assert status == 200
         (result,) = out["results"]
         assert [e["type"] for e in result["events"]] == ["enter"]
@@ -84,14 +88,20 @@ def test_ping_into_a_fence_sends_a_personalized_push_and_stats_count_it(stack):
 
     # A retried ping changes nothing.
     status, out = call(stack, "POST", "/v1/pings", {"device_id": "e2e-ana", "lat": 32.7767, "lng": -96.797, "timestamp": now - 60},
-                       key=stack.app_key)
+                       key=stack.app_key, secret=secrets["e2e-ana"])
     assert out["results"][0]["deliveries"] == []
 
+    # The public app key alone, or with another phone's secret, moves nobody.
+    for wrong in (None, secrets["e2e-bo"]):
+        status, err = call(stack, "POST", "/v1/pings", {"device_id": "e2e-ana", "lat": 32.80, "lng": -96.797}, key=stack.app_key,
+                           secret=wrong)
+        assert status == 403 and err["error"]["field"] == "X-Device-Secret", err
+
     assert call(stack, "POST", "/v1/events", {"device_id": "e2e-ana", "type": "push_opened", "delivery_id": ana["delivery_id"]},
-                key=stack.app_key)[0] == 202
+                key=stack.app_key, secret=secrets["e2e-ana"])[0] == 202
     status, conv = call(stack, "POST", "/v1/events",
                         {"device_id": "e2e-ana", "type": "conversion", "coupon_code": ana["coupon_code"], "value": 30},
-                        key=stack.app_key)
+                        key=stack.app_key, secret=secrets["e2e-ana"])
     assert status == 202 and conv["attributed_to"] == ana["delivery_id"]
 
     status, stats = call(stack, "GET", "/v1/campaigns/e2e-welcome/stats")
@@ -105,7 +115,8 @@ def test_ping_into_a_fence_sends_a_personalized_push_and_stats_count_it(stack):
     status, est = call(stack, "POST", "/v1/audience/estimate", {"fence_id": "e2e-dallas"})
     assert status == 200 and est["reachable"] == 2
 
-    assert call(stack, "DELETE", "/v1/devices/e2e-bo", key=stack.app_key)[0] == 204
+    assert call(stack, "DELETE", "/v1/devices/e2e-bo", key=stack.app_key)[0] == 403
+    assert call(stack, "DELETE", "/v1/devices/e2e-bo", key=stack.app_key, secret=secrets["e2e-bo"])[0] == 204
     assert call(stack, "DELETE", "/v1/campaigns/e2e-welcome")[0] == 204
     assert call(stack, "GET", "/v1/campaigns/e2e-welcome")[0] == 404
 

@@ -16,9 +16,11 @@ from tools.demo_storm import CAMPAIGN, DEVICES, rebased_alert
 from tools.localstack import _reset_app_caches
 
 
-def call(stack, method, path, body=None, key=None, params=None):
-    resp = requests.request(method, f"{stack.base_url}{path}", json=body, params=params,
-                            headers={"X-Api-Key": key or stack.admin_key}, timeout=60)
+def call(stack, method, path, body=None, key=None, params=None, secret=None):
+    headers = {"X-Api-Key": key or stack.admin_key}
+    if secret:
+        headers["X-Device-Secret"] = secret
+    resp = requests.request(method, f"{stack.base_url}{path}", json=body, params=params, headers=headers, timeout=60)
     return resp.status_code, (resp.json() if resp.content else None)
 
 
@@ -43,10 +45,11 @@ def test_winter_storm_reaches_the_people_inside_through_the_queue(stack, small_c
         device_id = f"e2e-{device_id}"
         body = {"platform": "android" if i % 2 else "ios", "push_token": f"tok-{device_id}", "attributes": attrs,
                 "consent": consent or {"push": True, "location": True}}
-        assert call(stack, "PUT", f"/v1/devices/{device_id}", body, key=stack.app_key)[0] == 200
+        status, reg = call(stack, "PUT", f"/v1/devices/{device_id}", body, key=stack.app_key)
+        assert status == 200, reg
         if consent is None:
             status, _ = call(stack, "POST", "/v1/pings", {"device_id": device_id, "lat": lat, "lng": lng, "timestamp": now - 300},
-                             key=stack.app_key)
+                             key=stack.app_key, secret=reg["device_secret"])
             assert status == 200
 
     feature = rebased_alert(now)

@@ -52,13 +52,14 @@ def test_app_key_may_register_and_ping(api):
     assert call(api, "put", "/v1/geofences/shop", payload=CIRCLE).status_code == 200
     r = call(api, "put", "/v1/devices/d1", APPH, DEVICE)
     assert r.status_code == 200 and body(r)["push_enabled"] is True
-    r = call(api, "post", "/v1/pings", APPH, {"device_id": "d1", "lat": 38.44, "lng": -122.7})
+    mine = dict(APPH, **{"X-Device-Secret": body(r)["device_secret"]})
+    r = call(api, "post", "/v1/pings", mine, {"device_id": "d1", "lat": 38.44, "lng": -122.7})
     assert r.status_code == 200
     assert body(r)["results"][0]["events"][0]["type"] == "enter"
-    assert call(api, "get", "/v1/devices/d1", APPH).status_code == 403
+    assert call(api, "get", "/v1/devices/d1", mine).status_code == 403
     dev = body(call(api, "get", "/v1/devices/d1"))
     assert dev["fences"] == ["shop"] and dev["last_location"]["h3_cell"]
-    assert call(api, "delete", "/v1/devices/d1", APPH).status_code == 204
+    assert call(api, "delete", "/v1/devices/d1", mine).status_code == 204
     assert call(api, "get", "/v1/devices/d1").status_code == 404
 
 
@@ -132,9 +133,10 @@ def test_bad_input_gets_the_exact_4xx_and_writes_nothing(api, method, path, head
 
 
 def test_no_consent_ping_is_403_and_not_stored(api):
-    call(api, "put", "/v1/devices/d2", APPH, dict(DEVICE, consent={"push": True, "location": False}))
+    r = call(api, "put", "/v1/devices/d2", APPH, dict(DEVICE, consent={"push": True, "location": False}))
+    mine = dict(APPH, **{"X-Device-Secret": body(r)["device_secret"]})
     before = snapshot()
-    r = call(api, "post", "/v1/pings", APPH, {"device_id": "d2", "lat": 38.44, "lng": -122.7})
+    r = call(api, "post", "/v1/pings", mine, {"device_id": "d2", "lat": 38.44, "lng": -122.7})
     assert r.status_code == 403 and body(r)["error"]["field"] == "consent.location"
     assert snapshot() == before
 

@@ -11,6 +11,7 @@ import pytest
 import requests
 from chalice import Chalice
 
+from chalicelib.auth import hash_token
 from tools.localstack import LocalStack
 
 
@@ -23,6 +24,7 @@ def _port_closed(host: str, port: int) -> bool:
 def test_stack_serves_its_app_runs_its_pump_and_restores_the_environment(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("HEXCAST_ADMIN_KEY", "from-the-shell")
+    monkeypatch.delenv("HEXCAST_ADMIN_KEY_HASHES", raising=False)
     app = Chalice(app_name="throwaway")
     handled: list[str] = []
 
@@ -37,7 +39,9 @@ def test_stack_serves_its_app_runs_its_pump_and_restores_the_environment(monkeyp
     stack = LocalStack(app, port=0, admin_key="k-admin", create_tables=False)
     with stack:
         assert os.environ["AWS_ENDPOINT_URL"] == stack.aws_endpoint
-        assert os.environ["HEXCAST_ADMIN_KEY"] == "k-admin"
+        # the app sees the key's hash, never the plaintext (SPEC §3: keys stored hashed)
+        assert os.environ["HEXCAST_ADMIN_KEY_HASHES"] == hash_token("k-admin")
+        assert "HEXCAST_ADMIN_KEY" not in os.environ
         assert requests.get(f"{stack.base_url}/ping", timeout=10).json() == {"pong": True}
 
         sqs = boto3.client("sqs")  # reaches the emulator through AWS_ENDPOINT_URL
@@ -48,6 +52,7 @@ def test_stack_serves_its_app_runs_its_pump_and_restores_the_environment(monkeyp
 
     assert "AWS_ENDPOINT_URL" not in os.environ
     assert os.environ["HEXCAST_ADMIN_KEY"] == "from-the-shell"
+    assert "HEXCAST_ADMIN_KEY_HASHES" not in os.environ
     assert not stack.is_running()
     assert _port_closed("127.0.0.1", http_port)
     deadline = time.monotonic() + 5

@@ -278,13 +278,68 @@ def test_held_records_come_due_at_release_and_leave_when_status_changes(store):
     assert store.update_delivery(a.delivery_id, {"release_at": now + 10})
     assert [d.trigger_key for d in store.due_held(now + 80)] == ["h1", "h2", "h3"]
     # leaving held leaves the index
-    assert store.update_delivery(b.delivery_id, {"status": PUBLISHING, "release_at": None}, expect_status=HELD)
+    assert store.update_delivery(b.delivery_id, {"status": PUBLISHING, "release_at": None, "updated_at": now + 60},
+                                 expect_status=HELD)
     assert store.update_delivery(b.delivery_id, {"status": SENT}, expect_status=HELD) is False
     assert store.update_delivery(a.delivery_id, {"status": SUPPRESSED}, expect_status=HELD)
     assert [d.trigger_key for d in store.due_held(now + 1000)] == ["h3"]
     # back to held without a new release time: the stored one counts
     assert store.update_delivery(a.delivery_id, {"status": HELD})
     assert [d.trigger_key for d in store.due_held(now + 1000)] == ["h1", "h3"]
+
+
+# ---------------------------------------------------------------- open (the sweep)
+def test_open_records_become_stale_by_updated_at_and_leave_with_a_final_status(store):
+    now = 1_790_000_000.0
+    a = rec("o1", now, status=PENDING, updated_at=now)
+    b = rec("o2", now + 5, status=PENDING, updated_at=now + 5)
+    c = rec("o3", now, status=SENT, updated_at=now)
+    h = rec("o4", now, status=HELD, release_at=now + 30, updated_at=now)
+    for d in (a, b, c, h):
+        store.claim_delivery(d)
+    assert store.stale_open(now - 1) == []
+    assert [d.trigger_key for d in store.stale_open(now + 10)] == ["o1", "o2"]  # oldest first
+    assert [d.trigger_key for d in store.stale_open(now + 10, limit=1)] == ["o1"]
+    # pending → publishing keeps the open-since time
+    assert store.update_delivery(a.delivery_id, {"status": PUBLISHING, "title": "T"}, expect_status=PENDING)
+    assert [(d.trigger_key, d.status) for d in store.stale_open(now + 1)] == [("o1", PUBLISHING)]
+    # a lease: only while updated_at is old enough; the winner re-times the record
+    assert store.update_delivery(b.delivery_id, {"updated_at": now + 100}, expect_status=PENDING, updated_before=now + 4) is False
+    assert store.update_delivery(b.delivery_id, {"updated_at": now + 100}, expect_status=PENDING, updated_before=now + 5)
+    assert store.update_delivery(b.delivery_id, {"updated_at": now + 101}, expect_status=PENDING, updated_before=now + 5) is False
+    assert [d.trigger_key for d in store.stale_open(now + 50)] == ["o1"]
+    assert [d.trigger_key for d in store.stale_open(now + 100)] == ["o1", "o2"]
+    # backdated (an abandoned claim): stale at once
+    assert store.update_delivery(b.delivery_id, {"updated_at": now - 600}, expect_status=PENDING, updated_before=now + 100)
+    assert [d.trigger_key for d in store.stale_open(now - 500)] == ["o2"]
+    # a record without updated_at counts from its creation
+    e = rec("o5", now + 1, status=PENDING)
+    store.claim_delivery(e)
+    assert [d.trigger_key for d in store.stale_open(now + 1)] == ["o2", "o1", "o5"]
+    assert store.update_delivery(e.delivery_id, {"updated_at": now + 9}, expect_status=PENDING, updated_before=now + 1)
+    # held → publishing (a release) opens it from the release time
+    assert store.update_delivery(h.delivery_id, {"status": PUBLISHING, "release_at": None, "updated_at": now + 30},
+                                 expect_status=HELD)
+    assert [d.trigger_key for d in store.stale_open(now + 30)] == ["o2", "o1", "o5", "o4"]
+    # any other status leaves
+    for d in (a, h):
+        assert store.update_delivery(d.delivery_id, {"status": FAILED, "reason": "interrupted", "updated_at": now + 40},
+                                     expect_status=PUBLISHING)
+    assert store.update_delivery(b.delivery_id, {"status": SUPPRESSED, "reason": "x", "updated_at": now + 40},
+                                 expect_status=PENDING)
+    assert store.update_delivery(e.delivery_id, {"status": HELD, "release_at": now + 99, "updated_at": now + 40},
+                                 expect_status=PENDING)
+    assert store.stale_open(now + 1000) == []
+
+
+def test_entering_an_open_status_needs_updated_at(store):
+    now = time.time()
+    d = rec("p1", now, status=HELD, release_at=now + 1)
+    store.claim_delivery(d)
+    with pytest.raises(ValueError):
+        store.update_delivery(d.delivery_id, {"status": PUBLISHING}, expect_status=HELD)
+    with pytest.raises(ValueError):
+        store.update_delivery(d.delivery_id, {"status": PENDING})
 
 
 def test_held_needs_a_release_time(store):
@@ -458,7 +513,7 @@ def test_create_tables_is_idempotent_and_enables_ttl_on_deliveries(moto_aws):
     ttl = client.describe_time_to_live(TableName=settings.deliveries_table)["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     table = client.describe_table(TableName=settings.deliveries_table)["Table"]
-    assert sorted(i["IndexName"] for i in table["GlobalSecondaryIndexes"]) == ["by_campaign", "by_day", "by_device", "held"]
+    assert sorted(i["IndexName"] for i in table["GlobalSecondaryIndexes"]) == ["by_campaign", "by_day", "by_device", "held", "open"]
     assert client.describe_table(TableName=settings.campaigns_table)["Table"]["KeySchema"] == [
         {"AttributeName": "campaign_id", "KeyType": "HASH"}
     ]
@@ -496,6 +551,13 @@ def test_delivery_items_carry_the_index_keys_and_ttl(dynamo_store):
     assert item["day"] == {"S": "D#2026-09-21"}
     assert item["expires_at"] == {"N": str(d.expires_at)}
     assert (item["hk"], item["release_key"]) == ({"S": "HELD"}, {"S": f"1790000060.500000#{d.delivery_id}"})
-    assert dynamo_store.update_delivery(d.delivery_id, {"status": PUBLISHING}, expect_status=HELD)
+    assert dynamo_store.update_delivery(d.delivery_id, {"status": PUBLISHING, "updated_at": now + 60}, expect_status=HELD)
     item = dynamo_store.client.get_item(TableName=dynamo_store.deliveries_table, Key={"pk": {"S": d.delivery_id}})["Item"]
     assert "hk" not in item and "release_key" not in item and item["release_at"] == {"N": "1790000060.5"}
+    # open: the sparse keys-only ``open`` index, sharded by id
+    from chalicelib.store.schema import open_hash
+
+    assert (item["ok"], item["ot"]) == ({"S": open_hash(d.delivery_id)}, {"S": f"1790000060.500000#{d.delivery_id}"})
+    assert dynamo_store.update_delivery(d.delivery_id, {"status": SENT, "updated_at": now + 61}, expect_status=PUBLISHING)
+    item = dynamo_store.client.get_item(TableName=dynamo_store.deliveries_table, Key={"pk": {"S": d.delivery_id}})["Item"]
+    assert "ok" not in item and "ot" not in item

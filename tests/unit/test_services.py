@@ -106,11 +106,14 @@ def test_disabled_fence_matches_nothing(mem_deps):
 
 # ------------------------------------------------------------------ devices
 def test_device_register_get_delete(mem_deps):
-    assert register(mem_deps) == {"device_id": "d1", "push_enabled": True}
+    answer = register(mem_deps)
+    secret = answer.pop("device_secret")
+    assert answer == {"device_id": "d1", "push_enabled": True}
     ping(mem_deps, 38.44, -122.7, 0)
     d = services.get_device(mem_deps, "d1")
     assert d["last_location"]["h3_cell"] and '"lat"' not in json.dumps(d) and "38.44" not in json.dumps(d)
-    services.delete_device(mem_deps, "d1")
+    assert secret not in json.dumps(d) and "secret" not in json.dumps(d)
+    services.delete_device(mem_deps, "d1", role="app", secret=secret)
     with pytest.raises(NotFound):
         services.get_device(mem_deps, "d1")
 

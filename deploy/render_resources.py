@@ -1,0 +1,365 @@
+"""Render a stage's CloudFormation resources from the code, so they never drift.
+
+Two templates per stage, both written to ``dist/<stage>/``::
+
+    python -m deploy.render_resources --stage dev     # (make package does this)
+
+``resources.json``
+    Standalone: the DynamoDB tables exactly as :data:`chalicelib.store.schema.TABLES`
+    defines them (keys, indexes, on-demand billing) plus the TTL attributes of
+    :data:`~chalicelib.store.schema.TTL_ATTRIBUTES` and point-in-time recovery
+    on the tables that hold state; the SQS fan-out queue and its dead-letter
+    queue; one log group per function (with a retention). Table and queue
+    names are the stage's environment variables in ``.chalice/config.json``,
+    so the functions and the resources always agree. ``make deploy`` creates
+    this stack before ``chalice deploy``.
+
+``merge.json``
+    The same plus what ``chalice package --merge-template`` adds to the
+    functions Chalice generates: the deploy-time values as template
+    Parameters (platform application ARNs, API key hashes, the coupon secret:
+    never literals in the repo), every function's environment wired to the
+    resources (``Ref`` / ``GetAtt``, so CloudFormation creates the tables and
+    the queue first), the functions' names (the ones ``chalice deploy`` gives
+    them, which the IAM policy's log resources name), and the SQS event source
+    pointed at the queue of this template.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_FILE = ROOT / ".chalice" / "config.json"
+
+#: Logical table → the settings variable naming it.
+TABLE_ENV = {
+    "geofences": "HEXCAST_GEOFENCES_TABLE",
+    "cells": "HEXCAST_CELLS_TABLE",
+    "devices": "HEXCAST_DEVICES_TABLE",
+    "campaigns": "HEXCAST_CAMPAIGNS_TABLE",
+    "deliveries": "HEXCAST_DELIVERIES_TABLE",
+    "alerts": "HEXCAST_ALERTS_TABLE",
+}
+QUEUE_ENV = "HEXCAST_FANOUT_QUEUE"
+#: The function the fan-out queue feeds (``@on_sqs_message(name=...)``).
+FANOUT_FUNCTION = "send_fanout"
+#: Tables whose loss loses something: point-in-time recovery (35 days);
+#: ``cells`` with ``geofences``, so an index is restored with its fences. Not
+#: ``alerts``: the feed poller's cache of NWS alerts and conditions, every
+#: item under a TTL of hours to days, re-read from the feed within one poll.
+STATEFUL_TABLES = frozenset({"geofences", "cells", "devices", "campaigns", "deliveries"})
+#: The fan-out queue's ARN as the SQS event source names it (a dependency on
+#: the queue, so CloudFormation creates it first).
+FANOUT_QUEUE_ARN = {"Fn::Sub": "${FanoutQueue.Arn}"}
+#: SQS: a message is retried this many times before the dead-letter queue.
+MAX_RECEIVE_COUNT = 5
+#: AWS's rule for a Lambda event source: visibility timeout ≥ 6 × the timeout.
+VISIBILITY_FACTOR = 6
+FANOUT_RETENTION_S = 4 * 24 * 3600
+DLQ_RETENTION_S = 14 * 24 * 3600
+#: Stages whose data survives a stack deletion (and whose tables refuse a
+#: DeleteTable): everything but a developer's sandbox.
+DISPOSABLE_STAGES = frozenset({"dev"})
+LOG_RETENTION_DAYS = {"dev": 14}
+DEFAULT_LOG_RETENTION_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A deploy-time value: a template Parameter (package path) and an SSM
+    parameter ``/hexcast/<stage>/<ssm>`` that ``make deploy`` reads."""
+
+    name: str
+    env: str
+    ssm: str
+    description: str
+    secret: bool = False
+    required: bool = False
+    #: SNS platform of a platform application ARN parameter.
+    platform: str = ""
+    suffix: str = ""
+    pattern: str = ""
+    min_length: int = 0
+
+
+_KEY_HASHES = r"^sha256:[0-9a-f]{64}(,sha256:[0-9a-f]{64})?$"
+PARAMETERS = (
+    Parameter("ApnsPlatformApplicationArn", "HEXCAST_SNS_APNS_ARN", "sns-apns-arn",
+              "SNS platform application for APNs (production), or empty", platform="APNS", suffix="apns"),
+    Parameter("ApnsSandboxPlatformApplicationArn", "HEXCAST_SNS_APNS_SANDBOX_ARN", "sns-apns-sandbox-arn",
+              "SNS platform application for the APNs sandbox, or empty", platform="APNS_SANDBOX", suffix="apns-sandbox"),
+    Parameter("FcmPlatformApplicationArn", "HEXCAST_SNS_FCM_ARN", "sns-fcm-arn",
+              "SNS platform application for FCM (platform GCM), or empty", platform="GCM", suffix="fcm"),
+    Parameter("AdminKeyHashes", "HEXCAST_ADMIN_KEY_HASHES", "admin-key-hashes",
+              "sha256:<hex> of the admin API keys, comma-separated (two during a rotation)",
+              secret=True, required=True, pattern=_KEY_HASHES),
+    Parameter("AppKeyHashes", "HEXCAST_APP_KEY_HASHES", "app-key-hashes",
+              "sha256:<hex> of the app API keys, comma-separated (two during a rotation)",
+              secret=True, required=True, pattern=_KEY_HASHES),
+    Parameter("CouponSecret", "HEXCAST_COUPON_SECRET", "coupon-secret",
+              "HMAC secret of the coupon codes (at least 32 characters)", secret=True, required=True, min_length=32),
+)
+
+
+def ssm_name(stage: str, parameter: Parameter) -> str:
+    return f"/hexcast/{stage}/{parameter.ssm}"
+
+
+def platform_app_name(stage: str, parameter: Parameter) -> str:
+    """``hexcast-<stage>-apns``: the name the stage's IAM policy allows."""
+    return f"hexcast-{stage}-{parameter.suffix}"
+
+
+def parameter_pattern(stage: str, p: Parameter) -> str:
+    if p.platform:
+        return rf"^(arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{{12}}:app/{p.platform}/{platform_app_name(stage, p)})?$"
+    return p.pattern
+
+
+# ------------------------------------------------------------------ config
+@dataclass(frozen=True)
+class StageConfig:
+    stage: str
+    app_name: str
+    environment: dict[str, str]
+    #: Chalice function name → timeout (s), for the event-driven functions.
+    timeouts: dict[str, int]
+
+    def table_name(self, logical: str) -> str:
+        return self.environment[TABLE_ENV[logical]]
+
+    @property
+    def queue_name(self) -> str:
+        return self.environment[QUEUE_ENV]
+
+    def function_name(self, name: str | None) -> str:
+        """The Lambda function's name as ``chalice deploy`` gives it; ``None``
+        is the API handler."""
+        base = f"{self.app_name}-{self.stage}"
+        return base if name is None else f"{base}-{name}"
+
+
+def load_config(path: Path = CONFIG_FILE) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def stage_config(stage: str, config: dict[str, Any] | None = None) -> StageConfig:
+    """The stage's merged settings, looked up the way Chalice chains them
+    (stage's ``lambda_functions.<name>`` > stage > top level)."""
+    config = load_config() if config is None else config
+    stages = config.get("stages", {})
+    if stage not in stages:
+        raise SystemExit(f"no stage {stage!r} in .chalice/config.json (stages: {', '.join(sorted(stages))})")
+    st = stages[stage]
+    env = {**config.get("environment_variables", {}), **st.get("environment_variables", {})}
+    missing = [v for v in [*TABLE_ENV.values(), QUEUE_ENV] if not env.get(v)]
+    if missing:
+        raise SystemExit(f"stage {stage}: .chalice/config.json sets no {', '.join(missing)}")
+
+    def lookup(key: str, function: str):
+        for scope in (
+            st.get("lambda_functions", {}).get(function, {}),
+            st,
+            config.get("lambda_functions", {}).get(function, {}),
+            config,
+        ):
+            if key in scope:
+                return scope[key]
+        return 60  # Chalice's default lambda_timeout
+
+    timeouts = {FANOUT_FUNCTION: int(lookup("lambda_timeout", FANOUT_FUNCTION))}
+    return StageConfig(stage, config["app_name"], env, timeouts)
+
+
+# --------------------------------------------------------------- functions
+def chalice_functions() -> dict[str, str | None]:
+    """CloudFormation logical id → Chalice function name (``None`` for the API
+    handler) of every function ``app.py`` defines, named as ``chalice
+    package`` names them. (Which functions exist does not depend on the
+    stage, so the app is imported as it is, environment untouched.)"""
+    from chalice.utils import to_cfn_resource_name
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import app as app_module
+
+    app = app_module.app
+    out: dict[str, str | None] = {}
+    if app.routes:
+        out["APIHandler"] = None
+    for source in app.event_sources:
+        out[to_cfn_resource_name(source.name)] = source.name
+    for fn in app.pure_lambda_functions:
+        out[to_cfn_resource_name(fn.name)] = fn.name
+    return out
+
+
+# --------------------------------------------------------------- templates
+def logical_table_id(logical: str) -> str:
+    return f"{logical.capitalize()}Table"
+
+
+def table_resource(stage: str, logical: str, physical: str) -> dict[str, Any]:
+    """``AWS::DynamoDB::Table`` from the ``CreateTable`` arguments in
+    ``TABLES`` (their names are CloudFormation's property names)."""
+    from chalicelib.store.schema import TABLES, TTL_ATTRIBUTES
+
+    props: dict[str, Any] = {"TableName": physical, **copy.deepcopy(TABLES[logical])}
+    if logical in TTL_ATTRIBUTES:
+        props["TimeToLiveSpecification"] = {"AttributeName": TTL_ATTRIBUTES[logical], "Enabled": True}
+    if logical in STATEFUL_TABLES:
+        props["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
+    disposable = stage in DISPOSABLE_STAGES
+    props["DeletionProtectionEnabled"] = not disposable
+    props["Tags"] = [{"Key": "app", "Value": "hexcast"}, {"Key": "stage", "Value": stage}]
+    policy = "Delete" if disposable else "Retain"
+    return {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": policy, "UpdateReplacePolicy": policy, "Properties": props}
+
+
+def log_group_id(logical_function_id: str) -> str:
+    return f"{logical_function_id}LogGroup"
+
+
+def resources_template(cfg: StageConfig, functions: dict[str, str | None]) -> dict[str, Any]:
+    """The standalone template: tables, queues, log groups, outputs."""
+    from chalicelib.store.schema import TABLES
+
+    if set(TABLES) != set(TABLE_ENV):
+        raise SystemExit(f"schema.TABLES has {sorted(TABLES)}, deploy/render_resources.py knows {sorted(TABLE_ENV)}")
+    resources: dict[str, Any] = {}
+    outputs: dict[str, Any] = {}
+    for logical in TABLES:
+        rid = logical_table_id(logical)
+        resources[rid] = table_resource(cfg.stage, logical, cfg.table_name(logical))
+        outputs[rid] = {"Description": f"{logical} table", "Value": {"Ref": rid}}
+        outputs[f"{rid}Arn"] = {"Value": {"Fn::GetAtt": [rid, "Arn"]}}
+
+    visibility = VISIBILITY_FACTOR * cfg.timeouts[FANOUT_FUNCTION]
+    # Queues and log groups go with the stack: fan-out chunks live minutes,
+    # and a retained log group would block the next stack of the same name.
+    transient = {"DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"}
+    resources["FanoutDeadLetterQueue"] = {
+        "Type": "AWS::SQS::Queue",
+        **transient,
+        "Properties": {
+            "QueueName": f"{cfg.queue_name}-dlq",
+            "MessageRetentionPeriod": DLQ_RETENTION_S,
+            "SqsManagedSseEnabled": True,
+        },
+    }
+    resources["FanoutQueue"] = {
+        "Type": "AWS::SQS::Queue",
+        **transient,
+        "Properties": {
+            "QueueName": cfg.queue_name,
+            "VisibilityTimeout": visibility,
+            "MessageRetentionPeriod": FANOUT_RETENTION_S,
+            "SqsManagedSseEnabled": True,
+            "RedrivePolicy": {
+                "deadLetterTargetArn": {"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]},
+                "maxReceiveCount": MAX_RECEIVE_COUNT,
+            },
+        },
+    }
+    for rid in ("FanoutQueue", "FanoutDeadLetterQueue"):
+        outputs[f"{rid}Url"] = {"Value": {"Ref": rid}}
+        outputs[f"{rid}Arn"] = {"Value": {"Fn::GetAtt": [rid, "Arn"]}}
+
+    retention = LOG_RETENTION_DAYS.get(cfg.stage, DEFAULT_LOG_RETENTION_DAYS)
+    for fid, name in sorted(functions.items()):
+        resources[log_group_id(fid)] = {
+            "Type": "AWS::Logs::LogGroup",
+            **transient,
+            "Properties": {"LogGroupName": f"/aws/lambda/{cfg.function_name(name)}", "RetentionInDays": retention},
+        }
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"hexcast {cfg.stage}: tables, fan-out queues and log groups "
+                       "(rendered by deploy/render_resources.py from chalicelib/store/schema.py and .chalice/config.json)",
+        "Resources": resources,
+        "Outputs": outputs,
+    }
+
+
+def template_parameters(stage: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in PARAMETERS:
+        spec: dict[str, Any] = {"Type": "String", "Description": f"{p.description}; kept in SSM {ssm_name(stage, p)}"}
+        if p.secret:
+            spec["NoEcho"] = True
+        if not p.required:
+            spec["Default"] = ""
+        pattern = parameter_pattern(stage, p)
+        if pattern:
+            spec["AllowedPattern"] = pattern
+            spec["ConstraintDescription"] = f"must match {pattern}"
+        if p.min_length:
+            spec["MinLength"] = p.min_length
+        out[p.name] = spec
+    return out
+
+
+def function_environment() -> dict[str, Any]:
+    """What the merge sets in every function's environment (on top of the
+    stage's literal variables Chalice writes)."""
+    env: dict[str, Any] = {TABLE_ENV[t]: {"Ref": logical_table_id(t)} for t in TABLE_ENV}
+    env[QUEUE_ENV] = {"Fn::GetAtt": ["FanoutQueue", "QueueName"]}
+    env.update({p.env: {"Ref": p.name} for p in PARAMETERS})
+    return env
+
+
+def merge_template(cfg: StageConfig, functions: dict[str, str | None]) -> dict[str, Any]:
+    """The ``--merge-template`` of ``chalice package``: resources, parameters
+    and the wiring of the functions Chalice generates."""
+    template = resources_template(cfg, functions)
+    template["Parameters"] = template_parameters(cfg.stage)
+    env = function_environment()
+    for fid, name in functions.items():
+        override: dict[str, Any] = {
+            "DependsOn": [log_group_id(fid)],
+            "Properties": {"FunctionName": cfg.function_name(name), "Environment": {"Variables": dict(env)}},
+        }
+        if name == FANOUT_FUNCTION:
+            from chalice.utils import to_cfn_resource_name
+
+            # Chalice writes the queue's ARN as an ``Fn::Sub`` from its name;
+            # the merge is a deep merge of dicts, so the same key replaces it.
+            event = f"{to_cfn_resource_name(name)}SqsEventSource"
+            override["Properties"]["Events"] = {event: {"Properties": {"Queue": FANOUT_QUEUE_ARN}}}
+        template["Resources"][fid] = override
+    if FANOUT_FUNCTION not in functions.values():
+        raise SystemExit(f"app.py defines no {FANOUT_FUNCTION!r} function: the fan-out queue would have no consumer")
+    return template
+
+
+def render(stage: str, out_dir: Path) -> dict[str, Path]:
+    """Write ``resources.json`` and ``merge.json`` for ``stage`` into ``out_dir``."""
+    cfg = stage_config(stage)
+    functions = chalice_functions()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"resources": out_dir / "resources.json", "merge": out_dir / "merge.json"}
+    for kind, template in (("resources", resources_template(cfg, functions)), ("merge", merge_template(cfg, functions))):
+        paths[kind].write_text(json.dumps(template, indent=2, sort_keys=False) + "\n")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--out", type=Path, help="default: dist/<stage>")
+    args = parser.parse_args(argv)
+    paths = render(args.stage, args.out or ROOT / "dist" / args.stage)
+    for path in paths.values():
+        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1341 @@
+"""Hostile input for every route (SPEC §6, issue 5 item 2): what to send, and
+how to judge each answer.
+
+* :func:`requests` — a hypothesis strategy of bad requests for every route:
+  malformed JSON (truncated, BOMs, UTF-16/32, invalid UTF-8, trailing
+  garbage, comments), wrong types at every field, huge numbers (``1e308``,
+  ``10**400`` as JSON integers), ``NaN``/``Infinity`` literals, out-of-range
+  coordinates, invalid and enormous polygons, deep nesting, oversized bodies
+  and batches, unicode in ids (emoji, RTL, NUL, lone surrogates as JSON
+  escapes), unknown fields, bad query parameters, wrong methods, missing or
+  invalid keys and headers. Valid bodies are mutated one node at a time, so
+  many requests get far into the code before they fail — and some succeed.
+* :func:`catalogue` — a fixed list that exercises every documented limit at
+  its edge (README "Limits and behaviour") with the exact status expected,
+  and a sweep of wrong types over every field of every valid body.
+* :class:`Harness` — sends a request through ``chalice.test.Client`` over
+  moto and checks: status < 500; every 4xx carries the spec's error body
+  ``{"error": {"code", "message", "field"}}``; and a rejected request wrote
+  nothing (all DynamoDB items and SNS endpoints, read from moto's memory,
+  equal before and after). It counts everything for the report.
+
+App-key requests may be answered 401/403 (device secrets): those are valid
+rejections. Most requests use the admin key so that they reach validation.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import os
+import sys
+import time
+import traceback
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import quote, urlencode
+
+import h3
+from hypothesis import strategies as st
+
+from tests.conftest import ADMIN_KEY, APP_KEY
+
+MAX_BODY = 5 * 1024 * 1024  # README "Limits and behaviour"
+MAX_NESTING = 64
+SHOP = (38.44, -122.7)  # lat, lng
+FAR = (38.40, -122.7)
+METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH", "HEAD")  # OPTIONS: the test client cannot (CORS preflight)
+
+
+# ---------------------------------------------------------------- routes
+@dataclass(frozen=True)
+class Route:
+    """One route: its method, its path (``{id}`` for the path parameter, of
+    kind ``id_kind``), who may call it, its valid bodies and query names."""
+
+    method: str
+    path: str
+    roles: tuple[str, ...] = ("admin",)
+    bodies: tuple[str, ...] = ()
+    query: tuple[str, ...] = ()
+    id_kind: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/health", roles=()),
+    Route("GET", "/v1/geofences/lookup", query=("lat", "lng")),
+    Route("POST", "/v1/geofences/import", bodies=("collection",), query=("repair",)),
+    Route("GET", "/v1/geofences", query=("tag", "limit", "next_token")),
+    Route("PUT", "/v1/geofences/{id}", bodies=("polygon", "circle", "h3", "multipolygon"), query=("repair",), id_kind="fence"),
+    Route("GET", "/v1/geofences/{id}", id_kind="fence"),
+    Route("DELETE", "/v1/geofences/{id}", id_kind="fence"),
+    Route("PUT", "/v1/devices/{id}", roles=("admin", "app"), bodies=("device", "device_min"), id_kind="device"),
+    Route("GET", "/v1/devices/{id}", id_kind="device"),
+    Route("DELETE", "/v1/devices/{id}", roles=("admin", "app"), id_kind="device"),
+    Route("POST", "/v1/pings", roles=("admin", "app"), bodies=("ping", "ping_batch")),
+    Route("GET", "/v1/campaigns", query=("limit", "next_token")),
+    Route("PUT", "/v1/campaigns/{id}", bodies=("campaign", "campaign_weather", "campaign_min"), id_kind="campaign"),
+    Route("GET", "/v1/campaigns/{id}", id_kind="campaign"),
+    Route("DELETE", "/v1/campaigns/{id}", id_kind="campaign"),
+    Route("POST", "/v1/campaigns/{id}/preview", bodies=("preview", "preview_weather"), id_kind="campaign"),
+    Route("GET", "/v1/campaigns/{id}/stats", id_kind="campaign"),
+    Route("GET", "/v1/deliveries", query=("campaign_id", "device_id", "status", "limit", "next_token")),
+    Route("POST", "/v1/events", roles=("admin", "app"), bodies=("open", "conversion")),
+    Route("POST", "/v1/audience/estimate", bodies=("estimate_geometry", "estimate_fence")),
+    Route("POST", "/v1/weather/alerts", bodies=("alert", "alert_collection")),
+    Route("POST", "/v1/weather/conditions", bodies=("conditions",)),
+)
+#: path pattern → the methods routed there (anything else is the framework's 405)
+ALLOWED: dict[str, set[str]] = defaultdict(set)
+for _r in ROUTES:
+    ALLOWED[_r.path].add(_r.method)
+
+SEED_IDS = {"fence": ("shop", "zone", "cells"), "device": ("d1", "d2"), "campaign": ("c1", "cw")}
+#: valid ids a generated request may create, replace or delete (few, so tables stay small)
+SCRATCH_IDS = {"fence": ("hx-1", "hx.2", "HX:3_z"), "device": ("hx-d1", "hx.d2", "HX:d3_z"), "campaign": ("hx-c1", "hx.c2")}
+ID_128 = "a" + "b" * 127
+#: id → what it tests; all but the first are outside the id format
+HOSTILE_IDS: dict[str, str] = {
+    ID_128: "id 128 chars (longest valid)",
+    "a" + "b" * 128: "id 129 chars",
+    "x" * 10_000: "id 10,000 chars",
+    "😀": "id emoji",
+    "d1😀": "id emoji suffix",
+    "\u202ed1": "id RTL override",
+    "\u05d3\u05d1": "id Hebrew (RTL)",
+    "\u0645\u062b\u0627\u0644": "id Arabic (RTL)",
+    "a\x00b": "id NUL",
+    "d1\x00": "id NUL suffix",
+    "\ufeffd1": "id BOM",
+    "d1\u200b": "id zero-width space",
+    "ｄ１": "id fullwidth",
+    "-a": "id leading dash",
+    "_a": "id leading underscore",
+    ".": "id dot",
+    "..": "id dot-dot",
+    " a": "id leading space",
+    "a b": "id space",
+    "a\tb": "id tab",
+    "a\nb": "id newline",
+    "a%2Fb": "id encoded slash",
+    "%00": "id encoded NUL",
+    "%ED%A0%80": "id encoded lone surrogate (CESU-8)",
+    "%F0%9F%98%80": "id encoded emoji",
+    "a'; DROP TABLE x;--": "id SQL",
+    "{{7*7}}": "id template",
+    "${jndi:ldap:x}": "id jndi",
+    "<script>": "id html",
+}
+#: in JSON bodies, where a lone surrogate can be written as an escape
+BODY_IDS = [*HOSTILE_IDS, "\ud800", "a\udfff", "\ud83d", "", " ", 0, -1, 10**400, 1e308, True, None, [], {}, ["d1"], {"id": "d1"}]
+HOSTILE_STRINGS = [
+    "", " ", "\x00", "\ud800", "\udfff", "a\ud800b", "😀" * 50, "\u202e", "\ufeff", "\u0000\u0001\u001f", "\\", '"', "'", "\r\n",
+    "x" * 1025, "x" * 4097, "x" * 70_000, "{{", "{% if %}", "{{ 1 | nosuchfilter }}", "{% include 'x' %}", "null", "true", "NaN",
+    "0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59", "1970-01-01T00:00:00Z", "2026-13-45T25:61:61Z",
+    "2026-01-01", "2026-01-01T00:00:00", "dl_", "dl_" + "x" * 61, "ios", "android", "push_opened", "conversion", "rain", "Actual",
+    "Cancel", "shop", "d1", "c1", "T#x", "META", "D#2026-01-01", "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/x/y",
+]
+#: raw JSON number text, spliced in where a value goes (10**400 as an integer, 1e309 → inf in Python)
+HOSTILE_NUMBERS = [
+    "1e308", "-1e308", "1.7976931348623157e308", "1e309", "-1e309", "1e-400", "4.9e-324", "1e-200", "-1e-131", "1e126", "-0", "-0.0", "0e0",
+    "1" + "0" * 41, "0.12345678901234567890123456789012345678901",
+    "1" + "0" * 400, "-1" + "0" * 400, "1" + "0" * 5000, "123456789012345678901234567890", "9223372036854775808",
+    "-9223372036854775809", "NaN", "Infinity", "-Infinity", "0.1e1", "1E2", "91", "-181", "180.0000001", "-90.0000001",
+]
+
+
+# ---------------------------------------------------------------- JSON text
+@dataclass(frozen=True)
+class Raw:
+    """A JSON value written as this exact text (``NaN``, ``1e309``, 10**400)."""
+
+    text: str
+
+
+def _prep(obj: Any, raws: list[str]) -> Any:
+    if isinstance(obj, Raw):
+        raws.append(obj.text)
+        return f"\x00raw{len(raws) - 1}\x00"
+    if isinstance(obj, dict):
+        return {k: _prep(v, raws) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_prep(v, raws) for v in obj]
+    return obj
+
+
+def dump(obj: Any, *, ensure_ascii: bool = True) -> bytes:
+    """JSON bytes of ``obj`` (``Raw`` spliced in verbatim). With
+    ``ensure_ascii=False`` a lone surrogate becomes invalid UTF-8 bytes."""
+    raws: list[str] = []
+    text = json.dumps(_prep(obj, raws), ensure_ascii=ensure_ascii)
+    for i, raw in enumerate(raws):
+        text = text.replace(f'"\\u0000raw{i}\\u0000"', raw, 1)
+    return text.encode("utf-8", "surrogatepass")
+
+
+def nested(depth: int, leaf: Any = 1, kind: str = "list") -> Any:
+    """``depth`` levels of lists (or objects) around ``leaf``."""
+    out = leaf
+    for _ in range(depth - 1):
+        out = [out] if kind == "list" else {"a": out}
+    return out
+
+
+def deep_text(depth: int) -> bytes:
+    """Nesting too deep to build as Python objects cheaply: the text."""
+    return b"[" * depth + b"1" + b"]" * depth
+
+
+# ---------------------------------------------------------------- geometry
+def square(lat: float, lng: float, d: float) -> list:
+    return [[lng - d, lat - d], [lng + d, lat - d], [lng + d, lat + d], [lng - d, lat + d], [lng - d, lat - d]]
+
+
+def ring(lat: float, lng: float, r_deg: float, n: int, *, close: bool = True) -> list:
+    """An ``n``-position ring (closed: the last repeats the first) around (lat, lng)."""
+    k = n - 1 if close else n
+    pts = [[round(lng + r_deg * math.cos(2 * math.pi * i / k), 7), round(lat + r_deg * math.sin(2 * math.pi * i / k), 7)] for i in range(k)]
+    return pts + [pts[0]] if close else pts
+
+
+def polygon(coords: list) -> dict:
+    return {"type": "Polygon", "coordinates": coords}
+
+
+#: kind → builder(lat, lng, scale) → a GeoJSON geometry (invalid or enormous, except the cut and 9,999-vertex ones)
+GEOMETRIES: dict[str, Callable[[float, float, float], dict]] = {
+    "bowtie": lambda la, ln, s: polygon([[[ln, la], [ln + s, la + s], [ln + s, la], [ln, la + s], [ln, la]]]),
+    "spike": lambda la, ln, s: polygon([[[ln, la], [ln + s, la], [ln + s, la + s], [ln + s / 2, la - s], [ln, la + s], [ln, la]]]),
+    "ring_3_positions": lambda la, ln, s: polygon([[[ln, la], [ln + s, la], [ln, la]]]),
+    "ring_not_closed": lambda la, ln, s: polygon([ring(la, ln, s, 8, close=False)]),
+    "ring_empty": lambda la, ln, s: polygon([[]]),
+    "no_rings": lambda la, ln, s: polygon([]),
+    "hole_outside_shell": lambda la, ln, s: polygon([square(la, ln, s), square(la + 3 * s, ln + 3 * s, s / 2)]),
+    "hole_crossing_shell": lambda la, ln, s: polygon([square(la, ln, s), square(la + s, ln + s, s / 2)]),
+    "hole_equals_shell": lambda la, ln, s: polygon([square(la, ln, s), square(la, ln, s)]),
+    "antimeridian_wide": lambda la, ln, s: polygon([[[-179.5, -10], [179.5, -10], [179.5, 10], [-179.5, 10], [-179.5, -10]]]),
+    "antimeridian_cut": lambda la, ln, s: {"type": "MultiPolygon", "coordinates": [[square(51.8, 179.5, 0.4)], [square(51.8, -179.5, 0.4)]]},
+    "huge_area": lambda la, ln, s: polygon([[[-90, -80], [90, -80], [90, 80], [-90, 80], [-90, -80]]]),
+    "pole": lambda la, ln, s: polygon([[[-10, 89], [10, 89], [10, 90], [-10, 90], [-10, 89]]]),
+    "zero_area": lambda la, ln, s: polygon([[[ln, la], [ln + s, la], [ln + 2 * s, la], [ln, la]]]),
+    "duplicate_points": lambda la, ln, s: polygon([[[ln, la], [ln, la], [ln + s, la], [ln + s, la + s], [ln + s, la + s], [ln, la]]]),
+    "tiny": lambda la, ln, s: polygon([square(la, ln, 1e-9)]),
+    "lng_181": lambda la, ln, s: polygon([[[180.5, la], [181, la], [181, la + s], [180.5, la]]]),
+    "lat_91": lambda la, ln, s: polygon([[[ln, 90.5], [ln + s, 91], [ln, 91], [ln, 90.5]]]),
+    "coord_1e308": lambda la, ln, s: polygon([[[1e308, la], [ln, la], [ln, la + s], [1e308, la]]]),
+    "coord_10e400": lambda la, ln, s: polygon([[[Raw("1" + "0" * 400), la], [ln, la], [ln, la + s], [Raw("1" + "0" * 400), la]]]),
+    "coord_nan": lambda la, ln, s: polygon([[[Raw("NaN"), la], [ln, la], [ln, la + s], [Raw("NaN"), la]]]),
+    "coord_inf_1e309": lambda la, ln, s: polygon([[[Raw("1e309"), la], [ln, la], [ln, la + s], [Raw("1e309"), la]]]),
+    "position_3d": lambda la, ln, s: polygon([[[ln, la, 10], [ln + s, la, 10], [ln, la + s, 10], [ln, la, 10]]]),
+    "position_1d": lambda la, ln, s: polygon([[[ln], [ln + s], [ln], [ln]]]),
+    "position_strings": lambda la, ln, s: polygon([[[str(ln), str(la)], [ln + s, la], [ln, la + s], [str(ln), str(la)]]]),
+    "position_bool": lambda la, ln, s: polygon([[[True, False], [ln + s, la], [ln, la + s], [True, False]]]),
+    "nesting_too_shallow": lambda la, ln, s: polygon(square(la, ln, s)),
+    "nesting_too_deep": lambda la, ln, s: polygon([[square(la, ln, s)]]),
+    "coordinates_missing": lambda la, ln, s: {"type": "Polygon"},
+    "coordinates_string": lambda la, ln, s: {"type": "Polygon", "coordinates": "0,0 1,1"},
+    "type_linestring": lambda la, ln, s: {"type": "LineString", "coordinates": square(la, ln, s)},
+    "type_collection": lambda la, ln, s: {"type": "GeometryCollection", "geometries": [polygon([square(la, ln, s)])]},
+    "type_lowercase": lambda la, ln, s: {"type": "polygon", "coordinates": [square(la, ln, s)]},
+    "type_missing": lambda la, ln, s: {"coordinates": [square(la, ln, s)]},
+    "multipolygon_empty": lambda la, ln, s: {"type": "MultiPolygon", "coordinates": []},
+    "multipolygon_overlap": lambda la, ln, s: {"type": "MultiPolygon", "coordinates": [[square(la, ln, s)], [square(la + s / 2, ln + s / 2, s)]]},
+    "multipolygon_as_polygon": lambda la, ln, s: {"type": "MultiPolygon", "coordinates": [square(la, ln, s)]},
+    "vertices_9999": lambda la, ln, s: polygon([ring(la, ln, s, 9_999)]),
+    "vertices_10001": lambda la, ln, s: polygon([ring(la, ln, s, 10_001)]),
+    "vertices_20000": lambda la, ln, s: polygon([ring(la, ln, s, 20_000)]),
+    "vertices_20000_open": lambda la, ln, s: polygon([ring(la, ln, s, 20_000, close=False)]),
+    "holes_1000": lambda la, ln, s: polygon([square(la, ln, s)] + [square(la + s * (i % 30 - 15) / 20, ln + s * (i // 30 - 15) / 20, s / 100) for i in range(1000)]),
+}
+#: geometry kind → the limit it sits on (the others are invalid shapes)
+GEOMETRY_LIMITS = {
+    "vertices_9999": "fence 9,999 vertices (≤ 10,000)",
+    "vertices_10001": "fence 10,001 vertices (> 10,000)",
+    "vertices_20000": "fence 20,000-vertex ring",
+    "vertices_20000_open": "fence 20,000-vertex ring, not closed",
+    "huge_area": "fence area > 3,000,000 km²",
+    "antimeridian_wide": "ring spanning > 180° of longitude",
+}
+
+
+def h3_cells(n: int, res: int = 9) -> list[str]:
+    """``n`` distinct resolution-``res`` cells around the shop."""
+    origin = h3.latlng_to_cell(SHOP[0], SHOP[1], res)
+    k = 0
+    cells: list[str] = []
+    while len(cells) < n:
+        k += 1
+        cells = list(h3.grid_disk(origin, k))
+    return sorted(cells)[:n]
+
+
+# ---------------------------------------------------------------- valid bodies
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def alert_feature(alert_id: str, now: float, *, status: str = "Actual", lat: float = SHOP[0], lng: float = SHOP[1]) -> dict:
+    """An NWS alert Feature shaped like api.weather.gov's, active now, whose polygon holds the shop."""
+    return {
+        "id": f"https://api.weather.gov/alerts/{alert_id}",
+        "type": "Feature",
+        "geometry": polygon([square(lat, lng, 0.2)]),
+        "properties": {
+            "@id": f"https://api.weather.gov/alerts/{alert_id}",
+            "id": alert_id,
+            "areaDesc": "Sonoma",
+            "geocode": {"SAME": ["006097"], "UGC": ["CAZ506"]},
+            "affectedZones": ["https://api.weather.gov/zones/forecast/CAZ506"],
+            "references": [],
+            "sent": _iso(now - 600),
+            "effective": _iso(now - 600),
+            "onset": _iso(now - 600),
+            "expires": _iso(now + 7200),
+            "ends": _iso(now + 14400),
+            "status": status,
+            "messageType": "Alert",
+            "category": "Met",
+            "severity": "Severe",
+            "certainty": "Likely",
+            "urgency": "Expected",
+            "event": "Winter Storm Warning",
+            "senderName": "NWS Eureka CA",
+            "headline": "Winter Storm Warning issued",
+            "response": "Prepare",
+            "parameters": {"VTEC": ["/O.NEW.KEKA.WS.W.0001.260101T0000Z-260102T0000Z/"]},
+        },
+    }
+
+
+CAMPAIGN = {
+    "name": "Welcome in",
+    "enabled": True,
+    "trigger": {"type": "geofence_enter", "fence_ids": ["shop"], "fence_tags": ["zone"], "weather": {"condition_in": ["rain", "clear"]}},
+    "audience": {"fence_tags": ["shop"], "max_location_age_hours": 24},
+    "message": {"title": "Hi {{ first_name | default: 'there' }}", "body": "Take {{ coupon.percent_off }}% off at {{ fence.name }}: {{ coupon.code }}",
+                "deep_link": "shop://deals"},
+    "variants": [{"name": "gold", "when": {"attribute": "loyalty_tier", "equals": "gold"}, "message": {"title": "Gold {{ first_name }}", "body": "b"}}],
+    "experiment": {"arms": [{"name": "A", "weight": 50}, {"name": "B", "weight": 50}], "control_percent": 10},
+    "coupon": {"percent_off": 10, "prefix": "SHOP", "valid_hours": 72},
+    "limits": {"per_device_per_day": 2, "min_minutes_between": 60},
+    "quiet_hours": {"start": "21:00", "end": "08:00", "mode": "hold", "timezone": "America/Los_Angeles"},
+    "ttl_seconds": 21600,
+}
+WEATHER_CAMPAIGN = {
+    "name": "Storm delay",
+    "trigger": {"type": "weather_alert", "events": ["Winter Storm Warning"], "min_severity": "Moderate"},
+    "message": {"title": "Storm", "body": "A {{ alert.event | downcase }} near {{ first_name | default: 'you' }}"},
+}
+
+
+def valid_body(kind: str, world: "World", now: float) -> Any:
+    """A fresh valid body of ``kind`` (see ``Route.bodies``)."""
+    lat, lng = SHOP
+    d1 = "d1"
+    if kind == "polygon":
+        return {"type": "Feature", "geometry": polygon([square(lat, lng, 0.01)]),
+                "properties": {"name": "Zone", "tags": ["zone"], "metadata": {"store": "42"}, "dwell_minutes": 5, "enabled": True}}
+    if kind == "circle":
+        return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lng, lat]}, "properties": {"name": "Shop", "radius_m": 100, "tags": ["shop"]}}
+    if kind == "h3":
+        return {"type": "Feature", "geometry": None, "properties": {"name": "Cells", "h3_cells": h3_cells(7)}}
+    if kind == "multipolygon":
+        return {"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": [
+            [square(lat, lng, 0.02), square(lat, lng, 0.005)], [square(lat + 0.1, lng + 0.1, 0.01)]]}, "properties": {"name": "Two"}}
+    if kind == "collection":
+        return {"type": "FeatureCollection", "features": [
+            {**valid_body("polygon", world, now), "id": "hx-1"},
+            {**valid_body("circle", world, now), "properties": {"id": "hx.2", "radius_m": 50}},
+            {**valid_body("h3", world, now), "id": "HX:3_z"},
+        ]}
+    if kind == "device":
+        return {"platform": "android", "push_token": "tok-hostile", "user_id": "u1",
+                "attributes": {"first_name": "Ana", "loyalty_tier": "gold", "language": "es", "timezone": "America/Chicago", "n": 3},
+                "consent": {"push": True, "location": True}}
+    if kind == "device_min":
+        return {"platform": "ios", "push_token": "t"}
+    if kind == "ping":
+        return {"device_id": d1, "lat": lat, "lng": lng, "accuracy_m": 5, "speed_mps": 1.5, "timestamp": _iso(now - 30)}
+    if kind == "ping_batch":
+        return {"pings": [{"device_id": d, "lat": la, "lng": ln, "accuracy_m": 10, "timestamp": now - 60 + i}
+                          for i, (d, (la, ln)) in enumerate([("d1", FAR), ("d1", SHOP), ("d2", SHOP), ("hx-d1", FAR)])]}
+    if kind == "campaign":
+        return json.loads(json.dumps(CAMPAIGN))
+    if kind == "campaign_weather":
+        return json.loads(json.dumps(WEATHER_CAMPAIGN))
+    if kind == "campaign_min":
+        return {"name": "n", "trigger": {"type": "geofence_exit", "fence_tags": ["shop"]}, "message": {"title": "t", "body": "b"}}
+    if kind == "preview":
+        return {"device_id": d1, "fence_id": "shop", "weather": {"condition": "rain", "temperature_c": 3}}
+    if kind == "preview_weather":
+        return {"device_id": d1, "alert": {"event": "Winter Storm Warning", "severity": "Severe"}}
+    if kind == "open":
+        return {"device_id": d1, "type": "push_opened", "delivery_id": world.delivery_id, "at": _iso(now - 5)}
+    if kind == "conversion":
+        return {"device_id": d1, "type": "conversion", "coupon_code": "SHOP-X", "value": 9.5, "at": now - 5}
+    if kind == "estimate_geometry":
+        return {"geometry": polygon([square(lat, lng, 0.05)]), "max_location_age_hours": 24}
+    if kind == "estimate_fence":
+        return {"fence_id": "zone"}
+    if kind == "alert":
+        world.alerts += 1
+        return alert_feature(f"urn:oid:2.49.0.1.840.0.hx.{world.alerts}", now)
+    if kind == "alert_collection":
+        world.alerts += 2
+        return {"type": "FeatureCollection", "features": [alert_feature(f"urn:oid:2.49.0.1.840.0.hx.{world.alerts - 1}", now),
+                                                          alert_feature(f"urn:oid:2.49.0.1.840.0.hx.{world.alerts}", now, status="Test")]}
+    if kind == "conditions":
+        return {"observations": [{"lat": lat, "lng": lng, "observed_at": _iso(now - 60), "temperature_c": 4.5, "condition": "Rain",
+                                  "precipitation_mm_h": 2.5, "wind_kph": 20}]}
+    raise KeyError(kind)
+
+
+def batch_body(kind: str, n: int, world: "World", now: float) -> Any:
+    """A batch of ``n`` items at a documented limit (``n`` = limit or limit + 1)."""
+    if kind == "pings":
+        return {"pings": [{"device_id": "d1", "lat": FAR[0], "lng": FAR[1], "accuracy_m": 20, "timestamp": now - 3600 + i} for i in range(n)]}
+    if kind == "features":  # features the import rejects one by one: cheap, and nothing stored
+        return {"type": "FeatureCollection", "features": [{"type": "Feature", "id": f"hx-bad{i}", "geometry": GEOMETRIES["bowtie"](*SHOP, 0.01),
+                                                           "properties": {}} for i in range(n)]}
+    if kind == "observations":
+        return {"observations": [{"lat": SHOP[0] + i * 1e-4, "lng": SHOP[1], "observed_at": now - 60, "temperature_c": 5, "condition": "clear"}
+                                 for i in range(n)]}
+    if kind == "alerts":  # "Test" alerts are ignored: nothing stored
+        return {"type": "FeatureCollection", "features": [alert_feature(f"hx-test-{i}", now, status="Test") for i in range(n)]}
+    raise KeyError(kind)
+
+
+BATCH_LIMITS = {  # route path → (batch kind, the limit)
+    "/v1/pings": ("pings", 100),
+    "/v1/geofences/import": ("features", 500),
+    "/v1/weather/conditions": ("observations", 1000),
+    "/v1/weather/alerts": ("alerts", 1000),
+}
+
+
+# ---------------------------------------------------------------- tree edits
+DROP = object()
+
+
+def node_paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every node of ``obj`` (root excluded) as a path of keys/indices."""
+    out: list[tuple] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.append(prefix + (k,))
+            out.extend(node_paths(v, prefix + (k,)))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj[:6]):  # the first few items of long lists are enough
+            out.append(prefix + (i,))
+            out.extend(node_paths(v, prefix + (i,)))
+    return out
+
+
+def replace_at(obj: Any, path: tuple, value: Any) -> Any:
+    """A copy of ``obj`` with the node at ``path`` replaced by ``value``
+    (removed when ``DROP``)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(obj, dict):
+        if value is DROP and not rest:
+            return {k: v for k, v in obj.items() if k != head}
+        return {**obj, head: replace_at(obj[head], rest, value)}
+    if value is DROP and not rest:
+        return obj[:head] + obj[head + 1:]
+    return obj[:head] + [replace_at(obj[head], rest, value)] + obj[head + 1:]
+
+
+def path_label(path: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".") or "body"
+
+
+# ---------------------------------------------------------------- requests
+@dataclass
+class Req:
+    route: Route
+    method: str
+    path: str
+    headers: dict
+    body: bytes = b""
+    kind: str = "valid"
+    role: str = "admin"
+    #: catalogue: the statuses the README promises (app keys may also get 401/403)
+    expect: tuple[int, ...] | None = None
+    #: the documented limit this request sits on, for the report
+    limit: str | None = None
+    #: the body field a sweep request changed (``campaign.message.title``)
+    field: str | None = None
+
+    def describe(self, max_body: int = 600) -> str:
+        body = self.body[:max_body].decode("utf-8", "backslashreplace")
+        more = f" … ({len(self.body):,} bytes)" if len(self.body) > max_body else ""
+        return f"{self.method} {self.path!r} headers={self.headers!r} body={body!r}{more}"
+
+
+@dataclass
+class World:
+    """What the seed created, and what the run learnt (secrets, page tokens)."""
+
+    delivery_id: str = "dl_unknown"
+    secrets: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    alerts: int = 0
+
+
+def headers_for(role: str, world: World, device_id: Any = None, content_type: str | None = "application/json") -> dict:
+    """``admin`` | ``app`` (with the device's secret when known) and the hostile variants."""
+    h: dict[str, str] = {}
+    if content_type is not None:
+        h["Content-Type"] = content_type
+    if role == "admin":
+        h["X-Api-Key"] = ADMIN_KEY
+    elif role == "app":
+        h["X-Api-Key"] = APP_KEY
+        secret = world.secrets.get(device_id) if isinstance(device_id, str) else None
+        if secret:
+            h["X-Device-Secret"] = secret
+    elif role == "app_bad_secret":
+        h.update({"X-Api-Key": APP_KEY, "X-Device-Secret": "not-the-secret"})
+    elif role == "app_huge_secret":
+        h.update({"X-Api-Key": APP_KEY, "X-Device-Secret": "s" * 100_000})
+    elif role == "app_on_admin":
+        h["X-Api-Key"] = APP_KEY
+    elif role == "empty_key":
+        h["X-Api-Key"] = ""
+    elif role == "wrong_key":
+        h["X-Api-Key"] = "not-a-key"
+    elif role == "key_padded":
+        h["X-Api-Key"] = f" {ADMIN_KEY} "
+    elif role == "key_prefix":
+        h["X-Api-Key"] = ADMIN_KEY[:-1]
+    elif role == "key_huge":
+        h["X-Api-Key"] = "k" * 100_000
+    elif role == "key_unicode":
+        h["X-Api-Key"] = "ключ😀\u202e"
+    elif role == "key_nul":
+        h["X-Api-Key"] = ADMIN_KEY + "\x00"
+    elif role == "key_lowercase_header":
+        h["x-api-key"] = ADMIN_KEY
+    elif role == "key_wrong_header":
+        h["Authorization"] = f"Bearer {ADMIN_KEY}"
+    elif role != "none":
+        raise KeyError(role)
+    return h
+
+
+BAD_ROLES = ("none", "empty_key", "wrong_key", "key_padded", "key_prefix", "key_huge", "key_unicode", "key_nul",
+             "key_wrong_header", "app_bad_secret", "app_huge_secret", "app_on_admin")
+CONTENT_TYPES = (None, "text/plain", "application/json; charset=utf-8", "application/json; charset=utf-16", "APPLICATION/JSON",
+                 "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/octet-stream", "", "json")
+
+
+def must_encode(id_: str) -> bool:
+    """Characters an HTTP request line cannot carry raw (the test client's
+    ``urlsplit`` would silently drop tabs and newlines, or split the path)."""
+    return any(c in id_ for c in "\t\n\r/?#")
+
+
+def _path(route: Route, id_: str, encode: bool = False) -> str:
+    return route.path.replace("{id}", quote(id_, safe="") if encode else id_)
+
+
+def _role(route: Route) -> str:
+    return "admin" if "admin" in route.roles else "none" if not route.roles else route.roles[0]
+
+
+def make(route: Route, world: World, *, id_: str | None = None, body: bytes = b"", kind: str, role: str | None = None,
+         query: str = "", method: str | None = None, content_type: str | None = "application/json", device_id: Any = "d1",
+         encode_id: bool = False, expect: tuple[int, ...] | None = None, limit: str | None = None) -> Req:
+    role = role or _role(route)
+    path = _path(route, id_ if id_ is not None else (SEED_IDS[route.id_kind][0] if route.id_kind else ""), encode_id)
+    if query:
+        path += "?" + query
+    if route.id_kind == "device" and isinstance(id_, str):
+        device_id = id_
+    return Req(route, method or route.method, path, headers_for(role, world, device_id, content_type), body, kind, role, expect, limit)
+
+
+# hypothesis pieces
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=True, allow_infinity=True),  # NaN/Infinity become JSON literals
+    st.text(max_size=12), st.sampled_from(HOSTILE_STRINGS),
+    st.sampled_from(HOSTILE_NUMBERS).map(Raw),
+)
+junk = st.one_of(
+    scalars,
+    st.recursive(scalars, lambda kids: st.one_of(st.lists(kids, max_size=4), st.dictionaries(st.text(max_size=6), kids, max_size=4)), max_leaves=12),
+    st.integers(min_value=MAX_NESTING - 2, max_value=200).map(nested),
+    st.integers(min_value=MAX_NESTING - 2, max_value=120).map(lambda d: nested(d, kind="dict")),
+    st.sampled_from(BODY_IDS),
+)
+#: values a valid body might hold, so that mutations are often accepted and reach the store
+plausible = st.sampled_from([
+    None, True, False, 0, 1, -1, 2.5, 10, 50, 100, 1000, 86400, "", "gold", "A", "21:00", "08:00", "hold", "drop", "America/Chicago",
+    "shop", "zone", "d1", "d2", "hx-d1", "c1", "ios", "android", "ios_sandbox", "geofence_exit", "geofence_dwell", "weather_alert",
+    "Severe", "Minor", "{{ first_name | upcase }}", "{{ coupon.code }}", "{{ weather.condition }}", "Größe 😀", [], ["shop"], ["zone"], {},
+    {"condition_in": ["rain"]}, [SHOP[1], SHOP[0]], [FAR[1], FAR[0]], SHOP[0], SHOP[1], FAR[0], 38.5, -122.5, 90, -90, 180, -180,
+])
+EXTRA_KEYS = ["x", "", "__proto__", "constructor", "😀", "\u0000", "\ud800", "k" * 10_000, "id", "type", "pings", "features", "device_id"]
+
+MODES_BODY = ("valid", "mutate", "mutate", "mutate", "mutate", "drop", "extra", "raw_value", "malformed", "malformed", "numbers",
+              "deep", "oversize", "batch", "geometry", "id", "body_id", "query", "auth", "method", "content_type")
+MODES_NO_BODY = ("valid", "id", "id", "query", "query", "auth", "method", "content_type", "junk_body", "deep", "oversize")
+GEOMETRY_ROUTES = {"/v1/geofences/{id}", "/v1/geofences/import", "/v1/audience/estimate", "/v1/weather/alerts"}
+
+
+def _malformed(text: bytes, choice: int, cut: int, blob: bytes) -> tuple[bytes, str]:
+    """A valid body's bytes made invalid in one of many ways."""
+    s = text.decode("utf-8", "surrogatepass")
+    variants: list[tuple[Callable[[], bytes], str]] = [
+        (lambda: text[: cut % max(len(text), 1)], "truncated"),
+        (lambda: b"\xef\xbb\xbf" + text, "UTF-8 BOM"),
+        (lambda: s.encode("utf-16"), "UTF-16 with BOM"),
+        (lambda: s.encode("utf-16-le"), "UTF-16-LE"),
+        (lambda: s.encode("utf-32"), "UTF-32"),
+        (lambda: s.replace('"', "'").encode(), "single quotes"),
+        (lambda: text + b"garbage", "trailing garbage"),
+        (lambda: text + b"}", "trailing brace"),
+        (lambda: text + text, "two documents"),
+        (lambda: text + b"\x00", "trailing NUL"),
+        (lambda: b"// comment\n" + text, "comment"),
+        (lambda: text[:cut % max(len(text), 1)] + b"\xff\xfe\xc0\xaf" + text[cut % max(len(text), 1):], "invalid UTF-8"),
+        (lambda: text[:cut % max(len(text), 1)] + b"\xed\xa0\x80" + text[cut % max(len(text), 1):], "UTF-8-encoded surrogate"),
+        (lambda: text.replace(b'":', b'":\x01', 1), "control character"),
+        (lambda: (s[:-1] + ',"\x00":1}').encode() if s.endswith("}") else text + b",", "raw NUL in key"),
+        (lambda: s.replace(": ", ": NaN, \"_\": ", 1).encode(), "NaN literal"),
+        (lambda: s.replace(": ", ": -Infinity, \"_\": ", 1).encode(), "-Infinity literal"),
+        (lambda: s.replace(", ", ",, ", 1).encode(), "double comma"),
+        (lambda: s.replace("}", ",}", 1).encode(), "trailing comma"),
+        (lambda: b"", "empty"),
+        (lambda: b"   \n\t ", "whitespace"),
+        (lambda: b"null", "null"),
+        (lambda: b"\x00" * 16, "NULs"),
+        (lambda: blob, "random bytes"),
+        (lambda: s.encode("latin-1", "replace"), "latin-1"),
+        (lambda: s.replace("{", "[", 1).encode(), "bracket mismatch"),
+        (lambda: ("{" + s[1:].replace('"', '"\\u0000', 1)).encode() if s.startswith("{") else text, "escaped NUL"),
+    ]
+    make_bytes, label = variants[choice % len(variants)]
+    return make_bytes(), label
+
+
+def _query_value(draw) -> str:
+    return draw(st.one_of(
+        st.text(max_size=12),
+        st.sampled_from(["", "0", "-1", "1001", "1000", "1", "1e3", "1e400", "nan", "inf", "-inf", "-0", "0x10", " 5", "5 ", "٥", "1_000",
+                         "true", "True", "yes", "2", "91", "-181", "90.0000001", "38.44", "-122.7", "null", "[]", "{}", "%00", "\x00",
+                         "😀", "\u202e", "a" * 5000, "T#shop", "shop", "d1", "c1", "sent", "SENT", "held", "eyJpIjoiYyJ9",
+                         base64.urlsafe_b64encode(b"\x00" * 6 + b'{"i": "c", "k": "1"}').decode()]),
+    ))
+
+
+def _query(draw, route: Route, world: World) -> tuple[str, str]:
+    """A hostile query string for ``route`` (its own names, repeated, unknown, raw)."""
+    style = draw(st.sampled_from(["dict", "dict", "repeat", "raw", "token"]))
+    names = list(route.query) + ["x", "limit", "LIMIT", "", "😀", "next_token", "a[b]", "__proto__"]
+    if style == "raw":
+        raw = draw(st.sampled_from(["=", "&&&", "limit", "limit=%ZZ", "lat=1&lat=2&lng=3", "%", "a=b=c", "?", "#frag", "limit=1;2",
+                                    "tag=%ED%A0%80", "tag=%00", "next_token=" + "%41" * 3000, "lat=%2B1e1&lng=-0", "repair=TRUE&repair=0"]))
+        return raw, "query raw"
+    if style == "token" and route.query and "next_token" in route.query:
+        # tokens the run has seen (this route's, else another list's): drawn by
+        # index, so that what hypothesis draws never depends on the run's state
+        tokens = world.tokens.get(route.path, []) + [t for ts in world.tokens.values() for t in ts][:4] + ["eyJpIjoiYyIsImsiOiIxIn0"]
+        tok = tokens[draw(st.integers(0, 63)) % len(tokens)]
+        how = draw(st.sampled_from(["as is", "flip", "truncate", "pad", "double"]))
+        tok = {"as is": tok, "flip": tok[:-1] + ("A" if tok[-1:] != "A" else "B"), "truncate": tok[: len(tok) // 2],
+               "pad": tok + "==", "double": tok + tok}[how]
+        params = {"next_token": tok}
+        if draw(st.booleans()) and "campaign_id" in route.query:
+            params["campaign_id"] = draw(st.sampled_from(["c1", "cw", "hx-c1"]))
+        return urlencode(params), f"query token {how}"
+    keys = draw(st.lists(st.sampled_from(names), min_size=1, max_size=4))
+    pairs = [(k, _query_value(draw)) for k in keys]
+    if style == "repeat" and pairs:
+        pairs.append((pairs[0][0], _query_value(draw)))
+    return urlencode(pairs, quote_via=quote), f"query {style}"
+
+
+@st.composite
+def requests(draw, world: World, routes: tuple[Route, ...] = ROUTES) -> Req:
+    """One hostile request for one of ``routes``."""
+    route = draw(st.sampled_from(routes))
+    now = time.time()
+    modes = MODES_BODY if route.bodies else MODES_NO_BODY
+    mode = draw(st.sampled_from(modes))
+    if route.path not in GEOMETRY_ROUTES and mode == "geometry":
+        mode = "mutate"
+    if route.path not in BATCH_LIMITS and mode == "batch":
+        mode = "extra"
+    role = _role(route)
+    if "app" in route.roles and draw(st.integers(0, 4)) == 0:
+        role = "app"
+    id_ = None
+    if route.id_kind:
+        pool = SEED_IDS[route.id_kind] + SCRATCH_IDS[route.id_kind]
+        if route.method == "DELETE":
+            pool = SCRATCH_IDS[route.id_kind] + ("nope",)  # seeds stay put (a rejected delete is the interesting one)
+        id_ = draw(st.sampled_from(pool))
+    query = ""
+    if route.query and draw(st.integers(0, 3)) == 0:  # a valid query now and then
+        query = {"lat": f"lat={SHOP[0]}&lng={SHOP[1]}", "repair": "repair=true", "tag": "tag=shop&limit=2", "limit": "limit=1",
+                 "campaign_id": "campaign_id=c1&limit=1"}[route.query[0]]
+
+    body_kind = draw(st.sampled_from(route.bodies)) if route.bodies else None
+    base = valid_body(body_kind, world, now) if body_kind else None
+    device_id = base.get("device_id", "d1") if isinstance(base, dict) else "d1"
+
+    def req(body: bytes = b"", kind: str = mode, **kw) -> Req:
+        kw.setdefault("role", role)
+        kw.setdefault("id_", id_)
+        kw.setdefault("query", query)
+        kw.setdefault("device_id", device_id)
+        return make(route, world, body=body, kind=kind, **kw)
+
+    if mode == "valid":
+        return req(dump(base) if base is not None else b"")
+    if mode in ("mutate", "drop", "numbers"):
+        paths = node_paths(base)
+        path = draw(st.sampled_from(paths)) if paths else ()
+        if mode == "drop":
+            value = DROP
+        elif mode == "numbers":
+            value = Raw(draw(st.sampled_from(HOSTILE_NUMBERS)))
+        else:
+            value = draw(st.one_of(junk, plausible))
+        ascii_ = draw(st.integers(0, 5)) > 0
+        return req(dump(replace_at(base, path, value), ensure_ascii=ascii_), kind=f"{mode}")
+    if mode == "extra":
+        paths = [()] + [p for p in node_paths(base) if isinstance(_get(base, p), dict)]
+        path = draw(st.sampled_from(paths))
+        key = draw(st.sampled_from(EXTRA_KEYS))
+        target = _get(base, path)
+        return req(dump(replace_at(base, path, {**target, key: draw(st.one_of(junk, plausible))})), kind="unknown field")
+    if mode == "raw_value":
+        return req(dump(draw(junk)), kind="raw value")
+    if mode == "malformed":
+        body, label = _malformed(dump(base), draw(st.integers(0, 1000)), draw(st.integers(0, 10_000)), draw(st.binary(max_size=64)))
+        return req(body, kind=f"malformed: {label}")
+    if mode == "deep":
+        depth = draw(st.sampled_from([MAX_NESTING, MAX_NESTING + 1, 100, 1000, 100_000]))
+        where = draw(st.sampled_from(["root", "field"])) if base is not None else "root"
+        if where == "root" or depth > 1000:
+            body = deep_text(depth)
+        else:
+            path = draw(st.sampled_from(node_paths(base)))
+            body = dump(replace_at(base, path, Raw(deep_text(depth).decode())))
+        limit = f"nesting {depth} levels" if depth <= MAX_NESTING + 1 and route.bodies else None
+        return req(body, kind=f"deep {where}", limit=limit)
+    if mode == "oversize":
+        over = draw(st.sampled_from([1, 1, 1000, 1024 * 1024]))
+        text = dump(base) if base is not None else b"{}"
+        exact = draw(st.integers(0, 3)) == 0
+        size = MAX_BODY if exact else MAX_BODY + over
+        body = text + b" " * (size - len(text))  # trailing whitespace: still valid JSON at the limit
+        if not route.bodies:  # a body the route never reads
+            return req(body, kind="oversize body on a bodiless route")
+        return req(body, kind="oversize", limit="body exactly 5 MiB" if exact else "body over 5 MiB → 413",
+                   expect=None if exact else (413,))
+    if mode == "batch":
+        bkind, n = BATCH_LIMITS[route.path]
+        m = draw(st.sampled_from([n + 1, n + 1, n + 1 + draw(st.integers(0, 50))] + ([n] if bkind in ("pings", "observations") else [])))
+        body = dump(batch_body(bkind, m, world, now))
+        label = f"{bkind} {m}" if m <= n + 1 else f"{bkind} > {n + 1}"
+        return req(body, kind="batch", limit=label, expect=(400,) if m > n else None)
+    if mode == "geometry":
+        gkind = draw(st.sampled_from(sorted(GEOMETRIES)))
+        lat = draw(st.sampled_from([SHOP[0], 0.0, 89.9, -89.9, 51.8]))
+        lng = draw(st.sampled_from([SHOP[1], 0.0, 179.95, -179.95]))
+        scale = draw(st.sampled_from([0.01, 0.5, 5.0, 1e-7]))
+        geom = GEOMETRIES[gkind](lat, lng, scale)
+        props: dict = {"name": "g"}
+        if draw(st.integers(0, 5)) == 0:  # a circle or an H3 region instead
+            if draw(st.booleans()):
+                geom = {"type": "Point", "coordinates": draw(st.sampled_from([[lng, lat], [0, 90], [180, 0], [Raw("NaN"), 0], [1, 2, 3], []]))}
+                props["radius_m"] = draw(st.sampled_from([9.99, 10, 100_000, 100_001, 0, -1, Raw("1e309"), Raw("1" + "0" * 400), "100", None]))
+            else:
+                geom = None
+                n = draw(st.sampled_from([0, 1, 10_000, 10_001]))
+                props["h3_cells"] = draw(st.sampled_from([
+                    h3_cells(min(n, 2_000)) if n <= 10_000 else ["892830828dbffff"] * n, ["nope"], [123], ["8928308280fffff", "8f2830828052d25"],
+                    ["0"], [""], "892830828dbffff", [None], ["ffffffffffffffff"], [Raw("1" + "0" * 400)]]))
+        repair = draw(st.booleans())
+        q = "repair=true" if repair and "repair" in route.query else query
+        limit = GEOMETRY_LIMITS.get(gkind) if route.path == "/v1/geofences/{id}" else None
+        if route.path == "/v1/geofences/{id}":
+            body = {"type": "Feature", "geometry": geom, "properties": props}
+        elif route.path == "/v1/geofences/import":
+            body = {"type": "FeatureCollection", "features": [{"type": "Feature", "id": "hx-1", "geometry": geom, "properties": props},
+                                                            base["features"][1]]}
+        elif route.path == "/v1/audience/estimate":
+            body = {"geometry": geom}
+        else:  # an alert's polygon
+            if base.get("type") == "Feature":
+                base["geometry"] = geom
+            else:
+                base["features"][0]["geometry"] = geom
+            body = base
+        expect = (400,) if limit and gkind != "vertices_9999" and geom is not None and geom.get("type") != "Point" and not repair else None
+        return req(dump(body), kind=f"geometry {gkind}", query=q, limit=limit, expect=expect)
+    if mode == "id":
+        hid = draw(st.sampled_from(list(HOSTILE_IDS)))
+        if route.id_kind is None:  # no id in the path: an id-like segment after it
+            path = route.path.rstrip("/") + "/" + quote(hid, safe="")
+            return Req(route, route.method, path, headers_for(role, world), dump(base) if base is not None else b"", "path id", role)
+        encode = draw(st.booleans()) or must_encode(hid)
+        return req(dump(base) if base is not None else b"", kind="path id", id_=hid, encode_id=encode, limit=HOSTILE_IDS[hid])
+    if mode == "body_id":
+        keys = [p for p in node_paths(base) if p and p[-1] in ("device_id", "fence_id", "id", "delivery_id", "campaign_id")]
+        bid = draw(st.sampled_from(BODY_IDS))
+        if not keys:  # no id field in this body: add one
+            base = {**base, "device_id": None}
+            keys = [("device_id",)]
+        path = draw(st.sampled_from(keys))
+        label = "body id: " + (HOSTILE_IDS.get(bid, repr(bid)[:30]) if isinstance(bid, str) else type(bid).__name__)
+        return req(dump(replace_at(base, path, bid), ensure_ascii=draw(st.integers(0, 3)) > 0), kind=label, device_id=bid)
+    if mode == "query":
+        q, label = _query(draw, route, world)
+        return req(dump(base) if base is not None else b"", kind=label, query=q)
+    if mode == "auth":
+        bad = draw(st.sampled_from(BAD_ROLES))
+        if bad == "app_on_admin" and "app" in route.roles:
+            bad = "wrong_key"
+        # a wrong device secret is only refused once secrets exist; a padded key may be trimmed by the gateway
+        lenient = bad == "key_padded" or (bad.startswith("app_") and "app" in route.roles)
+        expect = None if not route.roles or lenient else (401, 403)
+        return req(dump(base) if base is not None else b"", kind=f"auth {bad}", role=bad, expect=expect)
+    if mode == "method":
+        wrong = [m for m in METHODS if m not in ALLOWED[route.path]]
+        m = draw(st.sampled_from(wrong))
+        return req(dump(base) if base is not None else b"", kind=f"method {m}", method=m)
+    if mode == "content_type":
+        ct = draw(st.sampled_from(CONTENT_TYPES))
+        return req(dump(base) if base is not None else b"", kind=f"content-type {ct!r}", content_type=ct)
+    if mode == "junk_body":  # a body where none is expected
+        return req(draw(st.one_of(st.binary(max_size=64), st.just(b"{"), st.just(dump(nested(200))))), kind="body on a bodiless route")
+    raise AssertionError(mode)
+
+
+def _get(obj: Any, path: tuple) -> Any:
+    for p in path:
+        obj = obj[p]
+    return obj
+
+
+# ---------------------------------------------------------------- the catalogue
+WRONG_TYPES = [None, True, "x", 0, -1, 1e308, Raw("1" + "0" * 400), Raw("1e309"), Raw("NaN"), [], {}, "\ud800", "😀\u202e", nested(70)]
+
+
+#: numbers JSON allows and a float may hold, but DynamoDB may not (|x| < 1e-130, > 9.99e125, > 38 digits), and worse
+HUGE = ["1" + "0" * 400, "4.9e-324", "1e-200", "1" + "0" * 41, "1e308", "-1" + "0" * 400, "-1e308", "1e309", "1e126", "-1e-131",
+        "NaN", "Infinity", "-0", "1.2345678901234567e-129"]
+
+
+def catalogue(world: World, *, full: bool) -> list[Req]:
+    """Every documented limit at its edge, every route's auth, every wrong
+    method, and wrong types swept over every field of every valid body
+    (``full``: all of ``WRONG_TYPES`` at each field; else two, rotating)."""
+    now = time.time()
+    out: list[Req] = []
+    by_path = {r.name: r for r in ROUTES}
+
+    for route in ROUTES:
+        kinds = route.bodies or (None,)
+        base = valid_body(kinds[0], world, now) if kinds[0] else None
+        text = dump(base) if base is not None else b""
+        # writes go to a scratch id, so the seeds stay as they are
+        rid = SCRATCH_IDS[route.id_kind][0] if route.id_kind and route.method == "PUT" else None
+
+        def mk(**kw) -> Req:
+            return make(route, world, id_=rid, **kw)
+
+        # auth: missing → 401, wrong → 403, app key on an admin route → 403
+        if route.roles:
+            out.append(mk(body=text, kind="auth none", role="none", expect=(401,), limit="missing X-Api-Key → 401"))
+            out.append(mk(body=text, kind="auth wrong_key", role="wrong_key", expect=(403,), limit="wrong X-Api-Key → 403"))
+            if "app" not in route.roles:
+                out.append(mk(body=text, kind="auth app_on_admin", role="app_on_admin", expect=(403,),
+                                limit="app key on an admin route → 403"))
+        # wrong methods (the framework answers)
+        for m in METHODS:
+            if m not in ALLOWED[route.path]:
+                out.append(mk(body=text, kind=f"method {m}", method=m, expect=(405,), limit="wrong method → 405"))
+        if route.bodies:
+            out.append(mk(body=text + b" " * (MAX_BODY + 1 - len(text)), kind="oversize", expect=(413,),
+                            limit="body over 5 MiB → 413"))
+            out.append(mk(body=text + b" " * (MAX_BODY - len(text)), kind="oversize", limit="body exactly 5 MiB"))
+            for depth, exp in ((MAX_NESTING, None), (MAX_NESTING + 1, (400,)), (100, (400,)), (100_000, (400,))):
+                out.append(mk(body=deep_text(depth), kind="deep root", expect=exp, limit=f"nesting {depth} levels"))
+            for raw, label in ((b"", "empty"), (b'{"a": NaN}', "NaN literal"), (b'{"a": Infinity}', "Infinity literal"),
+                               (b"\xef\xbb\xbf" + text, "UTF-8 BOM"), (text + b"x", "trailing garbage"), (text[:-1], "truncated"),
+                               (text.decode().encode("utf-16"), "UTF-16"), (b'{"a": "\\ud800"}', "lone surrogate escape")):
+                out.append(mk(body=raw, kind=f"malformed: {label}", expect=(400,)))
+        if route.path in BATCH_LIMITS:
+            bkind, n = BATCH_LIMITS[route.path]
+            for m in ((n, n + 1) if bkind in ("pings", "observations") else (n + 1,)):
+                exp = (400,) if m > n else ((200,) if bkind == "pings" else (202,))
+                out.append(mk(body=dump(batch_body(bkind, m, world, now)), kind="batch", expect=exp, limit=f"{bkind} {m}"))
+
+    # ids at the edge of the format, on every route with an id in its path
+    # (fast: each id on a few routes, in turn; full: every id on every route)
+    ids = list(HOSTILE_IDS.items())
+    for n, route in enumerate(r for r in ROUTES if r.id_kind):
+        body = dump(valid_body(route.bodies[0], world, now)) if route.bodies else b""
+        writes = route.method == "PUT"
+        for hid, label in (ids if full else [ids[0]] + ids[1 + n % 4::4]):
+            if hid == ID_128:
+                exp = (200,) if writes else (404,)
+            elif writes:
+                exp = (400,)
+            else:
+                exp = (404,)
+            out.append(make(route, world, id_=hid, body=body, kind="path id", expect=exp, limit=label, encode_id=must_encode(hid)))
+        if writes:  # the 128-character id just made: remove it again
+            out.append(make(by_path[f"DELETE {route.path}"], world, id_=ID_128, kind="cleanup", expect=(204,)))
+
+    # size limits inside bodies (README "Limits and behaviour")
+    put_fence, put_device, put_campaign = by_path["PUT /v1/geofences/{id}"], by_path["PUT /v1/devices/{id}"], by_path["PUT /v1/campaigns/{id}"]
+    poly = valid_body("polygon", world, now)
+
+    def fence(props: dict | None = None, geometry: Any = "keep") -> bytes:
+        return dump({**poly, "properties": {**poly["properties"], **(props or {})}, **({} if geometry == "keep" else {"geometry": geometry})})
+
+    edges: list[tuple[Route, bytes, tuple[int, ...], str]] = [
+        (put_fence, fence({"tags": [f"t{i}" for i in range(50)]}), (200,), "fence 50 tags"),
+        (put_fence, fence({"tags": [f"t{i}" for i in range(51)]}), (400,), "fence 51 tags"),
+        (put_fence, fence({"metadata": {f"k{i}": "v" for i in range(32)}}), (200,), "fence 32 metadata keys"),
+        (put_fence, fence({"metadata": {f"k{i}": "v" for i in range(33)}}), (400,), "fence 33 metadata keys"),
+        (put_fence, fence(geometry=GEOMETRIES["vertices_9999"](*SHOP, 0.01)), (200,), "fence 9,999 vertices (≤ 10,000)"),
+        (put_fence, fence(geometry=GEOMETRIES["vertices_10001"](*SHOP, 0.01)), (400,), "fence 10,001 vertices (> 10,000)"),
+        (put_fence, fence(geometry=GEOMETRIES["vertices_20000"](*SHOP, 0.01)), (400,), "fence 20,000-vertex ring"),
+        (put_fence, fence(geometry=GEOMETRIES["vertices_20000_open"](*SHOP, 0.01)), (400,), "fence 20,000-vertex ring, not closed"),
+        (put_fence, fence(geometry=GEOMETRIES["huge_area"](*SHOP, 0.01)), (400,), "fence area > 3,000,000 km²"),
+        (put_fence, fence(geometry=GEOMETRIES["antimeridian_wide"](*SHOP, 0.01)), (400,), "ring spanning > 180° of longitude"),
+        (put_fence, fence(geometry=GEOMETRIES["antimeridian_cut"](*SHOP, 0.01)), (200,), "antimeridian, cut at ±180"),
+        (put_fence, fence(geometry=GEOMETRIES["bowtie"](*SHOP, 0.01)), (400,), "self-intersecting ring"),
+        (put_fence, fence(geometry=GEOMETRIES["hole_outside_shell"](*SHOP, 0.01)), (400,), "hole outside its shell"),
+        (put_fence, fence(geometry=GEOMETRIES["ring_not_closed"](*SHOP, 0.01)), (400,), "ring not closed"),
+        (put_fence, dump({"type": "Feature", "geometry": None, "properties": {"h3_cells": h3_cells(10_000)}}), (200,), "fence 10,000 H3 cells"),
+        (put_fence, dump({"type": "Feature", "geometry": None, "properties": {"h3_cells": h3_cells(10_001)}}), (400,), "fence 10,001 H3 cells"),
+        (put_fence, dump({"type": "Feature", "geometry": {"type": "Point", "coordinates": [SHOP[1], SHOP[0]]}, "properties": {"radius_m": 9.99}}),
+         (400,), "circle radius 9.99 m (< 10)"),
+        (put_fence, dump({"type": "Feature", "geometry": {"type": "Point", "coordinates": [SHOP[1], SHOP[0]]}, "properties": {"radius_m": 100_001}}),
+         (400,), "circle radius 100,001 m (> 100,000)"),
+        (put_device, dump({**valid_body("device", world, now), "attributes": {f"a{i}": i for i in range(64)}}), (200,), "device 64 attributes"),
+        (put_device, dump({**valid_body("device", world, now), "attributes": {f"a{i}": i for i in range(65)}}), (400,), "device 65 attributes"),
+        (put_device, dump({**valid_body("device", world, now), "push_token": "t" * 4097}), (400,), "push token 4,097 chars"),
+        (put_campaign, dump({**CAMPAIGN, "variants": [CAMPAIGN["variants"][0] | {"name": f"v{i}"} for i in range(21)]}), (400,), "campaign 21 variants"),
+        (put_campaign, dump({**CAMPAIGN, "experiment": {"arms": [{"name": f"a{i}", "weight": 1} for i in range(11)]}}), (400,), "campaign 11 arms"),
+        (put_campaign, dump({**CAMPAIGN, "message": {"title": "t" * 1001, "body": "b"}}), (400,), "title template 1,001 chars"),
+        (put_campaign, dump({**CAMPAIGN, "message": {"title": "t", "body": "b" * 4001}}), (400,), "body template 4,001 chars"),
+        (put_campaign, dump({**CAMPAIGN, "ttl_seconds": 28 * 86400 + 1}), (400,), "ttl_seconds > 28 days"),
+    ]
+    for route, body, exp, label in edges:
+        rid = SCRATCH_IDS[route.id_kind][0]
+        out.append(make(route, world, id_=rid, body=body, kind="limit", expect=exp, limit=label))
+    lookup = by_path["GET /v1/geofences/lookup"]
+    for q, exp, label in (("lat=90&lng=180", (200,), "lookup lat 90, lng 180"), ("lat=90.0000001&lng=0", (400,), "lookup lat > 90"),
+                          ("lat=0&lng=-180.0000001", (400,), "lookup lng < -180"), ("lat=nan&lng=0", (400,), "lookup lat NaN"),
+                          ("lat=1e400&lng=0", (400,), "lookup lat 1e400"), ("lng=0", (400,), "lookup lat missing")):
+        out.append(make(lookup, world, query=q, kind="query", expect=exp, limit=label))
+    for name in ("GET /v1/geofences", "GET /v1/campaigns", "GET /v1/deliveries"):
+        for q, exp in (("limit=1000", (200,)), ("limit=1001", (400,)), ("limit=0", (400,))):
+            out.append(make(by_path[name], world, query=q, kind="query", expect=exp, limit=f"list {q}"))
+
+    # wrong types at every field of every valid body, and each field left out
+    # (fast: one of these per field, in turn; full: all of them at every field)
+    values = WRONG_TYPES + [DROP]
+    k = 0
+    for route in ROUTES:
+        rid = SCRATCH_IDS[route.id_kind][0] if route.id_kind and route.method == "PUT" else None
+        for bkind in route.bodies:
+            base = valid_body(bkind, world, now)
+            for path in node_paths(base):
+                for v in (values if full else [values[k % len(values)]]):
+                    kind = f"field left out: {bkind}" if v is DROP else f"wrong type: {bkind}"
+                    req = make(route, world, id_=rid, body=dump(replace_at(base, path, v)), kind=kind)
+                    req.field = f"{bkind}.{path_label(path)}"
+                    out.append(req)
+                k += 1
+            # huge and non-finite numbers at every numeric field (fast: 10**400 only)
+            for path in node_paths(base):
+                leaf = _get(base, path)
+                if isinstance(leaf, bool) or not isinstance(leaf, (int, float)):
+                    continue
+                for text in (HUGE if full else [HUGE[k % 4]]):
+                    k += 1
+                    req = make(route, world, id_=rid, body=dump(replace_at(base, path, Raw(text))), kind=f"huge number: {bkind}")
+                    req.field = f"{bkind}.{path_label(path)}"
+                    out.append(req)
+    return out
+
+
+# ---------------------------------------------------------------- judging
+def _account_region() -> tuple[str, str]:
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    return DEFAULT_ACCOUNT_ID, os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def snapshot() -> dict:
+    """Every DynamoDB item of every table and every SNS endpoint's
+    attributes, read from moto's memory (no API calls; ``table.items``
+    directly, as ``all_items()`` sorts)."""
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.sns.models import sns_backends
+
+    account, region = _account_region()
+    out: dict[str, Any] = {}
+    for name, table in dynamodb_backends[account][region].tables.items():
+        items = {}
+        for part in table.items.values():
+            for item in (part.values() if table.range_key_attr else (part,)):
+                key = (item.hash_key.value if item.hash_key else None, item.range_key.value if item.range_key else None)
+                items[key] = item.to_json()["Attributes"]
+        out[name] = items
+    out["sns:endpoints"] = {arn: dict(ep.attributes) for arn, ep in sns_backends[account][region].platform_endpoints.items()}
+    return out
+
+
+def diff(before: dict, after: dict) -> str:
+    """What changed, briefly (tables, keys added / removed / changed)."""
+    parts = []
+    for name in sorted(set(before) | set(after)):
+        b, a = before.get(name, {}), after.get(name, {})
+        if a == b:
+            continue
+        added = [k for k in a if k not in b]
+        removed = [k for k in b if k not in a]
+        changed = [k for k in a if k in b and a[k] != b[k]]
+        parts.append(f"{name}: +{len(added)} -{len(removed)} ~{len(changed)} e.g. {(added + removed + changed)[:3]}")
+    return "; ".join(parts)
+
+
+def _spec_error(body: Any) -> bool:
+    """``{"error": {"code": str, "message": str, "field": str | null}}``."""
+    if not isinstance(body, dict) or set(body) != {"error"} or not isinstance(body["error"], dict):
+        return False
+    err = body["error"]
+    return (set(err) >= {"code", "message", "field"} and isinstance(err["code"], str) and bool(err["code"])
+            and isinstance(err["message"], str) and bool(err["message"]) and (err["field"] is None or isinstance(err["field"], str)))
+
+
+def _framework_error(status: int, body: Any) -> str | None:
+    """Answers that come from Chalice's router or the (local) API Gateway,
+    before any hexcast code runs: which one, or None."""
+    if status == 405 and isinstance(body, dict) and body.get("Code") == "MethodNotAllowedError":
+        return "405 Chalice MethodNotAllowedError"
+    if status == 415 and isinstance(body, dict) and body.get("Code") == "UnsupportedMediaType":
+        return "415 Chalice UnsupportedMediaType"
+    if status == 403 and body == {"message": "Missing Authentication Token"}:
+        return "403 API Gateway: no such route"
+    return None
+
+
+#: DynamoDB and SNS calls that change nothing (any other action counts as a write)
+READ_ACTIONS = frozenset({
+    "GetItem", "BatchGetItem", "Query", "Scan", "DescribeTable", "ListTables", "TransactGetItems", "DescribeTimeToLive",
+    "DescribeContinuousBackups", "ListTagsOfResource", "DescribeEndpoints", "GetEndpointAttributes",
+    "ListEndpointsByPlatformApplication", "GetPlatformApplicationAttributes", "ListPlatformApplications", "ListTopics",
+    "GetTopicAttributes", "ListSubscriptions", "ListSubscriptionsByTopic", "GetSubscriptionAttributes",
+})
+
+
+class WriteCalls:
+    """Counts DynamoDB and SNS API calls that may write, as moto serves them
+    (installed on moto's response handlers; :meth:`remove` restores them)."""
+
+    def __init__(self) -> None:
+        from moto.dynamodb.responses import DynamoHandler
+        from moto.sns.responses import SNSResponse
+
+        self.count = 0
+        self.actions: Counter = Counter()
+        self._saved = []
+        for cls in (DynamoHandler, SNSResponse):
+            original = cls.__dict__.get("call_action")
+            self._saved.append((cls, original))
+            base = original or cls.call_action
+
+            def call_action(handler, _base=base):
+                action = handler._get_action()
+                if action not in READ_ACTIONS:
+                    self.count += 1
+                    self.actions[action] += 1
+                return _base(handler)
+
+            cls.call_action = call_action
+
+    def remove(self) -> None:
+        for cls, original in self._saved:
+            if original is None:
+                del cls.call_action
+            else:
+                cls.call_action = original
+
+
+class _Errors(logging.Handler):
+    """Keeps the tracebacks the app logs (its 500 path logs one)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.records.append("".join(traceback.format_exception(*record.exc_info))[-1500:])
+
+
+@dataclass
+class Tally:
+    requests: int = 0
+    by_route: Counter = field(default_factory=Counter)
+    statuses: Counter = field(default_factory=Counter)
+    route_statuses: dict = field(default_factory=lambda: defaultdict(Counter))
+    kinds: Counter = field(default_factory=Counter)
+    limits: dict = field(default_factory=lambda: defaultdict(Counter))
+    fields: set = field(default_factory=set)
+    framework: Counter = field(default_factory=Counter)
+    rejected: int = 0
+    snapshots_compared: int = 0
+    rejected_write_calls: int = 0  # DynamoDB/SNS write calls made while handling a rejected request
+    snapshots_skipped: int = 0  # after a 2xx with no write call: the tables are as they were
+    rejected_writers: Counter = field(default_factory=Counter)
+    bytes_sent: int = 0
+    largest_body: int = 0
+    server_errors: list = field(default_factory=list)
+    partial_writes: list = field(default_factory=list)
+    bad_error_bodies: list = field(default_factory=list)
+    unexpected: list = field(default_factory=list)
+    seconds: float = 0.0
+    seconds_app: float = 0.0
+    seconds_snapshot: float = 0.0
+    slowest: dict = field(default_factory=Counter)  # kind → seconds in the app
+
+    @property
+    def failures(self) -> list:
+        return self.server_errors + self.partial_writes + self.bad_error_bodies + self.unexpected
+
+    def to_json(self) -> dict:
+        return {
+            "requests": self.requests,
+            "seconds": round(self.seconds, 1),
+            "routes": {r: {"requests": n, "statuses": dict(sorted(self.route_statuses[r].items()))} for r, n in sorted(self.by_route.items())},
+            "statuses": dict(sorted(self.statuses.items())),
+            "server_errors_5xx": len(self.server_errors),
+            "partial_writes": len(self.partial_writes),
+            "bad_error_bodies": len(self.bad_error_bodies),
+            "unexpected_status": len(self.unexpected),
+            "rejected_4xx": self.rejected,
+            "snapshots_compared": self.snapshots_compared,
+            "write_calls_by_rejected_requests": self.rejected_write_calls,
+            "rejected_requests_with_write_calls": dict(self.rejected_writers),
+            "snapshots_skipped_after_reads": self.snapshots_skipped,
+            "framework_4xx": dict(self.framework),
+            "limits": {k: dict(v) for k, v in sorted(self.limits.items())},
+            "attacks": dict(self.categories().most_common()),
+            "fields_swept": len(self.fields),
+            "bytes_sent": self.bytes_sent,
+            "largest_body": self.largest_body,
+            "failures": [f for f in self.failures][:50],
+        }
+
+    def categories(self) -> Counter:
+        """Requests per kind of attack (the kind's first words)."""
+        out: Counter = Counter()
+        for kind, n in self.kinds.items():
+            out[kind.split(":")[0].split(" ")[0] if not kind.startswith(("field left", "wrong type", "path id", "body id"))
+                else kind.split(":")[0]] += n
+        return out
+
+    def report(self) -> str:
+        lines = [f"hostile input: {self.requests:,} requests in {self.seconds:.1f} s "
+                 f"({len(self.kinds)} distinct attacks, {len(self.fields)} body fields swept, {self.bytes_sent / 1e6:,.1f} MB sent, "
+                 f"largest body {self.largest_body:,} bytes)"]
+        lines.append("attacks: " + ", ".join(f"{k} {v:,}" for k, v in self.categories().most_common()))
+        lines.append(f"time in the app {self.seconds_app:.1f} s, in table snapshots {self.seconds_snapshot:.1f} s; slowest kinds: "
+                     + ", ".join(f"{k} {v:.1f} s" for k, v in self.slowest.most_common(6)))
+        lines.append(f"{'route':42} {'requests':>8}  statuses")
+        for r, n in sorted(self.by_route.items()):
+            st_ = " ".join(f"{s}:{c}" for s, c in sorted(self.route_statuses[r].items()))
+            lines.append(f"{r:42} {n:8,}  {st_}")
+        lines.append("statuses: " + " ".join(f"{s}:{c:,}" for s, c in sorted(self.statuses.items())))
+        lines.append(f"5xx: {len(self.server_errors)}   partial writes: {len(self.partial_writes)} "
+                     f"(of {self.rejected:,} rejected requests, each compared item by item; write calls they made: {self.rejected_write_calls})   "
+                     f"4xx without the spec body: {len(self.bad_error_bodies)}   unexpected status at a limit: {len(self.unexpected)}")
+        if self.rejected_writers:
+            lines.append("rejected requests that made write calls (conditional writes that failed, say; their tables compared equal): "
+                         + ", ".join(f"{k} ×{v}" for k, v in self.rejected_writers.most_common()))
+        if self.framework:
+            lines.append("4xx from the framework, before hexcast code (no spec body): "
+                         + ", ".join(f"{k} ×{v:,}" for k, v in sorted(self.framework.items())))
+        lines.append("limits exercised (label: status ×count):")
+        for label, c in sorted(self.limits.items()):
+            lines.append(f"  {label:48} " + " ".join(f"{s}×{n}" for s, n in sorted(c.items())))
+        for f in self.failures[:20]:
+            lines.append(f"FAIL {f}")
+        return "\n".join(lines)
+
+
+class Harness:
+    """Sends requests through ``client`` and judges each one (see module docs)."""
+
+    def __init__(self, client, world: World | None = None) -> None:
+        self.client = client
+        self.world = world or World()
+        self.tally = Tally()
+        self._errors = _Errors()
+        logging.getLogger("hexcast.api").addHandler(self._errors)  # the 500 path logs there
+        self.writes = WriteCalls()
+        self.before: dict | None = None
+        self._level: int | None = None
+        self.verbose = False
+
+    def close(self) -> None:
+        self.writes.remove()
+        logging.getLogger("hexcast.api").removeHandler(self._errors)
+        if self._level is not None:
+            logging.getLogger("hexcast").setLevel(self._level)
+
+    def quiet(self) -> None:
+        """Only errors from the app's loggers while thousands of bad requests
+        go by (its warnings are expected here, and printing them is slow)."""
+        self._level = logging.getLogger("hexcast").level
+        logging.getLogger("hexcast").setLevel(logging.ERROR)
+
+    # -- seeding
+    def call(self, method: str, path: str, payload: Any = None, role: str = "admin", device_id: str | None = None):
+        body = dump(payload) if payload is not None else b""
+        return self.client.http.request(method, path, headers=headers_for(role, self.world, device_id), body=body)
+
+    def seed(self) -> None:
+        """Fences, devices (one inside the shop with a sent delivery), campaigns,
+        conditions and a processed alert: a partial write anywhere would show."""
+        now = time.time()
+        w = self.world
+        for fid, kind in (("shop", "circle"), ("zone", "polygon"), ("cells", "h3")):
+            r = self.call("PUT", f"/v1/geofences/{fid}", valid_body(kind, w, now))
+            assert r.status_code == 200, r.body
+        for did, consent in (("d1", True), ("d2", False)):
+            r = self.call("PUT", f"/v1/devices/{did}", {**valid_body("device", w, now), "push_token": f"tok-{did}",
+                                                        "consent": {"push": True, "location": consent}})
+            assert r.status_code == 200, r.body
+            self._learn("PUT", f"/v1/devices/{did}", r)
+        for cid, body in (("c1", {**CAMPAIGN, "quiet_hours": None, "experiment": None, "trigger": {"type": "geofence_enter", "fence_ids": ["shop"]}}),
+                          ("cw", WEATHER_CAMPAIGN)):
+            r = self.call("PUT", f"/v1/campaigns/{cid}", body)
+            assert r.status_code == 200, r.body
+        t0 = now - 900
+        for i, (lat, lng) in enumerate((FAR, SHOP)):
+            r = self.call("POST", "/v1/pings", {"device_id": "d1", "lat": lat, "lng": lng, "accuracy_m": 5, "timestamp": t0 + i})
+            assert r.status_code == 200, r.body
+        deliveries = json.loads(r.body)["results"][0]["deliveries"]
+        assert deliveries, r.body
+        w.delivery_id = deliveries[0]
+        for route, kind in (("/v1/weather/conditions", "conditions"), ("/v1/weather/alerts", "alert")):
+            r = self.call("POST", route, valid_body(kind, w, now))
+            assert r.status_code == 202, r.body
+        self.quiet()
+        self.before = snapshot()
+
+    def _learn(self, method: str, path: str, r) -> None:
+        """Secrets of registered devices; page tokens of lists."""
+        try:
+            body = json.loads(r.body) if r.body else None
+        except ValueError:
+            return
+        if not isinstance(body, dict):
+            return
+        if method == "PUT" and path.startswith("/v1/devices/") and body.get("device_secret"):
+            self.world.secrets[body.get("device_id")] = body["device_secret"]
+        tok = body.get("next_token")
+        if isinstance(tok, str) and method == "GET":
+            toks = self.world.tokens[path.split("?")[0]]
+            if tok not in toks:
+                toks.append(tok)
+                del toks[:-8]
+
+    # -- one request
+    def send(self, req: Req) -> int:
+        t = self.tally
+        self._errors.records.clear()
+        t0 = time.perf_counter()
+        w0 = self.writes.count
+        r = self.client.http.request(req.method, req.path, headers=req.headers, body=req.body)
+        wrote = self.writes.count != w0
+        t1 = time.perf_counter()
+        t.seconds_app += t1 - t0
+        t.slowest[req.kind.split(":")[0].split(" at ")[0]] += t1 - t0
+        status = r.status_code
+        t.requests += 1
+        t.by_route[req.route.name] += 1
+        t.statuses[status] += 1
+        t.route_statuses[req.route.name][status] += 1
+        t.kinds[req.kind] += 1
+        t.bytes_sent += len(req.body)
+        t.largest_body = max(t.largest_body, len(req.body))
+        if req.limit:
+            t.limits[req.limit][status] += 1
+        if req.field:
+            t.fields.add(req.field)
+        try:
+            body = json.loads(r.body) if r.body else None
+        except ValueError:
+            body = r.body[:200]
+        t2 = time.perf_counter()
+        if status < 400 and not wrote and self.before is not None:
+            after = self.before  # no write call: nothing to snapshot
+            t.snapshots_skipped += 1
+        else:
+            after = snapshot()
+        t.seconds_snapshot += time.perf_counter() - t2
+        if status >= 500:
+            tb = self._errors.records[-1] if self._errors.records else ""
+            wrote = diff(self.before, after) if self.before is not None and after != self.before else "nothing"
+            t.server_errors.append(f"{status} {body!r} (wrote {wrote}) ← {req.describe()}\n{tb}")
+        elif status >= 400:
+            t.rejected += 1
+            t.snapshots_compared += 1
+            if wrote:
+                t.rejected_write_calls += self.writes.count - w0
+                t.rejected_writers[f"{req.route.name} → {status}"] += 1
+            if self.before is not None and after != self.before:
+                t.partial_writes.append(f"{status} wrote {diff(self.before, after)} ← {req.describe()}")
+            if not _spec_error(body):
+                which = _framework_error(status, body)
+                if which:
+                    t.framework[which] += 1
+                else:
+                    t.bad_error_bodies.append(f"{status} {body!r} ← {req.describe()}")
+        else:
+            self._learn(req.method, req.path, r)
+        if req.expect is not None:
+            allowed = set(req.expect) | ({401, 403} if req.role.startswith("app") else set())
+            if status not in allowed:
+                t.unexpected.append(f"{status} (expected {sorted(allowed)}) {str(body)[:300]} ← {req.describe(300)}")
+        self.before = after
+        if self.verbose:
+            self.progress()
+        return status
+
+    def progress(self) -> None:
+        t = self.tally
+        if t.requests % 1000 == 0:
+            rows = sum(len(v) for v in (self.before or {}).values())
+            print(f"  … {t.requests:,} requests, {t.seconds_app:.0f} s in the app, {t.seconds_snapshot:.0f} s in snapshots "
+                  f"({rows:,} rows), 5xx {len(t.server_errors)}, partial writes {len(t.partial_writes)}", file=sys.stderr, flush=True)
+
+    def run(self, reqs) -> None:
+        start = time.perf_counter()
+        for req in reqs:
+            self.send(req)
+        self.tally.seconds += time.perf_counter() - start
