@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from chalicelib import deps as deps_module
@@ -46,15 +48,21 @@ def mem_deps(settings, clock) -> Deps:
                 campaigns=CampaignCache(0))
 
 
+#: Fake credentials and the test stage: moto, never AWS.
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "HEXCAST_STAGE": "test",
+}
+
+
 @pytest.fixture
 def aws_env(monkeypatch):
     for k, v in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SECURITY_TOKEN": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "HEXCAST_STAGE": "test",
+        **FAKE_AWS,
         # as a deployed stage has them: hashes only (tests/integration/test_auth.py covers plaintext)
         "HEXCAST_ADMIN_KEY_HASHES": hash_token(ADMIN_KEY),
         "HEXCAST_APP_KEY_HASHES": hash_token(APP_KEY),
@@ -114,3 +122,41 @@ def api(moto_aws):
     with Client(app) as client:
         yield client
     deps_module.set_deps(None)
+
+
+@contextlib.contextmanager
+def moto_app_client(env: dict[str, str], unset: tuple[str, ...] = ()):
+    """What the ``api`` fixture builds (fake credentials, moto, the tables,
+    the SNS platform applications, ``chalice.test.Client`` over the real app)
+    as a context manager with the given extra environment, for class-scoped
+    worlds and key setups of their own."""
+    import boto3
+    from chalice.test import Client
+    from moto import mock_aws
+
+    from app import app
+    from chalicelib.push.platform_apps import ensure_platform_applications
+    from chalicelib.settings import get_settings
+    from chalicelib.store.schema import create_tables
+
+    with pytest.MonkeyPatch.context() as mp:
+        for k in ("AWS_ENDPOINT_URL", "AWS_PROFILE", *unset):
+            mp.delenv(k, raising=False)
+        for k, v in {**FAKE_AWS, **env}.items():
+            mp.setenv(k, v)
+        reset_settings()
+        try:
+            with mock_aws():
+                create_tables(boto3.client("dynamodb"), get_settings())
+                for name, arn in ensure_platform_applications(boto3.client("sns"), get_settings().stage).items():
+                    mp.setenv(name, arn)
+                reset_settings()
+                get_settings()  # cached before Client sets the "dev" stage's table names
+                deps_module.set_deps(None)
+                try:
+                    with Client(app) as client:
+                        yield client
+                finally:
+                    deps_module.set_deps(None)
+        finally:
+            reset_settings()

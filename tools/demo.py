@@ -159,17 +159,22 @@ def _clock(at: str, start: datetime) -> tuple[str, str]:
     return t.strftime("%H:%M:%S"), f"{secs // 3600}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
 
 
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    """A plain text table: columns as wide as their widest cell."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip(), file=out)
+
+
 def print_timeline(events: Sequence[TimelineEvent], names: dict[str, str], start: datetime, out: TextIO) -> None:
     rows = []
     for e in events:
         utc, race = _clock(e.at, start)
         rows.append([utc, race, e.type, e.fence_id, names.get(e.fence_id, "")])
     headers = ["time (UTC)", "race clock", "event", "fence id", "fence name"]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(), file=out)
-    print("  ".join("-" * w for w in widths), file=out)
-    for r in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip(), file=out)
+    print_table(headers, rows, out)
 
 
 def print_pushes(admin: HexcastClient, stack, out: TextIO, device_id: str = DEVICE_ID) -> int:
@@ -192,11 +197,7 @@ def print_pushes(admin: HexcastClient, stack, out: TextIO, device_id: str = DEVI
         alert = payload["aps"]["alert"]
         rows.append([d["campaign_id"], fence, "sent", alert["title"], alert["body"], payload.get("coupon_code", "")])
     headers = ["campaign", "fence", "decision", "title", "body", "coupon"]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(), file=out)
-    print("  ".join("-" * w for w in widths), file=out)
-    for r in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip(), file=out)
+    print_table(headers, rows, out)
     return sum(1 for d in decisions if d["status"] == "sent")
 
 

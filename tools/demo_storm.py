@@ -17,6 +17,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from tools.demo import _add_geom, print_table
 from tools.fences import HexcastClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,11 +120,7 @@ def run_storm(admin: HexcastClient, app: HexcastClient, stack, out: TextIO, out_
         reached.append(device_id)
         rows.append([device_id, place, "sent", alert["title"], alert["body"]])
     headers = ["device", "where", "decision", "title", "body"]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(), file=out)
-    print("  ".join("-" * w for w in widths), file=out)
-    for r in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip(), file=out)
+    print_table(headers, rows, out)
 
     path = os.path.join(out_dir, "demo_storm.png")
     write_storm_map(path, feature, reached)
@@ -141,8 +138,7 @@ def write_storm_map(path: str, feature: dict, reached: list[str]) -> None:
     import numpy as np
     import shapely
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch, PathPatch
-    from matplotlib.path import Path
+    from matplotlib.patches import Patch
 
     from chalicelib.geo.cells import cell_polygons
     from chalicelib.geo.cover import cover_geometry
@@ -152,16 +148,6 @@ def write_storm_map(path: str, feature: dict, reached: list[str]) -> None:
     alert = parse_alerts(feature)[0]
     area = AreaResolver(CountyIndex.load(), None).resolve(alert)
 
-    def draw(ax, geom, **kw):
-        verts, codes = [], []
-        for poly in shapely.get_parts(geom):
-            for ring in [poly.exterior, *poly.interiors]:
-                xy = np.asarray(ring.coords)
-                verts.append(xy)
-                codes.append([Path.MOVETO] + [Path.LINETO] * (len(xy) - 2) + [Path.CLOSEPOLY])
-        if verts:
-            ax.add_patch(PathPatch(Path(np.concatenate(verts), np.concatenate(codes)), **kw))
-
     fig, ax = plt.subplots(figsize=(10, 8.5))
     from chalicelib.weather.targets import PLAN_FINEST, PLAN_MAX_BOUNDARY
 
@@ -170,10 +156,10 @@ def write_storm_map(path: str, feature: dict, reached: list[str]) -> None:
     for inside, color in ((False, "#dde8f3"), (True, "#8fb3d9")):
         sel = polys[cover.inside == inside]
         if len(sel):
-            draw(ax, shapely.MultiPolygon([p for g in sel for p in shapely.get_parts(g)]),
+            _add_geom(ax, shapely.MultiPolygon([p for g in sel for p in shapely.get_parts(g)]),
                  facecolor=color, edgecolor="#7f9cbf", linewidth=0.3, zorder=1)
-    draw(ax, area.geometry, facecolor="#9467bd", edgecolor="#4b2a7b", alpha=0.25, linewidth=1.4, zorder=2)
-    draw(ax, area.geometry, facecolor="none", edgecolor="#4b2a7b", linewidth=1.4, zorder=2)
+    _add_geom(ax, area.geometry, facecolor="#9467bd", edgecolor="#4b2a7b", alpha=0.25, linewidth=1.4, zorder=2)
+    _add_geom(ax, area.geometry, facecolor="none", edgecolor="#4b2a7b", linewidth=1.4, zorder=2)
     offsets = {"ak-ana": (40, 30), "ak-cho": (40, -30), "ak-eve": (45, 0), "ak-ben": (-110, 20)}
     for device_id, place, lat, lng, *_ in DEVICES:
         hit = device_id in reached

@@ -371,32 +371,30 @@ def audience_estimate(deps, body: Any) -> dict:
 
 # ---------------------------------------------------------------- held
 MAX_RELEASE_ROUNDS = 50  # 5,000 per run keeps one run well inside a Lambda's time
+MAX_SWEEP_ROUNDS = 10
+ROUND = 100
 
 
-def release_held(deps) -> dict:
-    """Send what the quiet hours held back and is now due (scheduled)."""
+def _rounds(step, max_rounds: int) -> dict:
+    """Call ``step(limit=ROUND)`` until a round comes back short (or the
+    run's budget is spent); the counts summed."""
     total: dict[str, int] = {}
-    for _ in range(MAX_RELEASE_ROUNDS):
-        counts = pipeline.release_held(deps, limit=100)
+    for _ in range(max_rounds):
+        counts = step(limit=ROUND)
         for k, v in counts.items():
             total[k] = total.get(k, 0) + v
-        if sum(counts.values()) < 100:
+        if sum(counts.values()) < ROUND:
             break
     return total
 
 
-MAX_SWEEP_ROUNDS = 10
+def release_held(deps) -> dict:
+    """Send what the quiet hours held back and is now due (scheduled)."""
+    return _rounds(lambda limit: pipeline.release_held(deps, limit=limit), MAX_RELEASE_ROUNDS)
 
 
 def sweep_open(deps) -> dict:
     """Resolve deliveries a dead invocation left ``pending`` or
     ``publishing`` (scheduled with :func:`release_held`; see
     :func:`chalicelib.push.pipeline.sweep_open`)."""
-    total: dict[str, int] = {}
-    for _ in range(MAX_SWEEP_ROUNDS):
-        counts = pipeline.sweep_open(deps, limit=100)
-        for k, v in counts.items():
-            total[k] = total.get(k, 0) + v
-        if sum(counts.values()) < 100:
-            break
-    return total
+    return _rounds(lambda limit: pipeline.sweep_open(deps, limit=limit), MAX_SWEEP_ROUNDS)

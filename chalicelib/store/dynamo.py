@@ -44,6 +44,9 @@ from chalicelib.geo.shape import FenceShape
 from chalicelib.presence import LocationState
 from chalicelib.push.model import HELD, CampaignRecord, Delivery
 from chalicelib.store.weather_dynamo import WeatherDynamoMixin
+from chalicelib.store.ddb import conditional_failed as _failed
+from chalicelib.store.ddb import num as _num
+from chalicelib.store.ddb import s as _s
 from chalicelib.store.codec import blob_to_cover, blob_to_json, cover_to_blob, json_to_blob
 from chalicelib.store.ports import ConcurrentUpdate, Device, FenceRecord, FenceVersion, IndexEntry, RegionQuery
 from chalicelib.store.schema import (
@@ -96,19 +99,8 @@ def _gk(version: int) -> str:
     return f"G#{version:010d}"
 
 
-def _s(v: str) -> dict:
-    return {"S": v}
-
-
 def _n(v) -> dict:
     return {"N": str(v)}
-
-
-def _num(v) -> dict:
-    """A float as a DynamoDB number, exactly (plain notation, no exponent)."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        return {"N": str(v)}
-    return {"N": format(Decimal(repr(float(v))), "f")}
 
 
 def _value(kind: str, v) -> dict:
@@ -117,10 +109,6 @@ def _value(kind: str, v) -> dict:
     if kind == "int":
         return _n(int(v))
     return _num(v)
-
-
-def _failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _chunks(seq: list, size: int):
@@ -275,7 +263,7 @@ class DynamoStore(WeatherDynamoMixin):
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if _failed(exc):
                 raise ConcurrentUpdate(fid) from None
             raise
         # 2. its index rows (in place over the old version's rows).
@@ -293,7 +281,7 @@ class DynamoStore(WeatherDynamoMixin):
         try:
             self._call(self.client.put_item, TableName=self.geofences, Item=meta_item, **cond)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if _failed(exc):
                 raise ConcurrentUpdate(fid) from None
             raise
         tag_ops = [
@@ -355,7 +343,7 @@ class DynamoStore(WeatherDynamoMixin):
                 ExpressionAttributeValues={":v": _n(version)},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if _failed(exc):
                 return False
             raise
         self._delete_rows(fence_id, blob_to_cover(old["cover"]["B"]).cells.tolist())
@@ -591,7 +579,7 @@ class DynamoStore(WeatherDynamoMixin):
                 **kwargs,
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if _failed(exc):
                 raise ConcurrentUpdate(device_id) from None
             raise
 
@@ -610,7 +598,7 @@ class DynamoStore(WeatherDynamoMixin):
                 ExpressionAttributeNames=names,
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not _failed(exc):
                 raise  # a deleted device has nothing left to clear
 
     def delete_device(self, device_id: str, *, secret_hash: str | None = None) -> bool:

@@ -35,10 +35,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+
+from chalicelib.store.ddb import conditional_failed as _failed
+from chalicelib.store.ddb import num as _n
+from chalicelib.store.ddb import s as _s
 
 #: Feed-state fields and their kinds (``str`` or ``num``); ``None`` = unset.
 FEED_STATE_KINDS = {"etag": "str", "last_modified": "str", "status": "str", "fetched_at": "num", "max_age": "num"}
@@ -99,21 +102,6 @@ def newest_per_cell(items: list[tuple[int, dict, float]]) -> dict[int, tuple[dic
         if cur is None or float(obs["observed_at"]) >= float(cur[0]["observed_at"]):
             out[int(cell)] = (obs, expires_at)
     return out
-
-
-def _s(v: str) -> dict:
-    return {"S": v}
-
-
-def _n(v) -> dict:
-    """A number as DynamoDB wants it: exact, plain notation."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        return {"N": str(v)}
-    return {"N": format(Decimal(repr(float(v))), "f")}
-
-
-def _failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _lineage(item: dict) -> dict:

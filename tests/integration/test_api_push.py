@@ -14,14 +14,12 @@ import json
 import time
 from urllib.parse import urlencode
 
-import boto3
 import hypothesis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.settings import get_settings
-from tests.conftest import ADMIN_KEY, APP_KEY
+from tests.conftest import ADMIN_KEY, APP_KEY, moto_app_client
 
 MOTO_ACCOUNT = "123456789012"
 MOTO_REGION = "us-east-1"
@@ -124,51 +122,16 @@ class World:
 
 @contextlib.contextmanager
 def moto_client():
-    """What conftest's ``api`` fixture builds (fake credentials, moto, the
-    tables, the SNS platform applications, ``chalice.test.Client`` over the
-    real app), for a class-scoped world: building it takes ~0.5 s, and the
-    bad-input rows may share one because each proves it wrote nothing."""
-    from chalice.test import Client
-    from moto import mock_aws
-
-    from app import app
-    from chalicelib import deps as deps_module
-    from chalicelib.push.platform_apps import ensure_platform_applications
-    from chalicelib.settings import reset_settings
-    from chalicelib.store.schema import create_tables
-
-    with pytest.MonkeyPatch.context() as mp:
-        for k in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-            mp.delenv(k, raising=False)
-        for k, v in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SECURITY_TOKEN": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": MOTO_REGION,
-            "HEXCAST_STAGE": "test",
-            "HEXCAST_ADMIN_KEY": ADMIN_KEY,
-            "HEXCAST_APP_KEY": APP_KEY,
-            "HEXCAST_COUPON_SECRET": "test-coupon-secret",
-            "HEXCAST_CAMPAIGN_CACHE_S": "0",
-        }.items():
-            mp.setenv(k, v)
-        reset_settings()
-        try:
-            with mock_aws():
-                create_tables(boto3.client("dynamodb"), get_settings())
-                for name, arn in ensure_platform_applications(boto3.client("sns"), get_settings().stage).items():
-                    mp.setenv(name, arn)
-                reset_settings()
-                get_settings()  # cached before Client sets the "dev" stage's table names
-                deps_module.set_deps(None)
-                try:
-                    with Client(app) as client:
-                        yield client
-                finally:
-                    deps_module.set_deps(None)
-        finally:
-            reset_settings()
+    """What conftest's ``api`` fixture builds, for a class-scoped world:
+    building it takes ~0.5 s, and the bad-input rows may share one because
+    each proves it wrote nothing."""
+    with moto_app_client({
+        "HEXCAST_ADMIN_KEY": ADMIN_KEY,
+        "HEXCAST_APP_KEY": APP_KEY,
+        "HEXCAST_COUPON_SECRET": "test-coupon-secret",
+        "HEXCAST_CAMPAIGN_CACHE_S": "0",
+    }) as client:
+        yield client
 
 
 @pytest.fixture(scope="class")

@@ -30,7 +30,7 @@ from chalicelib.services import Deps
 from chalicelib.settings import get_settings
 from chalicelib.store.memory import InMemoryStore
 from chalicelib.store.ports import ConcurrentUpdate, Device
-from tests.conftest import ADMIN_KEY, APP_KEY, FakeClock
+from tests.conftest import ADMIN_KEY, APP_KEY, moto_app_client, FakeClock
 from tests.unit.test_auth import _race_first_registrations
 
 MOTO_ACCOUNT, MOTO_REGION = "123456789012", "us-east-1"
@@ -102,41 +102,12 @@ def device_item(device_id: str) -> dict:
 def moto_app():
     """conftest's ``api``, with the keys as a deployed stage has them
     mid-rotation: two hashes per role, no plaintext anywhere."""
-    from chalice.test import Client
-    from moto import mock_aws
-
-    from chalicelib import deps as deps_module
-    from chalicelib.push.platform_apps import ensure_platform_applications
-    from chalicelib.settings import reset_settings
-    from chalicelib.store.schema import create_tables
-
-    with pytest.MonkeyPatch.context() as mp:
-        for k in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "HEXCAST_ADMIN_KEY", "HEXCAST_APP_KEY"):
-            mp.delenv(k, raising=False)
-        for k, v in {
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SECURITY_TOKEN": "testing",
-            "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": MOTO_REGION, "HEXCAST_STAGE": "test",
-            "HEXCAST_ADMIN_KEY_HASHES": f"{auth.hash_token(ADMIN_KEY)},{auth.hash_token(ADMIN_NEXT)}",
-            "HEXCAST_APP_KEY_HASHES": f"{auth.hash_token(APP_KEY)},{auth.hash_token(APP_NEXT)}",
-            "HEXCAST_COUPON_SECRET": "test-coupon-secret", "HEXCAST_CAMPAIGN_CACHE_S": "0",
-        }.items():
-            mp.setenv(k, v)
-        reset_settings()
-        try:
-            with mock_aws():
-                create_tables(boto3.client("dynamodb"), get_settings())
-                for name, arn in ensure_platform_applications(boto3.client("sns"), get_settings().stage).items():
-                    mp.setenv(name, arn)
-                reset_settings()
-                get_settings()  # cached before Client sets the "dev" stage's table names
-                deps_module.set_deps(None)
-                try:
-                    with Client(hexcast_app) as client:
-                        yield client
-                finally:
-                    deps_module.set_deps(None)
-        finally:
-            reset_settings()
+    with moto_app_client({
+        "HEXCAST_ADMIN_KEY_HASHES": f"{auth.hash_token(ADMIN_KEY)},{auth.hash_token(ADMIN_NEXT)}",
+        "HEXCAST_APP_KEY_HASHES": f"{auth.hash_token(APP_KEY)},{auth.hash_token(APP_NEXT)}",
+        "HEXCAST_COUPON_SECRET": "test-coupon-secret", "HEXCAST_CAMPAIGN_CACHE_S": "0",
+    }, unset=("HEXCAST_ADMIN_KEY", "HEXCAST_APP_KEY")) as client:
+        yield client
 
 
 class World:
