@@ -151,6 +151,16 @@ class DynamoStore(WeatherDynamoMixin):
                 raise Unavailable("the database is throttling; retry shortly") from None
             raise
 
+    def _if(self, fn, **kwargs) -> dict | None:
+        """A conditional write: its response, or None when the condition
+        did not hold (a lost race, an item that exists or is gone)."""
+        try:
+            return self._call(fn, **kwargs)
+        except ClientError as exc:
+            if _failed(exc):
+                return None
+            raise
+
     def _batch_get(self, request_items: dict[str, list[dict]]) -> dict[str, list[dict]]:
         """BatchGetItem over any number of keys: chunks of 100 sent
         concurrently; unprocessed keys retried with backoff."""
@@ -255,17 +265,13 @@ class DynamoStore(WeatherDynamoMixin):
             "updated_at": _s(record.updated_at),
         }
         # 1. the new version's geometry: the version lock.
-        try:
-            self._call(
-                self.client.put_item,
-                TableName=self.geofences,
-                Item=geom_item,
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if _failed(exc):
-                raise ConcurrentUpdate(fid) from None
-            raise
+        if self._if(
+            self.client.put_item,
+            TableName=self.geofences,
+            Item=geom_item,
+            ConditionExpression="attribute_not_exists(pk)",
+        ) is None:
+            raise ConcurrentUpdate(fid)
         # 2. its index rows (in place over the old version's rows).
         v = _n(new_version)
         rows = [
@@ -278,12 +284,8 @@ class DynamoStore(WeatherDynamoMixin):
             cond = {"ConditionExpression": "version = :old", "ExpressionAttributeValues": {":old": _n(old_version)}}
         else:
             cond = {"ConditionExpression": "attribute_not_exists(pk)"}
-        try:
-            self._call(self.client.put_item, TableName=self.geofences, Item=meta_item, **cond)
-        except ClientError as exc:
-            if _failed(exc):
-                raise ConcurrentUpdate(fid) from None
-            raise
+        if self._if(self.client.put_item, TableName=self.geofences, Item=meta_item, **cond) is None:
+            raise ConcurrentUpdate(fid)
         tag_ops = [
             {"PutRequest": {"Item": {"pk": _s(f"T#{t}"), "sk": _s(fid), "id": _s(fid)}}}
             for t in sorted(set(record.tags) - old_tags)
@@ -335,17 +337,14 @@ class DynamoStore(WeatherDynamoMixin):
             return False
         version = int(old["version"]["N"])
         pk = _s(_fk(fence_id))
-        try:
-            self.client.delete_item(
-                TableName=self.geofences,
-                Key={"pk": pk, "sk": _s(META)},
-                ConditionExpression="version = :v",
-                ExpressionAttributeValues={":v": _n(version)},
-            )
-        except ClientError as exc:
-            if _failed(exc):
-                return False
-            raise
+        if self._if(
+            self.client.delete_item,
+            TableName=self.geofences,
+            Key={"pk": pk, "sk": _s(META)},
+            ConditionExpression="version = :v",
+            ExpressionAttributeValues={":v": _n(version)},
+        ) is None:
+            return False
         self._delete_rows(fence_id, blob_to_cover(old["cover"]["B"]).cells.tolist())
         self._batch_write(
             self.geofences,
@@ -533,21 +532,18 @@ class DynamoStore(WeatherDynamoMixin):
         expr = "SET " + ", ".join(sets)
         if removes:
             expr += " REMOVE " + ", ".join(removes)
-        try:
-            resp = self._call(
-                self.client.update_item,
-                TableName=self.devices_table,
-                Key={"device_id": _s(device.device_id)},
-                UpdateExpression=expr,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_OLD",
-                **condition,
-            )
-        except ClientError as exc:
-            if _failed(exc):
-                raise ConcurrentUpdate(device.device_id) from None
-            raise
+        resp = self._if(
+            self.client.update_item,
+            TableName=self.devices_table,
+            Key={"device_id": _s(device.device_id)},
+            UpdateExpression=expr,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_OLD",
+            **condition,
+        )
+        if resp is None:
+            raise ConcurrentUpdate(device.device_id)
         return not resp.get("Attributes")
 
     def save_state(self, device_id: str, expected_version: int, state: LocationState | None, written_at: float,
@@ -568,55 +564,44 @@ class DynamoStore(WeatherDynamoMixin):
             sets.append(f"#o{i} = :o{i}")
         expr = "SET " + ", ".join(sets) + (" REMOVE st, rc, rf" if state is None else "")
         kwargs = {"ExpressionAttributeNames": names} if names else {}
-        try:
-            self._call(
-                self.client.update_item,
-                TableName=self.devices_table,
-                Key={"device_id": _s(device_id)},
-                UpdateExpression=expr,
-                ConditionExpression="attribute_exists(device_id) AND sv = :old",
-                ExpressionAttributeValues=values,
-                **kwargs,
-            )
-        except ClientError as exc:
-            if _failed(exc):
-                raise ConcurrentUpdate(device_id) from None
-            raise
+        if self._if(
+            self.client.update_item,
+            TableName=self.devices_table,
+            Key={"device_id": _s(device_id)},
+            UpdateExpression=expr,
+            ConditionExpression="attribute_exists(device_id) AND sv = :old",
+            ExpressionAttributeValues=values,
+            **kwargs,
+        ) is None:
+            raise ConcurrentUpdate(device_id)
 
     def clear_outbox(self, device_id: str, keys: Iterable[str]) -> None:
         keys = sorted(set(keys))
         if not keys:
             return
         names = {f"#o{i}": OUTBOX_PREFIX + k for i, k in enumerate(keys)}
-        try:
-            self._call(
-                self.client.update_item,
-                TableName=self.devices_table,
-                Key={"device_id": _s(device_id)},
-                UpdateExpression="REMOVE " + ", ".join(names),
-                ConditionExpression="attribute_exists(device_id)",
-                ExpressionAttributeNames=names,
-            )
-        except ClientError as exc:
-            if not _failed(exc):
-                raise  # a deleted device has nothing left to clear
+        self._if(  # a deleted device has nothing left to clear
+            self.client.update_item,
+            TableName=self.devices_table,
+            Key={"device_id": _s(device_id)},
+            UpdateExpression="REMOVE " + ", ".join(names),
+            ConditionExpression="attribute_exists(device_id)",
+            ExpressionAttributeNames=names,
+        )
 
     def delete_device(self, device_id: str, *, secret_hash: str | None = None) -> bool:
         condition: dict[str, Any] = {}
         if secret_hash is not None:
             condition = {"ConditionExpression": "secret_hash = :h", "ExpressionAttributeValues": {":h": _s(secret_hash)}}
-        try:
-            resp = self._call(
-                self.client.delete_item,
-                TableName=self.devices_table,
-                Key={"device_id": _s(device_id)},
-                ReturnValues="ALL_OLD",
-                **condition,
-            )
-        except ClientError as exc:
-            if _failed(exc):
-                raise ConcurrentUpdate(device_id) from None
-            raise
+        resp = self._if(
+            self.client.delete_item,
+            TableName=self.devices_table,
+            Key={"device_id": _s(device_id)},
+            ReturnValues="ALL_OLD",
+            **condition,
+        )
+        if resp is None:
+            raise ConcurrentUpdate(device_id)
         return bool(resp.get("Attributes"))
 
     def set_push_state(self, device_id: str, endpoint_arn: str | None, push_enabled: bool) -> bool:
@@ -626,19 +611,15 @@ class DynamoStore(WeatherDynamoMixin):
             values[":arn"] = _s(endpoint_arn)
         else:
             expr = "SET push_enabled = :e REMOVE endpoint_arn"
-        try:
-            self._call(
-                self.client.update_item,
-                TableName=self.devices_table,
-                Key={"device_id": _s(device_id)},
-                UpdateExpression=expr,
-                ConditionExpression="attribute_exists(device_id)",
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if _failed(exc):
-                return False
-            raise
+        if self._if(
+            self.client.update_item,
+            TableName=self.devices_table,
+            Key={"device_id": _s(device_id)},
+            UpdateExpression=expr,
+            ConditionExpression="attribute_exists(device_id)",
+            ExpressionAttributeValues=values,
+        ) is None:
+            return False
         return True
 
     def scan_locations(self, segments: int = 4) -> Iterator[Device]:
@@ -985,12 +966,8 @@ class DynamoStore(WeatherDynamoMixin):
         }
         if values:
             kwargs["ExpressionAttributeValues"] = values
-        try:
-            self._call(self.client.update_item, **kwargs)
-        except ClientError as exc:
-            if _failed(exc):
-                return False
-            raise
+        if self._if(self.client.update_item, **kwargs) is None:
+            return False
         return True
 
     def _query_newest(

@@ -27,7 +27,7 @@ far longer than any alert).
 Wiring: ``class DynamoStore(WeatherDynamoMixin, ...)`` and, in
 ``DynamoStore.__init__``, ``self._init_weather(settings)`` (sets
 ``self.alerts_table``). The mixin uses the store's ``client``, ``_call``,
-``_batch_get`` and ``_batch_write``.
+``_if``, ``_batch_get`` and ``_batch_write``.
 """
 
 from __future__ import annotations
@@ -37,9 +37,6 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from chalicelib.store.ddb import conditional_failed as _failed
 from chalicelib.store.ddb import num as _n
 from chalicelib.store.ddb import s as _s
 
@@ -131,6 +128,7 @@ class WeatherDynamoMixin:
 
     if TYPE_CHECKING:  # provided by DynamoStore
         def _call(self, fn, **kwargs) -> Any: ...
+        def _if(self, fn, **kwargs) -> dict | None: ...
         def _batch_get(self, request_items: dict[str, list[dict]]) -> dict[str, list[dict]]: ...
         def _batch_write(self, table: str, requests: list[dict]) -> None: ...
 
@@ -152,18 +150,12 @@ class WeatherDynamoMixin:
             "rec": _s(json.dumps(record, separators=(",", ":"), sort_keys=True)),
             "expires_at": _n(ttl_seconds(expires_at)),
         }
-        try:
-            self._call(
-                self.client.put_item,
-                TableName=self.alerts_table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if _failed(exc):
-                return False
-            raise
-        return True
+        return self._if(
+            self.client.put_item,
+            TableName=self.alerts_table,
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk)",
+        ) is not None
 
     # ------------------------------------------------------------ lineages
     def get_lineages(self, lineage_ids: list[str]) -> dict[str, dict]:
