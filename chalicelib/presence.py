@@ -150,13 +150,13 @@ def step(
             events.append(Event("exit", fid, ping.ts, visit.enter_ts))
     for fid in sorted(covering):
         info = covering[fid]
-        visit = inside.get(fid)
-        if visit is None:
+        current = inside.get(fid)
+        if current is None:
             inside[fid] = Visit(ping.ts)
             events.append(Event("enter", fid, ping.ts, ping.ts))
-        elif not visit.dwelled and info.dwell_minutes is not None and ping.ts - visit.enter_ts >= info.dwell_minutes * 60.0:
-            inside[fid] = replace(visit, dwelled=True)
-            events.append(Event("dwell", fid, ping.ts, visit.enter_ts))
+        elif not current.dwelled and info.dwell_minutes is not None and ping.ts - current.enter_ts >= info.dwell_minutes * 60.0:
+            inside[fid] = replace(current, dwelled=True)
+            events.append(Event("dwell", fid, ping.ts, current.enter_ts))
     events.sort(key=lambda e: (_ORDER[e.type], e.fence_id))
     new_state = LocationState(ping.lat, ping.lng, ping.ts, cell, ping.accuracy_m, inside)
     changed = state is None or bool(events) or state.cell != cell or set(state.inside) != set(inside)

@@ -705,11 +705,17 @@ def _template(obj: dict, key: str, where: str, max_len: int, *, required: bool) 
     return compile_template(value, at)
 
 
+def _required_template(obj: dict, key: str, where: str, max_len: int) -> CompiledTemplate:
+    template = _template(obj, key, where, max_len, required=True)
+    assert template is not None  # _template raised otherwise
+    return template
+
+
 def _parse_message(value: Any, where: str) -> MessageSpec:
     obj = _object(value, where, ("title", "body", "deep_link"))
     return MessageSpec(
-        title=_template(obj, "title", where, MAX_TITLE_TEMPLATE, required=True),
-        body=_template(obj, "body", where, MAX_BODY_TEMPLATE, required=True),
+        title=_required_template(obj, "title", where, MAX_TITLE_TEMPLATE),
+        body=_required_template(obj, "body", where, MAX_BODY_TEMPLATE),
         deep_link=_template(obj, "deep_link", where, MAX_DEEP_LINK_TEMPLATE, required=False),
     )
 
