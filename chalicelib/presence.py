@@ -2,7 +2,7 @@
 
 Given a device's last state, one ping and what the index says about the
 ping's location, :func:`step` returns the new state and the enter / exit /
-dwell events. Rules (SPEC §3 "Location pings"):
+dwell events. Rules:
 
 * pings less accurate than ``max_accuracy_m`` change nothing;
 * a ping not after the last processed one (older, or a duplicate) changes

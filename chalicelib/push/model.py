@@ -99,7 +99,7 @@ def delivery_id_for(campaign_id: str, device_id: str, trigger_key: str) -> str:
 
 @dataclass
 class Delivery:
-    """One delivery record (SPEC §3 "Deliveries and events")."""
+    """One delivery record."""
 
     delivery_id: str
     campaign_id: str

@@ -1,4 +1,4 @@
-"""Keys and device secrets (SPEC §3 auth, issue 5 item 1) at the service
+"""Keys and device secrets at the service
 layer, against the in-memory store: hashed API keys and rotation, a device
 secret handed out once with only its hash stored, every app-key call for a
 device needing it, and concurrent first registrations."""
