@@ -16,7 +16,6 @@ dwell events. Rules:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
@@ -161,7 +160,3 @@ def step(
     new_state = LocationState(ping.lat, ping.lng, ping.ts, cell, ping.accuracy_m, inside)
     changed = state is None or bool(events) or state.cell != cell or set(state.inside) != set(inside)
     return Step(True, None, new_state, tuple(events), changed)
-
-
-def is_far(d: float | None) -> bool:
-    return d is not None and math.isinf(d)
