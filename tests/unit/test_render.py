@@ -136,12 +136,12 @@ def test_line_of_a_runtime_error():
         '{% assign a = s | split: "" %}{{ a | join: "--------------------------------------------------------------------------------------------------------------------------------------------------------------" }}',
     ],
 )
-def test_hostile_templates_stop_quickly(source):
+def test_hostile_templates_are_stopped_by_the_render_budget(source):
+    """Loops, doubling and huge joins hit the renderer's work/size budget and
+    fail with a RenderError instead of running on."""
     tpl = compile_template(source, "message.body")
-    started = time.perf_counter()
     with pytest.raises(RenderError):
         tpl.render({"s": "abc" * 200})
-    assert time.perf_counter() - started < 0.5
 
 
 @settings(max_examples=150, deadline=None)
