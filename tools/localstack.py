@@ -48,7 +48,7 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import boto3
 from chalice import Chalice
@@ -59,6 +59,7 @@ from chalice.local import ChaliceRequestHandler, LambdaContext, LocalChalice, Lo
 
 from chalicelib.auth import hash_token
 from tools._moto_server import SNS_MESSAGES_PATH
+from tools.feed_replay import FeedReplay
 
 log = logging.getLogger(__name__)
 http_log = logging.getLogger(__name__ + ".http")
@@ -67,6 +68,13 @@ HOST = "127.0.0.1"
 REGION = "us-east-1"
 #: moto's default account: queue URLs and ARNs in the emulator carry it.
 ACCOUNT_ID = "123456789012"
+
+#: The scheduled function that polls the NWS alert feed: the only one that
+#: would leave the machine, so it runs only when a feed is configured.
+FEED_POLLER = "poll_weather"
+#: A feed URL to poll, or a recorded feed file to serve on loopback and poll.
+FEED_URL_ENV = "HEXCAST_WEATHER_FEED_URL"
+FEED_FILE_ENV = "HEXCAST_WEATHER_FEED_FILE"
 
 #: Fake credentials: the emulator accepts anything, and real AWS never sees them.
 FAKE_AWS_ENV = {
@@ -314,7 +322,9 @@ class EventPump:
       batch response).
     * For every ``@app.schedule`` function: calls it every
       ``schedule_interval`` seconds (``None`` or ``0``: never on its own;
-      :meth:`run_schedules` still calls them on demand).
+      :meth:`run_schedules` still calls them on demand). Functions named in
+      ``skip_schedules`` are never called, neither on the interval nor on
+      demand (the local stack's weather poller when no feed is configured).
 
     :param app: the Chalice app whose ``event_sources`` to run.
     :param endpoint_url: where SQS is; ``None`` lets boto3 read ``AWS_ENDPOINT_URL``.
@@ -323,6 +333,7 @@ class EventPump:
     :param max_receive_count: when set, queues the pump creates get a dead-letter
         queue ``<name>-dlq`` and a redrive policy: a message received this many
         times without success moves there, as the deployed fan-out queue does.
+    :param skip_schedules: names of scheduled functions the pump never calls.
     """
 
     def __init__(
@@ -336,9 +347,11 @@ class EventPump:
         wait_seconds: int = 1,
         visibility_timeout: int = 30,
         max_receive_count: int | None = None,
+        skip_schedules: Collection[str] = (),
     ) -> None:
         self.app = app
         self.max_receive_count = max_receive_count
+        self.skip_schedules = frozenset(skip_schedules)
         self.endpoint_url = endpoint_url
         self.region = region
         self.stage = stage
@@ -347,6 +360,8 @@ class EventPump:
         self.visibility_timeout = visibility_timeout
         #: per handler name: ``batches``, ``messages``, ``errors``, ``deleted``, ``runs``.
         self.stats: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        #: per scheduled function: what its last successful run returned.
+        self.results: dict[str, Any] = {}
         self._stats_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -365,6 +380,9 @@ class EventPump:
                 batch = max(1, min(10, int(source.batch_size or 1)))  # SQS returns at most 10
                 self._feeds.append(_QueueFeed(source.name, handler, queue, batch))
             elif isinstance(source, ScheduledEventConfig):
+                if source.name in self.skip_schedules:
+                    log.info("scheduled function %s is off", source.name)
+                    continue
                 self._schedules.append((source.name, handler))
             else:
                 log.warning("event source %s (%s) is not run locally", source.name, type(source).__name__)
@@ -539,7 +557,8 @@ class EventPump:
             event = scheduled_event(self._function_name(name), region=self.region)
             self._count(name, runs=1)
             try:
-                handler(event, LambdaContext(self._function_name(name), memory_size=128, max_runtime_ms=900_000))
+                result = handler(event, LambdaContext(self._function_name(name), memory_size=128, max_runtime_ms=900_000))
+                self.results[name] = result
                 ok += 1
             except Exception:
                 self._count(name, errors=1)
@@ -591,6 +610,12 @@ class LocalStack:
     :param schedule_interval: seconds between calls of scheduled functions.
     :param create_tables: create hexcast's DynamoDB tables and SNS platform
         applications at start (their ARNs go into the environment).
+    :param weather_feed_url: the alert feed the scheduled poller reads
+        (default: ``HEXCAST_WEATHER_FEED_URL`` from the environment).
+    :param weather_feed_file: a recorded feed (NWS GeoJSON) to serve on
+        ``127.0.0.1`` and poll instead (default: ``HEXCAST_WEATHER_FEED_FILE``).
+        With neither, the poller is off: by default nothing the stack runs
+        on its own reaches beyond ``127.0.0.1``.
 
     ``start()`` sets the process environment (``AWS_ENDPOINT_URL``, fake
     credentials, ``HEXCAST_STAGE=local``, the keys' hashes) and ``stop()`` restores
@@ -614,6 +639,8 @@ class LocalStack:
         schedule_interval: float | None = 60.0,
         stage: str = "local",
         create_tables: bool = True,
+        weather_feed_url: str | None = None,
+        weather_feed_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.app = app
         self.host = host
@@ -626,6 +653,10 @@ class LocalStack:
         self.stage = stage
         self.schedule_interval = schedule_interval
         self.create_tables = create_tables
+        self.weather_feed_url = weather_feed_url or os.environ.get(FEED_URL_ENV) or None
+        self.weather_feed_file = weather_feed_file or os.environ.get(FEED_FILE_ENV) or None
+        #: The recorded feed being served, when ``weather_feed_file`` is set (after start).
+        self.feed_replay: FeedReplay | None = None
         self.moto = MotoServer(host, moto_port)
         self.pump: EventPump | None = None
         self._server: LocalDevServer | None = None
@@ -644,6 +675,13 @@ class LocalStack:
         """The emulator's URL (what ``AWS_ENDPOINT_URL`` is set to)."""
         return self.moto.endpoint
 
+    @property
+    def feed_url(self) -> str | None:
+        """The feed the weather poller reads; None while the poller is off."""
+        if self.feed_replay is not None:
+            return self.feed_replay.url
+        return self.weather_feed_url
+
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> LocalStack:
@@ -656,6 +694,7 @@ class LocalStack:
             try:
                 self.moto.start()
                 self._set_env()
+                self._configure_feed()
                 if self.create_tables:
                     self._create_tables()
                     self._create_platform_applications()
@@ -668,12 +707,14 @@ class LocalStack:
                     stage=self.stage,
                     schedule_interval=self.schedule_interval,
                     max_receive_count=5,  # then the dead-letter queue, as deployed
+                    skip_schedules=() if self.feed_url else (FEED_POLLER,),
                 )
                 self.pump.start()
             except BaseException:
                 self._stop_locked()
                 raise
-        log.info("local stack up: app %s, AWS emulator %s", self.base_url, self.aws_endpoint)
+        log.info("local stack up: app %s, AWS emulator %s, weather feed %s", self.base_url, self.aws_endpoint,
+                 self.feed_url or f"off (set {FEED_URL_ENV} or {FEED_FILE_ENV})")
         return self
 
     def stop(self) -> None:
@@ -694,6 +735,9 @@ class LocalStack:
         if thread is not None:
             thread.join(timeout=10)
         self.moto.stop()
+        replay, self.feed_replay = self.feed_replay, None
+        if replay is not None:
+            replay.stop()
         self._restore_env()
         atexit.unregister(self.stop)
         self._restore_sigterm()
@@ -762,6 +806,14 @@ class LocalStack:
         self._saved_env = {k: os.environ.get(k) for k in values}
         _apply_env(values)
         _reset_app_caches()
+
+    def _configure_feed(self) -> None:
+        """Serve the recorded feed file on loopback, and point the app's
+        poller at it or at the configured URL (restored on stop)."""
+        if self.weather_feed_file:
+            self.feed_replay = FeedReplay(self.weather_feed_file, host=self.host).start()
+        if self.feed_url:
+            self._extend_env({FEED_URL_ENV: self.feed_url})
 
     def _restore_env(self) -> None:
         if self._saved_env is None:
