@@ -430,7 +430,17 @@ def _record_answer(result: FileResult, answer: Any, path: str, send: list[int], 
         fld = err.get("field")
         if i >= 0 and fld:
             fld = _shift_field(fld, i - k) if _FEATURES_INDEX.match(fld) else fld
-        result.rejected.append(Rejection(path, i, rej.get("id"), str(err.get("code")), fld, str(err.get("message"))))
+        result.rejected.append(Rejection(path, i, rej.get("id"), str(err.get("code")), fld, cli_hint(str(err.get("message")))))
+
+
+def cli_hint(message: str) -> str:
+    """The API's advice in this CLI's terms: its query parameter
+    ``?repair=true`` is the ``--repair`` flag here.
+
+    >>> cli_hint("invalid polygon: self-intersection near lng 1, lat 2; pass ?repair=true to repair it")
+    'invalid polygon: self-intersection near lng 1, lat 2; re-run with --repair to repair it'
+    """
+    return message.replace("pass ?repair=true", "re-run with --repair").replace("?repair=true", "--repair")
 
 
 def upload(
