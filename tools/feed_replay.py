@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,7 +32,7 @@ class FeedReplay:
     :param port: TCP port; ``0`` picks a free one.
     """
 
-    def __init__(self, path: str | Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 0) -> None:
         self.path = Path(path)
         self.host = host
         self.port = port

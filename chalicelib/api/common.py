@@ -199,8 +199,15 @@ class Call:
 
     def __init__(self, request: Request, role: str | None) -> None:
         self.request = request
-        #: The caller's role (``ADMIN`` / ``APP``); None on a public route.
-        self.role = role
+        self._role = role
+
+    @property
+    def role(self) -> str:
+        """The caller's role (``ADMIN`` / ``APP``), checked against the
+        route's roles before the body runs. A public route has none."""
+        if self._role is None:
+            raise RuntimeError("a public route has no caller role")
+        return self._role
 
     @property
     def deps(self) -> Deps:
