@@ -116,7 +116,7 @@ def run_storm(admin: HexcastClient, app: HexcastClient, stack, out: TextIO, out_
         reached.append(device_id)
         rows.append([device_id, place, alert["title"], alert["body"]])
     print_table(["device", "where", "title", "body"], rows, out)
-    others = [f"{device_id} ({place}): " + (f"{d['status']}: {d.get('reason', '')}".rstrip(": ") if d else "not targeted")
+    others = [f"{device_id}, {place}: " + (f"{d['status']}: {d.get('reason', '')}".rstrip(": ") if d else "not targeted")
               for device_id, place, *_ in DEVICES if device_id not in reached
               for d in [by_device.get(device_id)]]
     if others:
