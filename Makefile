@@ -13,7 +13,14 @@ DRY_RUN ?=
 # `import app`, `import chalicelib` and `import tools` work from the repository root.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: venv test serve demo bench soak hostile package deploy clean
+.PHONY: help venv test serve demo bench soak hostile package deploy clean
+.DEFAULT_GOAL := help
+
+## help: list the targets (also what plain `make` does)
+help:
+	@echo "hexcast — make <target>:"
+	@sed -n 's/^## \([a-z][a-z-]*\): \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | \
+	  awk -F '\t' '{ printf "  %-9s %s\n", $$1, $$2 }'
 
 ## venv: create .venv and install requirements-dev.txt (again only when a requirements file changes)
 venv: $(STAMP)
