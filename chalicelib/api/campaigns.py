@@ -5,7 +5,7 @@ from __future__ import annotations
 from chalice import Blueprint, Rate, Response
 
 from chalicelib.api.common import ADMIN, APP, device_secret, handled, json_body, json_response, parse_limit, query_params, require
-from chalicelib.deps import get_deps
+from chalicelib.container import get_deps
 from chalicelib.push import service
 
 bp = Blueprint(__name__)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib import services
+from chalicelib.services import devices
 from chalicelib.api.common import ADMIN, APP, device_secret, handled, json_body, json_response, require
-from chalicelib.deps import get_deps
+from chalicelib.container import get_deps
 
 bp = Blueprint(__name__)
 
@@ -14,7 +14,7 @@ bp = Blueprint(__name__)
 def put_device(device_id):
     req = bp.current_request
     role = require(req, ADMIN, APP)
-    answer = services.register_device(get_deps(), device_id, json_body(req), role=role, secret=device_secret(req))
+    answer = devices.register_device(get_deps(), device_id, json_body(req), role=role, secret=device_secret(req))
     return json_response(answer)
 
 
@@ -22,7 +22,7 @@ def put_device(device_id):
 @handled
 def get_device(device_id):
     require(bp.current_request, ADMIN)
-    return json_response(services.get_device(get_deps(), device_id))
+    return json_response(devices.get_device(get_deps(), device_id))
 
 
 @bp.route("/v1/devices/{device_id}", methods=["DELETE"])
@@ -30,5 +30,5 @@ def get_device(device_id):
 def delete_device(device_id):
     req = bp.current_request
     role = require(req, ADMIN, APP)
-    services.delete_device(get_deps(), device_id, role=role, secret=device_secret(req))
+    devices.delete_device(get_deps(), device_id, role=role, secret=device_secret(req))
     return Response(body="", status_code=204)

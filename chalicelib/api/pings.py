@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from chalice import Blueprint
 
-from chalicelib import services
+from chalicelib.services import pings
 from chalicelib.api.common import ADMIN, APP, device_secret, handled, json_body, json_response, require
-from chalicelib.deps import get_deps
+from chalicelib.container import get_deps
 
 bp = Blueprint(__name__)
 
@@ -14,5 +14,4 @@ bp = Blueprint(__name__)
 def post_pings():
     req = bp.current_request
     role = require(req, ADMIN, APP)
-    status, body = services.handle_pings(get_deps(), json_body(req), role=role, secret=device_secret(req))
-    return json_response(body, status)
+    return json_response(pings.handle_pings(get_deps(), json_body(req), role=role, secret=device_secret(req)))

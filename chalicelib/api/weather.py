@@ -8,7 +8,7 @@ import logging
 from chalice import Blueprint, Rate
 
 from chalicelib.api.common import ADMIN, handled, json_body, json_response, require
-from chalicelib.deps import get_deps
+from chalicelib.container import get_deps
 from chalicelib.weather import fanout
 from chalicelib.weather import service as weather
 
