@@ -5,7 +5,7 @@ and record backoff instead of waiting."""
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 #: Seconds since the epoch, as :func:`time.time`.
 Clock = Callable[[], float]

@@ -10,9 +10,10 @@ or a concrete in-process type, so the use cases depend on Protocols only.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 from chalicelib.cache import VersionCache
 from chalicelib.clock import Clock, Sleep, system_clock, system_sleep

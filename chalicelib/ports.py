@@ -15,13 +15,14 @@ than imported at the top: ``store.ports`` imports ``push.model``, which takes
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Iterable, Protocol
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.clock import Clock, Sleep, system_clock, system_sleep
 
 if TYPE_CHECKING:
     from chalicelib.push.model import Endpoint, PushMessage
-    from chalicelib.store.ports import (  # noqa: F401 (re-exported)
+    from chalicelib.store.ports import (
         CampaignStore,
         ConcurrentUpdate,
         DeliveryStore,
@@ -101,6 +102,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Clock", "Sleep", "system_clock", "system_sleep", "PushGateway", "FanoutQueue", "ZoneFetcher", "CountySet",
-    "AreaResolver", *sorted(_STORE_NAMES),
+    "AreaResolver", "CampaignStore", "Clock", "ConcurrentUpdate", "CountySet", "DeliveryStore", "Device", "DeviceStore",
+    "FanoutQueue", "FenceRecord", "FenceVersion", "GeofenceStore", "IndexEntry", "PushGateway", "RegionQuery", "Sleep",
+    "Store", "ZoneFetcher", "system_clock", "system_sleep",
 ]

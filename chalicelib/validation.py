@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from chalicelib.errors import InvalidInput
 
@@ -153,7 +154,20 @@ def lone_surrogate_path(value: Any) -> str | None:
 
 
 __all__ = [
-    "FENCE_ID_RE", "DEVICE_ID_RE", "CAMPAIGN_ID_RE", "is_fence_id", "is_device_id", "is_campaign_id",
-    "validate_fence_id", "validate_device_id", "validate_campaign_id", "MIN_NONZERO_MAGNITUDE",
-    "is_finite_number", "number_field", "float_param", "bounded_string", "is_unicode", "lone_surrogate_path",
+    "CAMPAIGN_ID_RE",
+    "DEVICE_ID_RE",
+    "FENCE_ID_RE",
+    "MIN_NONZERO_MAGNITUDE",
+    "bounded_string",
+    "float_param",
+    "is_campaign_id",
+    "is_device_id",
+    "is_fence_id",
+    "is_finite_number",
+    "is_unicode",
+    "lone_surrogate_path",
+    "number_field",
+    "validate_campaign_id",
+    "validate_device_id",
+    "validate_fence_id",
 ]

@@ -12,7 +12,12 @@ from chalicelib.geo.cells import cell_str
 from chalicelib.push.model import PushError
 from chalicelib.store.ports import ConcurrentUpdate, Device
 from chalicelib.timeutil import iso
-from chalicelib.validation import DEVICE_ID_RE, is_device_id, is_finite_number, validate_device_id
+from chalicelib.validation import (
+    DEVICE_ID_RE,
+    is_device_id,
+    is_finite_number,
+    validate_device_id,
+)
 
 if TYPE_CHECKING:
     from chalicelib.container import Deps
@@ -24,8 +29,16 @@ MAX_ATTRIBUTES = 64
 REGISTER_ATTEMPTS = 3
 
 __all__ = [
-    "PLATFORMS", "MAX_ATTRIBUTES", "DEVICE_ID_RE", "validate_device_id", "parse_device", "authorize_device",
-    "register_device", "device_or_404", "get_device", "delete_device",
+    "DEVICE_ID_RE",
+    "MAX_ATTRIBUTES",
+    "PLATFORMS",
+    "authorize_device",
+    "delete_device",
+    "device_or_404",
+    "get_device",
+    "parse_device",
+    "register_device",
+    "validate_device_id",
 ]
 
 

@@ -14,7 +14,13 @@ from chalicelib.geo.cells import FINEST, LADDER, latlng_to_cell, to_parents
 from chalicelib.geo.cover import Cover, cover_geometry
 from chalicelib.geo.geojson import FenceDefinition, parse_feature
 from chalicelib.geo.shape import FenceShape
-from chalicelib.store.ports import ConcurrentUpdate, FenceRecord, FenceVersion, IndexEntry, newest_entries
+from chalicelib.store.ports import (
+    ConcurrentUpdate,
+    FenceRecord,
+    FenceVersion,
+    IndexEntry,
+    newest_entries,
+)
 from chalicelib.timeutil import iso
 from chalicelib.validation import is_fence_id, validate_fence_id
 
@@ -26,8 +32,18 @@ log = logging.getLogger("hexcast.services")
 MAX_IMPORT_FEATURES = 500  # stays well inside API Gateway's 29 s
 
 __all__ = [
-    "MAX_IMPORT_FEATURES", "put_geofence", "import_geofences", "get_geofence", "fence_or_404", "delete_geofence",
-    "list_geofences", "lookup", "ladder", "Match", "match_fences", "parse_feature",
+    "MAX_IMPORT_FEATURES",
+    "Match",
+    "delete_geofence",
+    "fence_or_404",
+    "get_geofence",
+    "import_geofences",
+    "ladder",
+    "list_geofences",
+    "lookup",
+    "match_fences",
+    "parse_feature",
+    "put_geofence",
 ]
 
 

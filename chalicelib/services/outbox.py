@@ -8,8 +8,9 @@ twice is harmless: each decision is claimed once."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.presence import Ping
 from chalicelib.push import pipeline
@@ -25,7 +26,7 @@ Result = dict[str, Any]
 #: Outbox entries of one device, by key.
 Entries = dict[str, dict[str, Any]]
 
-__all__ = ["Result", "Entries", "outbox_key", "outbox_entries", "deliver_outboxes"]
+__all__ = ["Entries", "Result", "deliver_outboxes", "outbox_entries", "outbox_key"]
 
 
 def outbox_key(entry: Mapping[str, Any]) -> str:

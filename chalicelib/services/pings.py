@@ -14,19 +14,35 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from chalicelib import auth, metrics, retention
 from chalicelib.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from chalicelib.geo.cells import FINEST, latlng_to_cell
-from chalicelib.presence import Event, FenceInfo, LocationState, Ping, exit_buffer_m, step
+from chalicelib.presence import (
+    Event,
+    FenceInfo,
+    LocationState,
+    Ping,
+    exit_buffer_m,
+    step,
+)
 from chalicelib.services.devices import authorize_device
 from chalicelib.services.geofences import Match, ladder, match_fences
 from chalicelib.services.outbox import Entries, Result, deliver_outboxes, outbox_entries
-from chalicelib.store.ports import ConcurrentUpdate, Device, FenceRecord, FenceVersion, IndexEntry, newest_entries
+from chalicelib.store.ports import (
+    ConcurrentUpdate,
+    Device,
+    FenceRecord,
+    FenceVersion,
+    IndexEntry,
+    newest_entries,
+)
 from chalicelib.timeutil import iso, parse_timestamp
 from chalicelib.validation import is_device_id, number_field
 
@@ -38,9 +54,22 @@ MAX_FUTURE_SKEW_S = 300.0
 STATE_WRITE_RETRIES = 5
 
 __all__ = [
-    "MAX_PINGS_PER_BATCH", "MAX_FUTURE_SKEW_S", "STATE_WRITE_RETRIES", "parse_pings", "handle_pings", "ping_result",
-    "refusal", "PingCells", "FenceLiveness", "Stepper", "DeviceRun", "PendingWrite", "Written", "read_stepper",
-    "step_devices", "write_device",
+    "MAX_FUTURE_SKEW_S",
+    "MAX_PINGS_PER_BATCH",
+    "STATE_WRITE_RETRIES",
+    "DeviceRun",
+    "FenceLiveness",
+    "PendingWrite",
+    "PingCells",
+    "Stepper",
+    "Written",
+    "handle_pings",
+    "parse_pings",
+    "ping_result",
+    "read_stepper",
+    "refusal",
+    "step_devices",
+    "write_device",
 ]
 
 
@@ -197,8 +226,7 @@ class Stepper:
                 continue
             m = match_fences(p.lat, p.lng, self.entries_of[p.index], self.versions)
             covering = {f: FenceInfo(f, v.dwell_minutes) for f, v in m.covering.items()}
-            st = step(state, p, cell, covering, lambda fid, p=p, m=m: self.distance(p, m, fid),
-                      max_accuracy_m=self.max_accuracy_m)
+            st = step(state, p, cell, covering, partial(self.distance, p, m), max_accuracy_m=self.max_accuracy_m)
             if st.accepted:
                 changed |= st.changed
                 state = st.state
@@ -333,7 +361,7 @@ def handle_pings(deps: Deps, body: Any, *, role: str = auth.ADMIN, secret: str |
     devices, rows = _read_devices(deps, pings, cells, now, role, secret)
     stepper = read_stepper(deps, pings, cells, devices, rows)
     results, writes = step_devices(stepper, pings, devices, single=single, now=now, refresh_s=s.last_seen_refresh_s)
-    written = deps.parallel([lambda w=w: write_device(deps, stepper, w, now, role=role, secret=secret) for w in writes])
+    written = deps.parallel([partial(write_device, deps, stepper, w, now, role=role, secret=secret) for w in writes])
     outboxes: dict[str, Entries] = {}
     for w, done in zip(writes, written):
         results.update(done.results)

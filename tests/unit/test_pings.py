@@ -146,7 +146,7 @@ def test_write_replays_on_the_state_another_request_stored(world):
     world.store.save_state("d1", 0, o_stepper.run(o_devices["d1"], [other]).state, T0, None)
     done = write_device(world, stepper, PendingWrite(devices["d1"], [p], run), T0 + 20, role=auth.ADMIN, secret=None)
     assert done.results[0]["accepted"] and done.results[0]["events"][0]["type"] == "enter"
-    assert list(done.outbox.values())[0]["type"] == "enter"
+    assert next(iter(done.outbox.values()))["type"] == "enter"
     stored = world.store.get_device("d1", consistent=True)
     assert stored.state_version == 2 and stored.state.ts == T0 + 10
 
