@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from chalicelib.errors import InvalidInput
 
@@ -116,7 +116,7 @@ def float_param(params: Mapping[str, str], name: str, lo: float, hi: float) -> f
 
 
 # ---------------------------------------------------------------- strings
-def bounded_string(value: Any, lo: int, hi: int) -> bool:
+def bounded_string(value: Any, lo: int, hi: int) -> TypeGuard[str]:
     """A string of ``lo``..``hi`` characters."""
     return isinstance(value, str) and lo <= len(value) <= hi
 

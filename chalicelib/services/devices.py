@@ -14,6 +14,7 @@ from chalicelib.store.ports import ConcurrentUpdate, Device
 from chalicelib.timeutil import iso
 from chalicelib.validation import (
     DEVICE_ID_RE,
+    bounded_string,
     is_device_id,
     is_finite_number,
     validate_device_id,
@@ -77,10 +78,10 @@ def parse_device(device_id: str, body: Any) -> Device:
     if platform not in PLATFORMS:
         raise InvalidInput(f"platform must be one of {', '.join(PLATFORMS)}", "platform")
     token = body.get("push_token")
-    if not isinstance(token, str) or not 1 <= len(token) <= 4096 or not token.strip():
+    if not bounded_string(token, 1, 4096) or not token.strip():
         raise InvalidInput("push_token must be a non-empty string", "push_token")
     user_id = body.get("user_id")
-    if user_id is not None and (not isinstance(user_id, str) or not 1 <= len(user_id) <= 256):
+    if user_id is not None and not bounded_string(user_id, 1, 256):
         raise InvalidInput("user_id must be a string of 1-256 characters", "user_id")
     attrs = _attributes(body)
     return Device(device_id, platform, token, user_id, attrs, _consent(body))

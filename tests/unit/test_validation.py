@@ -110,3 +110,10 @@ def test_float_param_from_a_query_string():
 ])
 def test_lone_surrogate_path(value, where):
     assert lone_surrogate_path(value) == where
+
+
+def test_bounded_string():
+    from chalicelib.validation import bounded_string
+
+    assert bounded_string("a", 1, 3) and bounded_string("abc", 1, 3)
+    assert not bounded_string("", 1, 3) and not bounded_string("abcd", 1, 3) and not bounded_string(3, 1, 3)
