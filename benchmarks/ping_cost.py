@@ -132,9 +132,7 @@ def moto_env():
 
 def import_features(env: Env, features: list[dict], chunk: int = 500) -> float:
     """``services.geofences.import_geofences`` in chunks; returns seconds."""
-    from chalicelib.services.devices import register_device
     from chalicelib.services.geofences import import_geofences
-    from chalicelib.services.pings import handle_pings
 
     t0 = time.perf_counter()
     for i in range(0, len(features), chunk):
@@ -146,8 +144,6 @@ def import_features(env: Env, features: list[dict], chunk: int = 500) -> float:
 
 def register(env: Env, device_ids) -> None:
     from chalicelib.services.devices import register_device
-    from chalicelib.services.geofences import import_geofences
-    from chalicelib.services.pings import handle_pings
 
     body = {"platform": "android", "push_token": "bench-token", "consent": {"push": True, "location": True}}
     list(env.deps.pool.map(lambda d: register_device(env.deps, d, body), device_ids))
@@ -176,8 +172,6 @@ class Replay:
 
 
 def replay(env: Env, batches: list[list[dict]], *, count: bool = True, out: Replay | None = None) -> Replay:
-    from chalicelib.services.devices import register_device
-    from chalicelib.services.geofences import import_geofences
     from chalicelib.services.pings import handle_pings
     from chalicelib.geo.cells import ladder_ancestors, latlng_to_cell
 
