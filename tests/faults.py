@@ -46,17 +46,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from chalicelib.services.devices import register_device
-from chalicelib.services.geofences import put_geofence
-from chalicelib.services.pings import handle_pings
 from chalicelib.cache import VersionCache
+from chalicelib.container import Deps
 from chalicelib.errors import Unavailable
 from chalicelib.push import pipeline
 from chalicelib.push import service as push_service
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.model import FINAL_STATUSES, PENDING, PUBLISHING, SENT, Delivery
 from chalicelib.push.pipeline import STALE_OPEN_S, CampaignCache
-from chalicelib.container import Deps
+from chalicelib.services.devices import register_device
+from chalicelib.services.geofences import put_geofence
+from chalicelib.services.pings import handle_pings
 from chalicelib.settings import Settings
 from chalicelib.store.memory import InMemoryStore
 from chalicelib.weather import fanout

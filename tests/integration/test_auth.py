@@ -23,15 +23,15 @@ import pytest
 
 from app import app as hexcast_app
 from chalicelib import auth
-from chalicelib.services.pings import handle_pings
 from chalicelib.api import common
+from chalicelib.container import Deps
 from chalicelib.errors import Forbidden
 from chalicelib.push.fake import FakePushGateway
-from chalicelib.container import Deps
+from chalicelib.services.pings import handle_pings
 from chalicelib.settings import get_settings
 from chalicelib.store.memory import InMemoryStore
 from chalicelib.store.ports import ConcurrentUpdate, Device
-from tests.conftest import ADMIN_KEY, APP_KEY, moto_app_client, FakeClock
+from tests.conftest import ADMIN_KEY, APP_KEY, FakeClock, moto_app_client
 from tests.unit.test_auth import _race_first_registrations
 
 MOTO_ACCOUNT, MOTO_REGION = "123456789012", "us-east-1"

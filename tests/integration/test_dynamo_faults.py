@@ -11,15 +11,15 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
-from chalicelib.services.devices import register_device
-from chalicelib.services.geofences import put_geofence
-from chalicelib.services.pings import handle_pings
 from chalicelib.cache import VersionCache
+from chalicelib.container import Deps
 from chalicelib.errors import Unavailable
 from chalicelib.push import service
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.pipeline import STALE_OPEN_S, CampaignCache
-from chalicelib.container import Deps
+from chalicelib.services.devices import register_device
+from chalicelib.services.geofences import put_geofence
+from chalicelib.services.pings import handle_pings
 from chalicelib.settings import get_settings
 from chalicelib.store.dynamo import DynamoStore
 from tests.faults import Crash

@@ -13,10 +13,10 @@ import threading
 import pytest
 
 from chalicelib import auth
-from chalicelib.services.devices import delete_device, register_device
-from chalicelib.services.pings import handle_pings
 from chalicelib.errors import Forbidden, NotFound
 from chalicelib.push import service as push_service
+from chalicelib.services.devices import delete_device, register_device
+from chalicelib.services.pings import handle_pings
 from chalicelib.settings import Settings
 from chalicelib.store.ports import ConcurrentUpdate, Device
 

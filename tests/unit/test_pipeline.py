@@ -8,15 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chalicelib.services.devices import delete_device, register_device
-from chalicelib.services.geofences import put_geofence
-from chalicelib.services.pings import handle_pings
 from chalicelib.cache import VersionCache
+from chalicelib.container import Deps
 from chalicelib.push import pipeline, service
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.model import FenceContext, PushError, Trigger
 from chalicelib.push.pipeline import CampaignCache
-from chalicelib.container import Deps
+from chalicelib.services.devices import delete_device, register_device
+from chalicelib.services.geofences import put_geofence
+from chalicelib.services.pings import handle_pings
 from chalicelib.settings import Settings
 from chalicelib.store.memory import InMemoryStore
 

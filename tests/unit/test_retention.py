@@ -10,10 +10,10 @@ from dataclasses import replace
 import pytest
 
 from chalicelib import logs, retention
+from chalicelib.push import service as push
 from chalicelib.services.devices import get_device, register_device
 from chalicelib.services.geofences import put_geofence
 from chalicelib.services.pings import handle_pings
-from chalicelib.push import service as push
 from chalicelib.store.memory import InMemoryStore
 
 DAY = 86400.0

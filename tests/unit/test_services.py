@@ -10,7 +10,14 @@ import pytest
 from chalicelib.container import Deps
 from chalicelib.errors import Forbidden, InvalidInput, NotFound
 from chalicelib.services.devices import delete_device, get_device, register_device
-from chalicelib.services.geofences import delete_geofence, get_geofence, import_geofences, list_geofences, lookup, put_geofence
+from chalicelib.services.geofences import (
+    delete_geofence,
+    get_geofence,
+    import_geofences,
+    list_geofences,
+    lookup,
+    put_geofence,
+)
 from chalicelib.services.pings import handle_pings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

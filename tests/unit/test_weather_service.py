@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import shapely
 
-from chalicelib.services.devices import register_device
-from chalicelib.services.pings import handle_pings
 from chalicelib.cache import VersionCache
+from chalicelib.container import Deps
 from chalicelib.push import service as push
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.pipeline import CampaignCache
-from chalicelib.container import Deps
+from chalicelib.services.devices import register_device
+from chalicelib.services.pings import handle_pings
 from chalicelib.settings import Settings
 from chalicelib.store.memory import InMemoryStore
 from chalicelib.weather import service as weather
