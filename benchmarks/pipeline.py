@@ -6,7 +6,7 @@ Liquid render → frequency caps → publish to :class:`FakePushGateway` →
 record — over ``InMemoryStore``, beside the bare python-liquid render rate of
 the same compiled templates measured in the same run and process.
 
-* Devices: ``N`` registered through ``services.register_device`` (20,000;
+* Devices: ``N`` registered through ``services.devices.register_device`` (20,000;
   ``--quick`` 2,000), seeded: ``first_name`` (some blank, some
   whitespace-only, some absent), ``loyalty_tier`` (15% gold), ``language``,
   ``timezone`` across six US zones (2% none: the campaign's UTC), iOS/Android.
@@ -119,7 +119,7 @@ def make_deps():
     from chalicelib.cache import VersionCache
     from chalicelib.push.fake import FakePushGateway
     from chalicelib.push.pipeline import CampaignCache
-    from chalicelib.services import Deps
+    from chalicelib.container import Deps
     from chalicelib.settings import Settings
     from chalicelib.store.memory import InMemoryStore
 
@@ -191,13 +191,13 @@ class World:
 
 
 def build_world(bodies, fence_list) -> World:
-    from chalicelib import services
+    from chalicelib.services.devices import register_device
     from chalicelib.push import service
 
     deps = make_deps()
     t0 = time.perf_counter()
     for device_id, body in bodies:
-        services.register_device(deps, device_id, body)
+        register_device(deps, device_id, body)
     register_s = time.perf_counter() - t0
     service.put_campaign(deps, CAMPAIGN_ID, CAMPAIGN)
     campaign = deps.campaigns.get(deps.store, CAMPAIGN_ID, T0)

@@ -6,12 +6,12 @@ import contextlib
 
 import pytest
 
-from chalicelib import deps as deps_module
+from chalicelib import container as deps_module
 from chalicelib.auth import hash_token
 from chalicelib.cache import VersionCache
+from chalicelib.container import Deps
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.pipeline import CampaignCache
-from chalicelib.services import Deps
 from chalicelib.settings import Settings, reset_settings
 from chalicelib.store.memory import InMemoryStore
 from tools import moto_speedups

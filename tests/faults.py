@@ -46,15 +46,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from chalicelib import services
 from chalicelib.cache import VersionCache
+from chalicelib.container import Deps
 from chalicelib.errors import Unavailable
 from chalicelib.push import pipeline
 from chalicelib.push import service as push_service
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.model import FINAL_STATUSES, PENDING, PUBLISHING, SENT, Delivery
 from chalicelib.push.pipeline import STALE_OPEN_S, CampaignCache
-from chalicelib.services import Deps
+from chalicelib.services.devices import register_device
+from chalicelib.services.geofences import put_geofence
+from chalicelib.services.pings import handle_pings
 from chalicelib.settings import Settings
 from chalicelib.store.memory import InMemoryStore
 from chalicelib.weather import fanout
@@ -306,7 +308,7 @@ def make_world(seed: int, rates: Rates, *, chunk: int = 50, jitter_s: float = 0.
 
 
 def _register(deps: Deps, device_id: str, rng: random.Random, consent: dict | None = None) -> None:
-    services.register_device(deps, device_id, {
+    register_device(deps, device_id, {
         "platform": rng.choice(["ios", "android"]), "push_token": f"tok-{device_id}",
         "attributes": {"first_name": rng.choice(["Ana", "Bo", "Cy", "  ", ""]), "tier": rng.choice(["gold", "basic"])},
         "consent": consent or {"push": True, "location": True}})
@@ -458,7 +460,7 @@ def _storm_setup(world: World, n_devices: int, seed: int) -> None:
         lng = rng.uniform(lng0 + 0.001, lng1 - 0.001)
         age = rng.uniform(60, 12 * 3600)  # minutes to 12 h ago
         try:
-            services.handle_pings(deps, {"device_id": did, "lat": lat, "lng": lng, "timestamp": T0 - age, "accuracy_m": 20})
+            handle_pings(deps, {"device_id": did, "lat": lat, "lng": lng, "timestamp": T0 - age, "accuracy_m": 20})
         except Exception:  # noqa: BLE001 — no location consent: 403, not placed
             pass
 
@@ -542,7 +544,7 @@ def _ping_setup(world: World, n_devices: int, seed: int) -> None:
         props = {"radius_m": FENCE_RADIUS_M, "name": f"Store {fid}", "tags": tags}
         if n % 3 == 0:
             props["dwell_minutes"] = 5
-        services.put_geofence(deps, fid, {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lng, lat]},
+        put_geofence(deps, fid, {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lng, lat]},
                                           "properties": props})
     for cid, body in PING_CAMPAIGNS.items():
         push_service.put_campaign(deps, cid, body)
@@ -612,7 +614,7 @@ def ping_replay(seed: int, n_devices: int, per_device: int, rates: Rates, *, wor
             now = max(p["timestamp"] for p in round_pings) + 1.0
             oracle.clock.now = world.clock.now = now
             for p in round_pings:
-                services.handle_pings(oracle.deps, dict(p))
+                handle_pings(oracle.deps, dict(p))
             bodies = _requests(rng, round_pings, batch_share)
             jobs: list[tuple[str, dict, bool]] = [(f"r{r}.late{k}", b, False) for k, b in enumerate(late)]
             late = []
@@ -628,13 +630,13 @@ def ping_replay(seed: int, n_devices: int, per_device: int, rates: Rates, *, wor
             def run(job: tuple[str, dict, bool]) -> None:
                 label, body, raced = job
                 if not raced:
-                    invoke(f, label, lambda: services.handle_pings(world.deps, body), retry_kind="ping_retry")
+                    invoke(f, label, lambda: handle_pings(world.deps, body), retry_kind="ping_retry")
                     return
                 gate = threading.Barrier(2)
 
                 def twin_run(side: str) -> None:
                     gate.wait()
-                    invoke(f, f"{label}.{side}", lambda: services.handle_pings(world.deps, body), retry_kind="ping_retry")
+                    invoke(f, f"{label}.{side}", lambda: handle_pings(world.deps, body), retry_kind="ping_retry")
 
                 t = threading.Thread(target=twin_run, args=("b",))
                 t.start()
@@ -643,7 +645,7 @@ def ping_replay(seed: int, n_devices: int, per_device: int, rates: Rates, *, wor
 
             list(pool.map(run, jobs))
     for body in late:  # the last round's late duplicates
-        invoke(f, "final.late", lambda body=body: services.handle_pings(world.deps, body), retry_kind="ping_retry")
+        invoke(f, "final.late", lambda body=body: handle_pings(world.deps, body), retry_kind="ping_retry")
     swept = settle(world)
     inputs = {"devices": n_devices, "pings": n_devices * per_device, "requests": n_requests,
               "fences": FENCE_GRID * FENCE_GRID, "campaigns": len(PING_CAMPAIGNS)}
@@ -708,12 +710,12 @@ def concurrent_pairs(seed: int, n_devices: int, rates: Rates, *, workers: int = 
         _ping_setup(w, n_devices, seed)
         w.clock.now = T0 + 1200
         for p0, _, _ in pairs:
-            services.handle_pings(w.deps, dict(p0))
+            handle_pings(w.deps, dict(p0))
     for p0, p1, p2 in pairs:
-        services.handle_pings(worlds["p1p2"].deps, dict(p1))
-        services.handle_pings(worlds["p1p2"].deps, dict(p2))
-        services.handle_pings(worlds["p2p1"].deps, dict(p2))
-        services.handle_pings(worlds["p2p1"].deps, dict(p1))
+        handle_pings(worlds["p1p2"].deps, dict(p1))
+        handle_pings(worlds["p1p2"].deps, dict(p2))
+        handle_pings(worlds["p2p1"].deps, dict(p2))
+        handle_pings(worlds["p2p1"].deps, dict(p1))
     world = worlds["faulty"]
     f = world.faults
 
@@ -723,7 +725,7 @@ def concurrent_pairs(seed: int, n_devices: int, rates: Rates, *, workers: int = 
 
         def one(side: str, body: dict) -> None:
             gate.wait()
-            invoke(f, f"pair{k}.{side}", lambda: services.handle_pings(world.deps, dict(body)), retry_kind="ping_retry")
+            invoke(f, f"pair{k}.{side}", lambda: handle_pings(world.deps, dict(body)), retry_kind="ping_retry")
 
         first, second = (("p1", p1), ("p2", p2)) if k % 2 else (("p2", p2), ("p1", p1))
         t = threading.Thread(target=one, args=first)

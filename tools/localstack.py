@@ -108,7 +108,7 @@ def _reset_app_caches() -> None:
         from chalicelib.settings import reset_settings
 
         reset_settings()
-        deps = importlib.import_module("chalicelib.deps")
+        deps = importlib.import_module("chalicelib.container")
     except ImportError:
         return
     set_deps = getattr(deps, "set_deps", None)

@@ -7,7 +7,7 @@ from typing import Any
 from chalice import Blueprint, Rate
 
 from chalicelib.api.common import ADMIN, APP, Call, route
-from chalicelib.deps import get_deps
+from chalicelib.container import get_deps
 from chalicelib.push import service
 
 bp = Blueprint(__name__)

@@ -12,12 +12,12 @@ from chalice import Blueprint, Response
 from chalice.app import Request
 
 from chalicelib.auth import ADMIN, APP, DEVICE_SECRET_HEADER, role_for_key  # noqa: F401 (roles re-exported for the blueprints)
-from chalicelib.deps import get_deps
+from chalicelib.container import get_deps
 from chalicelib.errors import Forbidden, HexcastError, InvalidInput, PayloadTooLarge, Unauthorized
 from chalicelib.settings import get_settings
 
 if TYPE_CHECKING:
-    from chalicelib.services import Deps
+    from chalicelib.container import Deps
 
 log = logging.getLogger("hexcast.api")
 

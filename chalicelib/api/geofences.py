@@ -6,7 +6,7 @@ from typing import Any
 
 from chalice import Blueprint
 
-from chalicelib import services
+from chalicelib.services import geofences
 from chalicelib.api.common import Call, route
 
 bp = Blueprint(__name__)
@@ -16,32 +16,32 @@ bp = Blueprint(__name__)
 def lookup(call: Call) -> Any:
     lat = call.number("lat", -90.0, 90.0)
     lng = call.number("lng", -180.0, 180.0)
-    return services.lookup(call.deps, lat, lng)
+    return geofences.lookup(call.deps, lat, lng)
 
 
 @route(bp, "/v1/geofences/import", methods=["POST"])
 def import_fences(call: Call) -> Any:
     repair = call.flag("repair")
-    return services.import_geofences(call.deps, call.body(), repair=repair)
+    return geofences.import_geofences(call.deps, call.body(), repair=repair)
 
 
 @route(bp, "/v1/geofences")
 def list_fences(call: Call) -> Any:
     q = call.query
-    return services.list_geofences(call.deps, q.get("tag"), call.limit(), q.get("next_token"))
+    return geofences.list_geofences(call.deps, q.get("tag"), call.limit(), q.get("next_token"))
 
 
 @route(bp, "/v1/geofences/{fence_id}", methods=["PUT"])
 def put_fence(call: Call, fence_id: str) -> Any:
     repair = call.flag("repair")
-    return services.put_geofence(call.deps, fence_id, call.body(), repair=repair)
+    return geofences.put_geofence(call.deps, fence_id, call.body(), repair=repair)
 
 
 @route(bp, "/v1/geofences/{fence_id}")
 def get_fence(call: Call, fence_id: str) -> Any:
-    return services.get_geofence(call.deps, fence_id)
+    return geofences.get_geofence(call.deps, fence_id)
 
 
 @route(bp, "/v1/geofences/{fence_id}", methods=["DELETE"])
 def delete_fence(call: Call, fence_id: str) -> None:
-    services.delete_geofence(call.deps, fence_id)
+    geofences.delete_geofence(call.deps, fence_id)

@@ -8,7 +8,7 @@ from typing import Any
 from chalice import Blueprint, Rate
 
 from chalicelib import retention
-from chalicelib.deps import get_deps
+from chalicelib.container import get_deps
 
 bp = Blueprint(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 from chalice import Blueprint, Rate
 
 from chalicelib.api.common import Call, route
-from chalicelib.deps import get_deps
+from chalicelib.container import get_deps
 from chalicelib.weather import fanout
 from chalicelib.weather import service as weather
 

@@ -62,7 +62,7 @@ __all__ = [
     "validate_campaign_id",
 ]
 
-CAMPAIGN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
+from chalicelib.validation import CAMPAIGN_ID_RE  # noqa: E402 (fullmatch-safe: anchored with \A...\Z)
 #: NWS/CAP severities, least to most severe.
 
 MAX_NAME = 200

@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterator, Protocol
 
+from chalicelib.ports import PushGateway  # noqa: F401 (the port lives with every other port)
 from chalicelib.timeutil import iso
 
 #: Delivery statuses. ``pending`` (claimed, not decided yet) and
@@ -206,22 +207,6 @@ class EndpointDisabled(PushError):
 
 
 # ---------------------------------------------------------------- ports
-class PushGateway(Protocol):
-    """Amazon SNS mobile push (or a fake)."""
-
-    def ensure_endpoint(self, device_id: str, platform: str, token: str, endpoint_arn: str | None) -> Endpoint:
-        """AWS's endpoint lifecycle: create once (``endpoint_arn`` None);
-        otherwise read the endpoint's attributes, update a changed token and
-        re-enable; recreate when it is gone. Never creates blindly."""
-
-    def delete_endpoint(self, endpoint_arn: str) -> None:
-        """Idempotent: a missing endpoint is fine."""
-
-    def publish(self, endpoint_arn: str, platform: str, message: PushMessage) -> str:
-        """→ the SNS message id. Throttling is retried with backoff inside;
-        raises :class:`EndpointDisabled` or :class:`PushError` (with a reason)."""
-
-
 class CampaignStore(Protocol):
     def put_campaign(self, campaign_id: str, definition: dict, now_iso: str) -> CampaignRecord:
         """Create or replace; version = previous + 1; created_at kept."""

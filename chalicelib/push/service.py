@@ -17,6 +17,10 @@ from chalicelib.push import pipeline
 from chalicelib.push.campaigns import CAMPAIGN_ID_RE, parse_campaign, validate_campaign_id
 from chalicelib.push.model import FAILED, HELD, SENT, SUPPRESSED, FenceContext, Trigger
 from chalicelib.push.render import RenderError
+from chalicelib.services.devices import authorize_device, device_or_404
+from chalicelib.services.geofences import fence_or_404
+from chalicelib.validation import lone_surrogate_path as _not_unicode
+from chalicelib.validation import validate_device_id
 from chalicelib.weather.targets import plan_targets
 from chalicelib.timeutil import iso, parse_timestamp
 
@@ -24,12 +28,6 @@ log = logging.getLogger("hexcast.push")
 
 EVENT_TYPES = ("push_opened", "conversion")
 STATUSES = ("sent", "suppressed", "failed", "held", "pending", "publishing")
-
-
-def _services():
-    from chalicelib import services  # late: services imports this package
-
-    return services
 
 
 # ---------------------------------------------------------------- campaigns
@@ -47,37 +45,6 @@ def put_campaign(deps, campaign_id: str, body: Any) -> dict:
     deps.campaigns.invalidate()
     log.info("campaign stored", extra={"campaign_id": campaign_id, "version": rec.version})
     return _campaign_json(rec)
-
-
-def _is_unicode(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _not_unicode(value: Any) -> str | None:
-    """The path of a string holding a lone UTF-16 surrogate (for a bad key,
-    the object holding it), or None. JSON's ``\\ud800`` escape carries one,
-    but it cannot be encoded as UTF-8: stored in a template it would fail
-    every later SNS publish."""
-    stack = [(value, "")]
-    while stack:
-        item, at = stack.pop()
-        if isinstance(item, str):
-            if not _is_unicode(item):
-                return at or "body"
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                if not _is_unicode(key):
-                    return at or "body"
-                stack.append((child, f"{at}.{key}" if at else key))
-        elif isinstance(item, list):
-            stack.extend((child, f"{at}[{i}]") for i, child in enumerate(item))
-    return None
 
 
 def _campaign_json(rec) -> dict:
@@ -157,9 +124,8 @@ def preview(deps, campaign_id: str, body: Any) -> dict:
     rec = _campaign_or_404(deps, campaign_id)
     if not isinstance(body, dict):
         raise InvalidInput("expected a JSON object {\"device_id\"}", "body")
-    services = _services()
-    device_id = services.validate_device_id(body.get("device_id"))
-    device = services._device_or_404(deps, device_id)
+    device_id = validate_device_id(body.get("device_id"))
+    device = device_or_404(deps, device_id)
     campaign = parse_campaign(rec.campaign_id, rec.definition)
     trigger = _sample_trigger(deps, campaign, body)
     now = deps.clock()
@@ -243,7 +209,7 @@ def list_deliveries(deps, params: dict[str, str], limit: int) -> dict:
     if campaign_id is not None and not CAMPAIGN_ID_RE.match(campaign_id):
         raise InvalidInput("campaign_id is not a valid campaign id", "campaign_id")
     if device_id is not None:
-        _services().validate_device_id(device_id)
+        validate_device_id(device_id)
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", "status")
     items, token = deps.store.list_deliveries(
@@ -257,11 +223,10 @@ def post_event(deps, body: Any, *, role: str = "admin", secret: str | None = Non
     """An open or a conversion, attributed to a delivery of the device: the
     one named, else (conversions) the one whose coupon was redeemed, else the
     device's latest sent push — within the conversion window. An app key
-    needs the device's secret (``services.authorize_device``)."""
+    needs the device's secret (``services.devices.authorize_device``)."""
     if not isinstance(body, dict):
         raise InvalidInput("expected a JSON object", "body")
-    services = _services()
-    device_id = services.validate_device_id(body.get("device_id"))
+    device_id = validate_device_id(body.get("device_id"))
     etype = body.get("type")
     if etype not in EVENT_TYPES:
         raise InvalidInput(f"type must be one of {', '.join(EVENT_TYPES)}", "type")
@@ -280,7 +245,7 @@ def post_event(deps, body: Any, *, role: str = "admin", secret: str | None = Non
         raise InvalidInput("at is in the future", "at")
     if etype == "push_opened" and did is None:
         raise InvalidInput("push_opened needs the delivery_id the push carried", "delivery_id")
-    services.authorize_device(services._device_or_404(deps, device_id), role, secret)
+    authorize_device(device_or_404(deps, device_id), role, secret)
     metrics.event(etype)
 
     window = deps.settings.conversion_window_hours * 3600.0
@@ -332,8 +297,7 @@ def audience_estimate(deps, body: Any) -> dict:
     if max_age_h is not None and (not is_finite_number(max_age_h) or not 0 < max_age_h <= 24 * 366):
         raise InvalidInput("max_location_age_hours must be a number from 0 to 8784", "max_location_age_hours")
     if "fence_id" in body:
-        services = _services()
-        rec = services._fence_or_404(deps, body["fence_id"])
+        rec = fence_or_404(deps, body["fence_id"])
         d = parse_feature(rec.feature, rec.fence_id)
     else:
         geometry = body["geometry"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any, Callable, Iterable
 
@@ -22,6 +21,7 @@ from chalicelib import metrics
 from chalicelib.errors import Unavailable
 from chalicelib.push import pipeline
 from chalicelib.push.model import Trigger
+from chalicelib.settings import fanout_queue_name
 
 log = logging.getLogger("hexcast.weather")
 
@@ -29,10 +29,7 @@ MESSAGE_VERSION = 1
 SQS_BATCH = 10  # SendMessageBatch's limit
 
 
-def queue_name_from_env(env: dict[str, str] | None = None) -> str:
-    """The fan-out queue's name: ``HEXCAST_FANOUT_QUEUE``, else per stage."""
-    env = os.environ if env is None else env
-    return env.get("HEXCAST_FANOUT_QUEUE") or f"hexcast-{env.get('HEXCAST_STAGE', 'local')}-fanout"
+queue_name_from_env = fanout_queue_name
 
 
 #: Read once at import, like the ``@on_sqs_message`` decorator that consumes

@@ -11,13 +11,15 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
-from chalicelib import services
 from chalicelib.cache import VersionCache
+from chalicelib.container import Deps
 from chalicelib.errors import Unavailable
 from chalicelib.push import service
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.pipeline import STALE_OPEN_S, CampaignCache
-from chalicelib.services import Deps
+from chalicelib.services.devices import register_device
+from chalicelib.services.geofences import put_geofence
+from chalicelib.services.pings import handle_pings
 from chalicelib.settings import get_settings
 from chalicelib.store.dynamo import DynamoStore
 from tests.faults import Crash
@@ -61,9 +63,9 @@ def deps(moto_aws):
     settings = get_settings()
     d = Deps(store=DynamoStore(client, settings), settings=settings, clock=Clock(T0), cache=VersionCache(),
              push=FakePushGateway(), campaigns=CampaignCache(0), sleep=lambda s: None)
-    services.put_geofence(d, "store-1", {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-122.7, 38.44]},
+    put_geofence(d, "store-1", {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-122.7, 38.44]},
                                          "properties": {"radius_m": 200, "name": "Main St store"}})
-    services.register_device(d, "d1", {"platform": "ios", "push_token": "tok-d1", "attributes": {"first_name": "Ana"},
+    register_device(d, "d1", {"platform": "ios", "push_token": "tok-d1", "attributes": {"first_name": "Ana"},
                                        "consent": {"push": True, "location": True}})
     service.put_campaign(d, "c1", {"name": "Visit", "trigger": {"type": "geofence_enter", "fence_ids": ["store-1"]},
                                    "message": {"title": "Welcome to {{ fence.name }}", "body": "Hi {{ first_name }}"}})
@@ -73,7 +75,7 @@ def deps(moto_aws):
 def ping(deps, where, dt):
     deps.clock.now = max(deps.clock.now, T0 + dt)
     lat, lng = where
-    return services.handle_pings(deps, {"device_id": "d1", "lat": lat, "lng": lng, "timestamp": T0 + dt})[1]["results"][0]
+    return handle_pings(deps, {"device_id": "d1", "lat": lat, "lng": lng, "timestamp": T0 + dt})["results"][0]
 
 
 def deliveries(deps):

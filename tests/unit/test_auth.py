@@ -12,9 +12,11 @@ import threading
 
 import pytest
 
-from chalicelib import auth, services
+from chalicelib import auth
 from chalicelib.errors import Forbidden, NotFound
 from chalicelib.push import service as push_service
+from chalicelib.services.devices import delete_device, register_device
+from chalicelib.services.pings import handle_pings
 from chalicelib.settings import Settings
 from chalicelib.store.ports import ConcurrentUpdate, Device
 
@@ -24,13 +26,13 @@ BODY = {"platform": "android", "push_token": "tok-d1", "consent": {"push": True,
 
 def register(deps, device_id="d1", *, role=auth.APP, secret=None, **changes):
     body = {**BODY, "push_token": f"tok-{device_id}", **changes}
-    return services.register_device(deps, device_id, body, role=role, secret=secret)
+    return register_device(deps, device_id, body, role=role, secret=secret)
 
 
 def ping(deps, device_id="d1", *, role=auth.APP, secret=None, dt=0.0, n=1):
     pings = [{"device_id": device_id, "lat": 38.44, "lng": -122.7 + 0.001 * i, "timestamp": T0 - 100 + dt + i} for i in range(n)]
     body = pings[0] if n == 1 else {"pings": pings}
-    return services.handle_pings(deps, body, role=role, secret=secret)
+    return handle_pings(deps, body, role=role, secret=secret)
 
 
 def event(deps, device_id="d1", *, role=auth.APP, secret=None):
@@ -38,7 +40,7 @@ def event(deps, device_id="d1", *, role=auth.APP, secret=None):
 
 
 def delete(deps, device_id="d1", *, role=auth.APP, secret=None):
-    return services.delete_device(deps, device_id, role=role, secret=secret)
+    return delete_device(deps, device_id, role=role, secret=secret)
 
 
 def reregister(deps, device_id="d1", *, role=auth.APP, secret=None):
@@ -169,9 +171,9 @@ def test_an_app_key_batch_for_two_devices_is_403_even_with_a_secret(two_devices)
     body = {"pings": [{"device_id": "d1", "lat": 1, "lng": 1}, {"device_id": "d2", "lat": 1, "lng": 1}]}
     before = copy.deepcopy(deps.store.devices)
     with pytest.raises(Forbidden) as exc:
-        services.handle_pings(deps, body, role=auth.APP, secret=secrets["d1"])
+        handle_pings(deps, body, role=auth.APP, secret=secrets["d1"])
     assert exc.value.field == "pings" and deps.store.devices == before
-    _, out = services.handle_pings(deps, body, role=auth.ADMIN)  # an admin batch may mix devices
+    out = handle_pings(deps, body, role=auth.ADMIN)  # an admin batch may mix devices
     assert [r["accepted"] for r in out["results"]] == [True, True]
 
 
@@ -189,7 +191,7 @@ def test_an_unknown_device_is_404_for_an_app_key_as_the_spec_says(mem_deps):
     for call in (ping, event, delete):
         with pytest.raises(NotFound):
             call(mem_deps, "ghost", secret="anything")
-    _, out = services.handle_pings(mem_deps, {"pings": [{"device_id": "ghost", "lat": 1, "lng": 1}]}, role=auth.APP)
+    out = handle_pings(mem_deps, {"pings": [{"device_id": "ghost", "lat": 1, "lng": 1}]}, role=auth.APP)
     assert out["results"][0]["reason"] == "unknown_device"
 
 

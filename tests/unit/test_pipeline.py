@@ -8,13 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chalicelib import services
 from chalicelib.cache import VersionCache
+from chalicelib.container import Deps
 from chalicelib.push import pipeline, service
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.model import FenceContext, PushError, Trigger
 from chalicelib.push.pipeline import CampaignCache
-from chalicelib.services import Deps
+from chalicelib.services.devices import delete_device, register_device
+from chalicelib.services.geofences import put_geofence
+from chalicelib.services.pings import handle_pings
 from chalicelib.settings import Settings
 from chalicelib.store.memory import InMemoryStore
 
@@ -57,7 +59,7 @@ def campaign(**over):
 
 
 def setup(deps, *, attrs=None, consent=None, device_id="d1", platform="ios", **campaign_over):
-    services.put_geofence(
+    put_geofence(
         deps, "store-1", {"type": "Feature", "geometry": {"type": "Point", "coordinates": list(STORE)},
                           "properties": {"radius_m": 200, "name": "Main St store", "tags": ["shop"], "metadata": {"city": "Santa Rosa"}}}
     )
@@ -66,7 +68,7 @@ def setup(deps, *, attrs=None, consent=None, device_id="d1", platform="ios", **c
 
 
 def register(deps, device_id, *, attrs=None, consent=None, platform="ios"):
-    return services.register_device(
+    return register_device(
         deps, device_id,
         {"platform": platform, "push_token": f"tok-{device_id}", "attributes": attrs if attrs is not None else {"first_name": "Ana"},
          "consent": consent or {"push": True, "location": True}},
@@ -76,7 +78,7 @@ def register(deps, device_id, *, attrs=None, consent=None, platform="ios"):
 def ping(deps, where, dt, device_id="d1"):
     lat, lng = where
     deps.clock.now = max(deps.clock.now, T0 + dt)
-    _, body = services.handle_pings(deps, {"device_id": device_id, "lat": lat, "lng": lng, "timestamp": T0 + dt, "accuracy_m": 5})
+    body = handle_pings(deps, {"device_id": device_id, "lat": lat, "lng": lng, "timestamp": T0 + dt, "accuracy_m": 5})
     return body["results"][0]
 
 
@@ -155,7 +157,7 @@ def test_a_new_visit_is_a_new_occasion(deps):
 def test_exit_and_dwell_triggers(deps):
     setup(deps, trigger={"type": "geofence_exit", "fence_tags": ["shop"]})
     service.put_campaign(deps, "c-dwell", campaign(trigger={"type": "geofence_dwell", "fence_ids": ["store-1"]}))
-    services.put_geofence(
+    put_geofence(
         deps, "store-1", {"type": "Feature", "geometry": {"type": "Point", "coordinates": list(STORE)},
                           "properties": {"radius_m": 200, "name": "Main St store", "tags": ["shop"], "dwell_minutes": 5}}
     )
@@ -376,7 +378,7 @@ def test_audience_estimate(deps):
 def test_deleting_a_device_removes_its_endpoint(deps):
     setup(deps)
     arn = deps.store.get_device("d1").endpoint_arn
-    services.delete_device(deps, "d1")
+    delete_device(deps, "d1")
     assert arn not in deps.push.endpoints
 
 

@@ -9,8 +9,11 @@ from dataclasses import replace
 
 import pytest
 
-from chalicelib import logs, retention, services
+from chalicelib import logs, retention
 from chalicelib.push import service as push
+from chalicelib.services.devices import get_device, register_device
+from chalicelib.services.geofences import put_geofence
+from chalicelib.services.pings import handle_pings
 from chalicelib.store.memory import InMemoryStore
 
 DAY = 86400.0
@@ -29,14 +32,14 @@ def test_doctests():
 @pytest.fixture
 def deps(mem_deps):
     mem_deps.settings = replace(mem_deps.settings, location_ttl_days=30)
-    services.put_geofence(mem_deps, "shop", CIRCLE)
-    services.register_device(mem_deps, "d1", {"platform": "ios", "push_token": "tok-d1", "consent": {"push": True, "location": True}})
+    put_geofence(mem_deps, "shop", CIRCLE)
+    register_device(mem_deps, "d1", {"platform": "ios", "push_token": "tok-d1", "consent": {"push": True, "location": True}})
     return mem_deps
 
 
 def ping(deps, where, *, age_s: float = 0.0) -> dict:
     lat, lng = where
-    _, body = services.handle_pings(deps, {"device_id": "d1", "lat": lat, "lng": lng, "timestamp": deps.clock() - age_s})
+    body = handle_pings(deps, {"device_id": "d1", "lat": lat, "lng": lng, "timestamp": deps.clock() - age_s})
     return body["results"][0]
 
 
@@ -45,23 +48,23 @@ def test_a_device_whose_location_expired_starts_fresh(deps):
     deps.clock.now += 29 * DAY
     assert ping(deps, SHOP)["events"] == []  # still inside: nothing new
     deps.clock.now += 30 * DAY + 1  # 30 days after the last write
-    assert services.get_device(deps, "d1")["last_location"] is None and services.get_device(deps, "d1")["fences"] == []
+    assert get_device(deps, "d1")["last_location"] is None and get_device(deps, "d1")["fences"] == []
     # The stale visit is gone without an exit; this ping is a new visit.
     assert [e["type"] for e in ping(deps, SHOP)["events"]] == ["enter"]
-    assert services.get_device(deps, "d1")["last_location"] is not None
+    assert get_device(deps, "d1")["last_location"] is not None
 
 
 def test_the_location_counts_until_the_ttl(deps):
     ping(deps, SHOP)
     deps.clock.now += 30 * DAY - 1
-    assert services.get_device(deps, "d1")["fences"] == ["shop"]
+    assert get_device(deps, "d1")["fences"] == ["shop"]
 
 
 def test_the_ttl_follows_the_setting(deps):
     deps.settings = replace(deps.settings, location_ttl_days=2)
     ping(deps, SHOP)
     deps.clock.now += 2 * DAY
-    assert services.get_device(deps, "d1")["last_location"] is None
+    assert get_device(deps, "d1")["last_location"] is None
 
 
 def test_an_expired_location_is_not_an_audience(deps):
@@ -80,10 +83,10 @@ def test_a_location_timestamped_before_the_ttl_is_never_planned(deps):
 
 
 def test_the_sweep_erases_expired_locations_and_keeps_the_profile(deps):
-    services.register_device(deps, "d2", {"platform": "ios", "push_token": "tok-d2", "consent": {"push": True, "location": True}})
+    register_device(deps, "d2", {"platform": "ios", "push_token": "tok-d2", "consent": {"push": True, "location": True}})
     ping(deps, SHOP)
     deps.clock.now += 20 * DAY
-    services.handle_pings(deps, {"device_id": "d2", "lat": FAR[0], "lng": FAR[1], "timestamp": deps.clock()})
+    handle_pings(deps, {"device_id": "d2", "lat": FAR[0], "lng": FAR[1], "timestamp": deps.clock()})
     deps.clock.now += 10 * DAY + 1  # d1 expired, d2 not
     store: InMemoryStore = deps.store
     v1 = store.devices["d1"].state_version
@@ -101,8 +104,8 @@ def test_the_sweep_is_bounded_and_segmented(mem_deps):
     store = InMemoryStore()
     mem_deps.store = store
     for i in range(50):
-        services.register_device(mem_deps, f"d{i}", {"platform": "ios", "push_token": f"tok-{i}", "consent": {"push": True, "location": True}})
-        services.handle_pings(mem_deps, {"device_id": f"d{i}", "lat": 40.0 + i / 1000, "lng": -74.0, "timestamp": mem_deps.clock()})
+        register_device(mem_deps, f"d{i}", {"platform": "ios", "push_token": f"tok-{i}", "consent": {"push": True, "location": True}})
+        handle_pings(mem_deps, {"device_id": f"d{i}", "lat": 40.0 + i / 1000, "lng": -74.0, "timestamp": mem_deps.clock()})
     mem_deps.clock.now += 31 * DAY
     first = retention.sweep_expired_locations(mem_deps, limit=10)
     assert first["removed"] == 10 and first["complete"] is False

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import shapely
 
-from chalicelib import services
 from chalicelib.cache import VersionCache
+from chalicelib.container import Deps
 from chalicelib.push import service as push
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.pipeline import CampaignCache
-from chalicelib.services import Deps
+from chalicelib.services.devices import register_device
+from chalicelib.services.pings import handle_pings
 from chalicelib.settings import Settings
 from chalicelib.store.memory import InMemoryStore
 from chalicelib.weather import service as weather
@@ -70,10 +71,10 @@ STORM_CAMPAIGN = {
 def place(deps: Deps, points: dict[str, tuple[float, float]], *, consent=None, age_s: float = 60.0) -> None:
     """Register each device and post one ping at (lat, lng)."""
     for device_id, (lat, lng) in points.items():
-        services.register_device(deps, device_id, {
+        register_device(deps, device_id, {
             "platform": "android", "push_token": f"tok-{device_id}", "attributes": {"first_name": device_id},
             "consent": consent or {"push": True, "location": True}})
-        services.handle_pings(deps, {"device_id": device_id, "lat": lat, "lng": lng, "timestamp": deps.clock() - age_s})
+        handle_pings(deps, {"device_id": device_id, "lat": lat, "lng": lng, "timestamp": deps.clock() - age_s})
 
 
 def brute_force(area, points: dict[str, tuple[float, float]]) -> set[str]:
