@@ -33,7 +33,7 @@ def build_deps():
 
     from chalicelib.cache import VersionCache
     from chalicelib.logs import ContextThreadPool
-    from chalicelib.push.pipeline import CampaignCache
+    from chalicelib.services.delivery import CampaignCache
     from chalicelib.push.sns import SnsGateway
     from chalicelib.services import Deps
     from chalicelib.weather.area import AreaResolver, CountyIndex, ZoneFetcher

@@ -3,6 +3,14 @@ returns plain data; HTTP is the api layer's business."""
 
 from __future__ import annotations
 
+import os as _os
+
+#: Until this module moves into the ``chalicelib/services/`` package (as
+#: ``services/{geofences,devices,pings,outbox}.py``): lets the package's
+#: modules (campaigns, engagement, delivery, weather, fanout) import as
+#: ``chalicelib.services.<name>`` while this module still is ``chalicelib.services``.
+__path__ = [_os.path.join(_os.path.dirname(__file__), "services")]
+
 import hashlib
 import logging
 import math
@@ -23,9 +31,8 @@ from chalicelib.geo.cells import FINEST, LADDER, cell_str, latlng_to_cell, to_pa
 from chalicelib.geo.cover import cover_geometry
 from chalicelib.geo.geojson import FENCE_ID_RE, FenceDefinition, is_finite_number, parse_feature, validate_fence_id
 from chalicelib.geo.shape import FenceShape
-from chalicelib.push import pipeline
 from chalicelib.push.model import FenceContext, PushError, Trigger
-from chalicelib.push.pipeline import CampaignCache
+from chalicelib.services.delivery import CampaignCache, deliver
 from chalicelib.presence import FenceInfo, LocationState, Ping, exit_buffer_m, step
 from chalicelib.settings import Settings
 from chalicelib.store.ports import ConcurrentUpdate, Device, FenceRecord, FenceVersion, newest_entries
@@ -669,7 +676,7 @@ def _deliver_outboxes(
             )
             t = Trigger.geofence(e["type"], fence, e["visit_ts"], e["at"])
             keyed.append((key, replace(t, weather=wx) if wx else t))
-        ids = pipeline.deliver(deps, device, [t for _, t in keyed])
+        ids = deliver(deps, device, [t for _, t in keyed])
         for key, t in keyed:
             index = key_ping.get((device_id, key), first_ping[device_id])
             for did in ids.get(t.key, []):

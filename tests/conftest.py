@@ -10,7 +10,7 @@ from chalicelib import deps as deps_module
 from chalicelib.auth import hash_token
 from chalicelib.cache import VersionCache
 from chalicelib.push.fake import FakePushGateway
-from chalicelib.push.pipeline import CampaignCache
+from chalicelib.services.delivery import CampaignCache
 from chalicelib.services import Deps
 from chalicelib.settings import Settings, reset_settings
 from chalicelib.store.memory import InMemoryStore

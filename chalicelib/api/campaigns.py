@@ -6,7 +6,7 @@ from chalice import Blueprint, Rate, Response
 
 from chalicelib.api.common import ADMIN, APP, device_secret, handled, json_body, json_response, parse_limit, query_params, require
 from chalicelib.deps import get_deps
-from chalicelib.push import service
+from chalicelib.services import campaigns, engagement
 
 bp = Blueprint(__name__)
 
@@ -17,7 +17,7 @@ def list_campaigns():
     req = bp.current_request
     require(req, ADMIN)
     params = query_params(req)
-    return json_response(service.list_campaigns(get_deps(), parse_limit(params), params.get("next_token")))
+    return json_response(campaigns.list_campaigns(get_deps(), parse_limit(params), params.get("next_token")))
 
 
 @bp.route("/v1/campaigns/{campaign_id}", methods=["PUT"])
@@ -25,21 +25,21 @@ def list_campaigns():
 def put_campaign(campaign_id):
     req = bp.current_request
     require(req, ADMIN)
-    return json_response(service.put_campaign(get_deps(), campaign_id, json_body(req)))
+    return json_response(campaigns.put_campaign(get_deps(), campaign_id, json_body(req)))
 
 
 @bp.route("/v1/campaigns/{campaign_id}", methods=["GET"])
 @handled
 def get_campaign(campaign_id):
     require(bp.current_request, ADMIN)
-    return json_response(service.get_campaign(get_deps(), campaign_id))
+    return json_response(campaigns.get_campaign(get_deps(), campaign_id))
 
 
 @bp.route("/v1/campaigns/{campaign_id}", methods=["DELETE"])
 @handled
 def delete_campaign(campaign_id):
     require(bp.current_request, ADMIN)
-    service.delete_campaign(get_deps(), campaign_id)
+    campaigns.delete_campaign(get_deps(), campaign_id)
     return Response(body="", status_code=204)
 
 
@@ -48,14 +48,14 @@ def delete_campaign(campaign_id):
 def preview_campaign(campaign_id):
     req = bp.current_request
     require(req, ADMIN)
-    return json_response(service.preview(get_deps(), campaign_id, json_body(req)))
+    return json_response(campaigns.preview(get_deps(), campaign_id, json_body(req)))
 
 
 @bp.route("/v1/campaigns/{campaign_id}/stats", methods=["GET"])
 @handled
 def campaign_stats(campaign_id):
     require(bp.current_request, ADMIN)
-    return json_response(service.stats(get_deps(), campaign_id))
+    return json_response(engagement.stats(get_deps(), campaign_id))
 
 
 @bp.route("/v1/deliveries", methods=["GET"])
@@ -64,7 +64,7 @@ def list_deliveries():
     req = bp.current_request
     require(req, ADMIN)
     params = query_params(req)
-    return json_response(service.list_deliveries(get_deps(), params, parse_limit(params)))
+    return json_response(engagement.list_deliveries(get_deps(), params, parse_limit(params)))
 
 
 @bp.route("/v1/events", methods=["POST"])
@@ -72,7 +72,7 @@ def list_deliveries():
 def post_event():
     req = bp.current_request
     role = require(req, ADMIN, APP)
-    return json_response(service.post_event(get_deps(), json_body(req), role=role, secret=device_secret(req)), 202)
+    return json_response(engagement.post_event(get_deps(), json_body(req), role=role, secret=device_secret(req)), 202)
 
 
 @bp.route("/v1/audience/estimate", methods=["POST"])
@@ -80,7 +80,7 @@ def post_event():
 def audience_estimate():
     req = bp.current_request
     require(req, ADMIN)
-    return json_response(service.audience_estimate(get_deps(), json_body(req)))
+    return json_response(engagement.audience_estimate(get_deps(), json_body(req)))
 
 
 @bp.schedule(Rate(1, unit=Rate.MINUTES), name="release_held")
@@ -89,5 +89,5 @@ def release_held(event):
     deliveries a dead invocation left ``pending`` (driven again) or
     ``publishing`` (``failed: interrupted``) for over 10 minutes."""
     deps = get_deps()
-    counts = service.release_held(deps)
-    return {"released": counts, "swept": service.sweep_open(deps)}
+    counts = engagement.release_held(deps)
+    return {"released": counts, "swept": engagement.sweep_open(deps)}

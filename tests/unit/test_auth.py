@@ -14,7 +14,7 @@ import pytest
 
 from chalicelib import auth, services
 from chalicelib.errors import Forbidden, NotFound
-from chalicelib.push import service as push_service
+from chalicelib.services import engagement
 from chalicelib.settings import Settings
 from chalicelib.store.ports import ConcurrentUpdate, Device
 
@@ -34,7 +34,7 @@ def ping(deps, device_id="d1", *, role=auth.APP, secret=None, dt=0.0, n=1):
 
 
 def event(deps, device_id="d1", *, role=auth.APP, secret=None):
-    return push_service.post_event(deps, {"device_id": device_id, "type": "conversion"}, role=role, secret=secret)
+    return engagement.post_event(deps, {"device_id": device_id, "type": "conversion"}, role=role, secret=secret)
 
 
 def delete(deps, device_id="d1", *, role=auth.APP, secret=None):
