@@ -53,7 +53,6 @@ from chalicelib.push.model import (
 )
 from chalicelib.push.quiet import quiet_release_at
 from chalicelib.push.render import RenderError
-from chalicelib.store.schema import open_since
 
 if TYPE_CHECKING:
     from chalicelib.services import Deps
@@ -74,6 +73,13 @@ SETTLE_ATTEMPTS = 5
 #: have delivered it; it is never published again), or a re-drive could not
 #: rebuild its trigger.
 INTERRUPTED = "interrupted"
+
+
+def open_since(d: Delivery) -> float:
+    """Since when an open record has had no owner's attention: its
+    ``updated_at`` (``created_at`` when unset) — the rule the store's
+    ``open`` index (``stale_open``) sorts by."""
+    return d.updated_at if d.updated_at is not None else d.created_at
 
 
 # ---------------------------------------------------------------- campaigns

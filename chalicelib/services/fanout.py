@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from chalicelib import metrics
 from chalicelib.errors import Unavailable
@@ -26,11 +26,16 @@ from chalicelib.services.delivery import decide
 
 if TYPE_CHECKING:
     from chalicelib.services import Deps
-    from chalicelib.weather.fanout import InlineQueue
 
 log = logging.getLogger("hexcast.weather")
 
 MESSAGE_VERSION = 1
+
+
+class HeldMessages(Protocol):
+    """A queue that keeps what was sent (:class:`~chalicelib.weather.fanout.InlineQueue`)."""
+
+    messages: list[str]
 
 
 def weather_trigger(alert_id: str, lineage: str, alert_vars: dict, ends_at: float | None, at: float) -> Trigger:
@@ -89,7 +94,7 @@ def send_chunk(deps: Deps, body: str) -> list[str]:
     return ids
 
 
-def drain(deps: Deps, queue: InlineQueue) -> list[str]:
+def drain(deps: Deps, queue: HeldMessages) -> list[str]:
     """Hand each message an :class:`~chalicelib.weather.fanout.InlineQueue`
     kept to the sender, as the SQS consumer would (tests and benchmarks;
     draining the same message twice simulates a redelivery)."""
