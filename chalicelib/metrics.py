@@ -32,7 +32,7 @@ import functools
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, ParamSpec, Protocol, TypeVar
 
 NAMESPACE = "hexcast"
 NO_REASON = "-"
@@ -158,11 +158,28 @@ def delivery(status: str, reason: str | None = None, duplicate: bool = False) ->
         inv.add("deliveries", status=str(status), reason=str(reason or NO_REASON))
 
 
-def counts_outcome(fn: Callable) -> Callable:
+class Decided(Protocol):
+    """What a pipeline decision returns (``services.delivery.Outcome``)."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+    @property
+    def duplicate(self) -> bool: ...
+
+
+_P = ParamSpec("_P")
+_D = TypeVar("_D", bound=Decided)
+
+
+def counts_outcome(fn: Callable[_P, _D]) -> Callable[_P, _D]:
     """Decorator for a function returning a pipeline ``Outcome``."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _D:
         out = fn(*args, **kwargs)
         if _current.get() is not None:
             delivery(out.status, out.reason, out.duplicate)

@@ -348,6 +348,9 @@ def publish(deps: Deps, device: Device, campaign: Campaign | None, did: str, con
         data["coupon_code"] = content["coupon_code"]
     message = PushMessage(did, content["title"], content["body"], content.get("deep_link"), ttl, data)
     disabled = False
+    status: str
+    reason: str | None
+    extra: dict[str, Any]
     try:
         message_id = deps.push.publish(device.endpoint_arn, device.platform, message)
     except EndpointDisabled:

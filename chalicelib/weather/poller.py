@@ -109,7 +109,7 @@ def poll(store: FeedStateStore, settings: Settings, handle: Callable[[dict], Any
         headers["If-Modified-Since"] = state["last_modified"]
 
     own = session is None
-    http = requests.Session() if own else session
+    http = requests.Session() if session is None else session
     try:
         resp = http.get(url, headers=headers, timeout=settings.weather_http_timeout_s)
         content = resp.content

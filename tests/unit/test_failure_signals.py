@@ -63,7 +63,7 @@ def errors(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRe
 
 
 # ---------------------------------------------------------------- the feed
-def test_every_failed_poll_is_an_error_line_and_a_metric_with_the_consecutive_count(caplog):
+def test_every_failed_poll_is_an_error_line_and_a_metric_with_the_consecutive_count(caplog: pytest.LogCaptureFixture) -> None:
     store = FlakyFeedStore()
     deps = make_deps(store)
     failures = weather.FeedFailures()
@@ -72,13 +72,14 @@ def test_every_failed_poll_is_an_error_line_and_a_metric_with_the_consecutive_co
         results = [weather.poll_feed(deps, failures) for _ in range(3)]
     assert [r.status for r in results] == [ERROR] * 3  # the poller still never raises
     lines = errors(caplog, "weather feed failing")
-    assert [r.consecutive_failures for r in lines] == [1, 2, 3]
-    assert all(r.url == deps.settings.weather_feed_url and "feed state unreadable" in r.reason for r in lines)
+    assert [r.__dict__["consecutive_failures"] for r in lines] == [1, 2, 3]
+    assert all(r.__dict__["url"] == deps.settings.weather_feed_url for r in lines)
+    assert all("feed state unreadable" in r.__dict__["reason"] for r in lines)
     assert inv.counts[()]["feed_failures"] == 3
     assert inv.values["feed_consecutive_failures"] == [1.0, 2.0, 3.0]
 
 
-def test_a_poll_that_works_resets_the_count(caplog):
+def test_a_poll_that_works_resets_the_count(caplog: pytest.LogCaptureFixture) -> None:
     store = FlakyFeedStore()
     deps = make_deps(store)
     failures = weather.FeedFailures()
@@ -89,12 +90,12 @@ def test_a_poll_that_works_resets_the_count(caplog):
         assert weather.poll_feed(deps, failures).status == NOT_MODIFIED
         store.broken = True
         weather.poll_feed(deps, failures)
-    assert [r.consecutive_failures for r in errors(caplog, "weather feed failing")] == [1, 1]
+    assert [r.__dict__["consecutive_failures"] for r in errors(caplog, "weather feed failing")] == [1, 1]
     assert inv.counts[()]["feed_failures"] == 2
 
 
 # ---------------------------------------------------------------- campaigns
-def test_a_stored_campaign_that_no_longer_compiles_is_an_error_line_and_a_metric(caplog):
+def test_a_stored_campaign_that_no_longer_compiles_is_an_error_line_and_a_metric(caplog: pytest.LogCaptureFixture) -> None:
     store = InMemoryStore()
     deps = make_deps(store)
     campaign_service.put_campaign(deps, "good", CAMPAIGN)
@@ -105,7 +106,7 @@ def test_a_stored_campaign_that_no_longer_compiles_is_an_error_line_and_a_metric
         compiled = deps.campaigns.all(store, T0)
     assert [c.campaign_id for c in compiled] == ["good"]  # the others still work
     (line,) = errors(caplog, "stored campaign no longer compiles")
-    assert line.campaign_id == "broken" and line.exc_info is not None
+    assert line.__dict__["campaign_id"] == "broken" and line.exc_info is not None
     assert inv.counts[()]["campaign_compile_errors"] == 1
 
 
@@ -124,11 +125,11 @@ class RecordingQueue:
     {"HEXCAST_STAGE": "prod"},
     {"HEXCAST_STAGE": "dev", "HEXCAST_FANOUT_QUEUE": "hexcast-dev-fanout-2"},
 ])
-def test_the_consumers_queue_name_is_the_one_settings_hold(env):
+def test_the_consumers_queue_name_is_the_one_settings_hold(env: dict[str, str]) -> None:
     assert fanout_queue_name(env) == Settings.from_env(env).fanout_queue
 
 
-def test_the_sender_uses_the_settings_queue():
+def test_the_sender_uses_the_settings_queue() -> None:
     from tests.unit.test_weather_service import STORM_CAMPAIGN, anchor, grid, place, sample
     from tests.unit.test_weather_service import make_deps as weather_deps
 
