@@ -34,7 +34,7 @@ from chalicelib.services.delivery import (
     pre_claim,
     publish,
 )
-from chalicelib.weather.conditions import weather_at_many
+from chalicelib.services.weather import conditions_at
 
 if TYPE_CHECKING:
     from chalicelib.services import Deps
@@ -108,7 +108,7 @@ def rebuild_trigger(deps: Deps, d: Delivery, device: Device, now: float) -> Trig
         if trigger.key != d.trigger_key or trigger.type != d.trigger_type:
             return None
         st = device.state
-        wx = weather_at_many(store, [(st.lat, st.lng)], now)[0] if st is not None else None
+        wx = conditions_at(store, [(st.lat, st.lng)], now)[0] if st is not None else None
         return replace(trigger, weather=wx) if wx else trigger
     if d.trigger_type == "weather_alert" and d.trigger_key.startswith("alert:"):
         rec = store.get_alert_records([d.trigger_ref]).get(d.trigger_ref) or {}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib import metrics, retention
 from chalicelib.errors import InvalidInput
@@ -31,7 +31,7 @@ from chalicelib.push.campaigns import Campaign
 from chalicelib.services import fanout
 from chalicelib.services.delivery import matching
 from chalicelib.weather.alerts import Alert, classify, lineage_root, parse_alerts
-from chalicelib.weather.conditions import parse_observations, store_observations
+from chalicelib.weather.conditions import conditions_cell, parse_observations, store_observations, template_vars
 from chalicelib.weather.poller import ERROR, PollResult, poll
 from chalicelib.weather.targets import plan_targets
 
@@ -168,6 +168,19 @@ def _process(deps: Deps, alert: Alert, known: dict[str, dict], now: float) -> di
 
 
 # ---------------------------------------------------------------- conditions and the poller
+class ConditionsReader(Protocol):
+    def get_conditions(self, cells: list[int], now: float) -> dict[int, dict]: ...
+
+
+def conditions_at(store: ConditionsReader, points: list[tuple[float, float]], now: float) -> list[dict | None]:
+    """The current conditions at each (lat, lng) point (its resolution-5
+    cell), in input order, read in one store call: the ``weather`` template
+    dict, or None where nothing unexpired was observed."""
+    cells = [conditions_cell(lat, lng) for lat, lng in points]
+    found = store.get_conditions(sorted(set(cells)), now) if cells else {}
+    return [template_vars(found[c]) if c in found else None for c in cells]
+
+
 def post_conditions(deps: Deps, body: Any) -> dict:
     now = deps.clock()
     return store_observations(deps.store, parse_observations(body, now=now), now)

@@ -296,3 +296,25 @@ def test_national_bundle_targets_equal_brute_force(bundle, at):
 
 def push_deliveries(deps):
     return list(deps.store.campaign_deliveries("storm"))
+
+
+# ------------------------------------------------------------------ conditions
+def test_conditions_at_reads_once_in_input_order() -> None:
+    from chalicelib.weather.conditions import parse_observations, store_observations
+
+    now = 1_790_000_000.0
+    santa_rosa, portland = (38.4404, -122.7141), (45.5152, -122.6784)
+    store = InMemoryStore()
+    obs = {"lat": santa_rosa[0], "lng": santa_rosa[1], "observed_at": now - 600, "condition": "snow", "temperature_c": -1.0}
+    store_observations(store, parse_observations({"observations": [obs]}, now=now), now)
+    reads: list[list[int]] = []
+
+    class Counting:
+        def get_conditions(self, cells: list[int], at: float) -> dict[int, dict]:
+            reads.append(cells)
+            return store.get_conditions(cells, at)
+
+    got = weather.conditions_at(Counting(), [portland, santa_rosa, portland], now)
+    assert [g and g["condition"] for g in got] == [None, "snow", None]
+    assert got[1]["temperature_c"] == -1 and len(reads) == 1
+    assert weather.conditions_at(Counting(), [], now) == [] and len(reads) == 1
