@@ -25,9 +25,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
-import requests
-
 if TYPE_CHECKING:
+    import requests
+
     from chalicelib.settings import Settings
 
 log = logging.getLogger("hexcast.weather")
@@ -95,6 +95,8 @@ def poll(store: FeedStateStore, settings: Settings, handle: Callable[[dict], Any
     ``put_feed_state``); ``session`` is a ``requests.Session`` (a new one
     when None).
     """
+    import requests  # here: only the scheduled poller pays for importing it
+
     url = settings.weather_feed_url
     try:
         state = store.get_feed_state(url)
