@@ -89,7 +89,7 @@ def moto_env():
     from moto import mock_aws
 
     from chalicelib.cache import VersionCache
-    from chalicelib.container import Deps
+    from chalicelib.services.deps import Deps
     from chalicelib.settings import Settings
     from chalicelib.store.dynamo import DynamoStore
     from chalicelib.store.schema import create_tables

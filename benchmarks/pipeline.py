@@ -1,6 +1,6 @@
 """(e) The push delivery pipeline on one core, with fakes (no network).
 
-Decisions per second through :func:`chalicelib.push.pipeline.decide` —
+Decisions per second through :func:`chalicelib.services.delivery.decide` —
 consent → experiment arm → exactly-once claim → quiet hours → coupon →
 Liquid render → frequency caps → publish to :class:`FakePushGateway` →
 record — over ``InMemoryStore``, beside the bare python-liquid render rate of
@@ -15,7 +15,7 @@ the same compiled templates measured in the same run and process.
   ``fence.name`` and the coupon, a ``gold`` variant, arms A/B (B with its
   own message) after a 10% control group, a coupon, caps (2/day, 60 min
   apart), quiet hours 21:00-08:00 ``hold``, a TTL. Stored through
-  ``service.put_campaign`` and compiled by the warm ``CampaignCache``.
+  ``campaigns.put_campaign`` and compiled by the warm ``CampaignCache``.
 * Clock fixed at 2026-07-15 01:30 UTC: 21:30 in New York (quiet: held),
   18:30-20:30 in Chicago/Denver/Phoenix/Los Angeles, 15:30 in Honolulu.
 * hexcast: one ``decide(deps, campaign, device, trigger)`` per device, each
@@ -118,8 +118,8 @@ class Clock:
 def make_deps():
     from chalicelib.cache import VersionCache
     from chalicelib.push.fake import FakePushGateway
-    from chalicelib.push.pipeline import CampaignCache
-    from chalicelib.container import Deps
+    from chalicelib.services.deps import Deps
+    from chalicelib.services.delivery import CampaignCache
     from chalicelib.settings import Settings
     from chalicelib.store.memory import InMemoryStore
 
@@ -191,22 +191,22 @@ class World:
 
 
 def build_world(bodies, fence_list) -> World:
+    from chalicelib.services import campaigns as campaign_service
     from chalicelib.services.devices import register_device
-    from chalicelib.push import service
 
     deps = make_deps()
     t0 = time.perf_counter()
     for device_id, body in bodies:
         register_device(deps, device_id, body)
     register_s = time.perf_counter() - t0
-    service.put_campaign(deps, CAMPAIGN_ID, CAMPAIGN)
+    campaign_service.put_campaign(deps, CAMPAIGN_ID, CAMPAIGN)
     campaign = deps.campaigns.get(deps.store, CAMPAIGN_ID, T0)
     devices = [deps.store.get_device(d) for d, _ in bodies]
     return World(deps, campaign, devices, triggers_for(len(devices), fence_list), register_s)
 
 
 def run_decisions(world: World) -> tuple[float, Counter]:
-    from chalicelib.push.pipeline import decide
+    from chalicelib.services.delivery import decide
 
     deps, campaign = world.deps, world.campaign
     outcomes = []
@@ -233,7 +233,7 @@ class RenderInputs:
 
 
 def render_inputs(world: World) -> RenderInputs:
-    from chalicelib.push.pipeline import coupon_for
+    from chalicelib.services.delivery import coupon_for
     from chalicelib.push.render import coupon_context
 
     c = world.campaign
@@ -308,15 +308,16 @@ def matching_campaigns(n: int, seed: int = 11) -> list[tuple[str, dict]]:
 
 
 def run_matching(calls: int, n_campaigns: int = 200) -> dict:
-    from chalicelib.push import pipeline, service
+    from chalicelib.services import campaigns as campaign_service
+    from chalicelib.services import delivery
 
     deps = make_deps()
     for cid, body in matching_campaigns(n_campaigns):
-        service.put_campaign(deps, cid, body)
+        campaign_service.put_campaign(deps, cid, body)
     fence_list = fences(200)
     trigs = triggers_for(calls, fence_list)
     t0 = time.perf_counter()
-    first = pipeline.matching(deps, trigs[0])  # cold: list + compile every campaign
+    first = delivery.matching(deps, trigs[0])  # cold: list + compile every campaign
     cold_s = time.perf_counter() - t0
     assert len(deps.campaigns.all(deps.store, T0)) == n_campaigns
     best = float("inf")
@@ -326,7 +327,7 @@ def run_matching(calls: int, n_campaigns: int = 200) -> dict:
         t0 = time.perf_counter()
         hits = 0
         for trig in trigs:
-            hits += len(pipeline.matching(deps, trig))
+            hits += len(delivery.matching(deps, trig))
         best = min(best, time.perf_counter() - t0)
     return {"per_call_s": best / calls, "cold_s": cold_s, "mean_hits": hits / calls, "first_hits": len(first)}
 
@@ -335,7 +336,7 @@ def run_matching(calls: int, n_campaigns: int = 200) -> dict:
 def profile_decisions(bodies, fence_list, top: int = 30) -> str:
     """cProfile of one run of ``decide`` (cumulative, then own time)."""
     world = build_world(bodies, fence_list)
-    from chalicelib.push.pipeline import decide
+    from chalicelib.services.delivery import decide
 
     prof = cProfile.Profile()
     prof.enable()

@@ -3,54 +3,22 @@ gateway, the SQS queue, the county set) are chosen and built. Built lazily
 on first use and cached while the Lambda is warm; tests install their own
 :class:`Deps` with :func:`set_deps`.
 
-Every field of :class:`Deps` is typed with a port (:mod:`chalicelib.ports`)
-or a concrete in-process type, so the use cases depend on Protocols only.
+:class:`~chalicelib.services.deps.Deps` (what every use case takes) is
+typed with ports (:mod:`chalicelib.ports`) and in-process types, so the use
+cases depend on Protocols only; this module picks the implementations.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from typing import TypeVar
 
 from chalicelib.cache import VersionCache
 from chalicelib.clock import Clock, Sleep, system_clock, system_sleep
-from chalicelib.ports import AreaResolver, CountySet, FanoutQueue, PushGateway
-from chalicelib.push.pipeline import CampaignCache
+from chalicelib.ports import CountySet
+from chalicelib.services.delivery import CampaignCache
+from chalicelib.services.deps import Deps
 from chalicelib.settings import Settings, get_settings
-from chalicelib.store.ports import Store
-
-T = TypeVar("T")
-
-
-@dataclass
-class Deps:
-    """The ports and the configuration every use case takes."""
-
-    #: The composite store of today (one repository per aggregate later).
-    store: Store
-    settings: Settings
-    clock: Clock = system_clock
-    #: Fence geometry by (fence id, version), kept while the Lambda is warm.
-    cache: VersionCache = field(default_factory=VersionCache)
-    #: Runs independent store calls concurrently (``None``: one after another).
-    pool: Executor | None = None
-    #: The push gateway (Amazon SNS, or a fake in tests); ``None``: no pushes.
-    push: PushGateway | None = None
-    campaigns: CampaignCache = field(default_factory=CampaignCache)
-    #: Weather: the alert-area resolver and the fan-out queue (None: inline).
-    resolver: AreaResolver | None = None
-    queue: FanoutQueue | None = None
-    #: Backoff between retries of a store write (tests pass a recorder).
-    sleep: Sleep = system_sleep
-
-    def parallel(self, fns: Sequence[Callable[[], T]]) -> list[T]:
-        """Run independent store calls concurrently (one sequential round trip)."""
-        if len(fns) <= 1 or self.pool is None:
-            return [f() for f in fns]
-        return [f.result() for f in [self.pool.submit(fn) for fn in fns]]
 
 
 class LazyCounties:
@@ -133,4 +101,4 @@ def set_deps(deps: Deps | None) -> None:
     _deps = deps
 
 
-__all__ = ["Deps", "LazyCounties", "build_deps", "get_deps", "set_deps"]
+__all__ = ["LazyCounties", "build_deps", "get_deps", "set_deps"]

@@ -9,9 +9,9 @@ import pytest
 from chalicelib import container as deps_module
 from chalicelib.auth import hash_token
 from chalicelib.cache import VersionCache
-from chalicelib.container import Deps
+from chalicelib.services.deps import Deps
 from chalicelib.push.fake import FakePushGateway
-from chalicelib.push.pipeline import CampaignCache
+from chalicelib.services.delivery import CampaignCache
 from chalicelib.settings import Settings, reset_settings
 from chalicelib.store.memory import InMemoryStore
 from tools import moto_speedups

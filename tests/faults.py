@@ -47,20 +47,21 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from chalicelib.cache import VersionCache
-from chalicelib.container import Deps
+from chalicelib.services.deps import Deps
 from chalicelib.errors import Unavailable
-from chalicelib.push import pipeline
-from chalicelib.push import service as push_service
+from chalicelib.services import delivery
+from chalicelib.services import campaigns as campaign_service
+from chalicelib.services import engagement
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.model import FINAL_STATUSES, PENDING, PUBLISHING, SENT, Delivery
-from chalicelib.push.pipeline import STALE_OPEN_S, CampaignCache
 from chalicelib.services.devices import register_device
 from chalicelib.services.geofences import put_geofence
 from chalicelib.services.pings import handle_pings
+from chalicelib.services.delivery import STALE_OPEN_S, CampaignCache
 from chalicelib.settings import Settings
 from chalicelib.store.memory import InMemoryStore
-from chalicelib.weather import fanout
-from chalicelib.weather import service as weather
+from chalicelib.services import fanout as fanout_service
+from chalicelib.services import weather
 from chalicelib.weather.area import AreaResolver
 
 T0 = 1_790_000_000.0  # 2026-09-21 13:33 UTC
@@ -324,8 +325,8 @@ def settle(world: World, max_rounds: int = 40) -> Counter:
         world.clock.now += STALE_OPEN_S + 60.0
 
         def run() -> dict:
-            push_service.release_held(world.deps)
-            return push_service.sweep_open(world.deps)
+            engagement.release_held(world.deps)
+            return engagement.sweep_open(world.deps)
 
         swept.update(invoke(world.faults, f"sweep:{r}", run, retry_kind="retry_sweep", crash_within=2000))
     assert not open_records(world.store), "records still open after the sweeps"
@@ -401,7 +402,7 @@ def compare(name: str, oracle: World, world: World, swept: Counter, inputs: dict
         rep.statuses[d.status if d.status == SENT else f"{d.status}:{d.reason}"] += 1
         if d.status == SENT and published[did] != 1:
             rep.sent_unpublished += 1
-        if d.reason == pipeline.INTERRUPTED and published[did]:
+        if d.reason == delivery.INTERRUPTED and published[did]:
             rep.published_interrupted += 1
         w = want.get(did)
         if w is not None and (w.status, w.reason) != (d.status, d.reason):
@@ -448,7 +449,7 @@ def _storm_setup(world: World, n_devices: int, seed: int) -> None:
     rng = random.Random(f"{seed}:storm-setup")
     deps = world.deps
     for cid, body in STORM_CAMPAIGNS.items():
-        push_service.put_campaign(deps, cid, body)
+        campaign_service.put_campaign(deps, cid, body)
     lat0, lng0, lat1, lng1 = BOX
     for i in range(n_devices):
         did = f"s{i:06d}"
@@ -481,7 +482,7 @@ def storm(seed: int, n_devices: int, rates: Rates, *, workers: int = 4, redelive
     # The oracle: one post, each message once, in order.
     weather.post_alerts(oracle.deps, alert)
     for body in oracle.deps.queue.messages:
-        fanout.send_chunk(oracle.deps, body)
+        fanout_service.send_chunk(oracle.deps, body)
 
     f = world.faults
     invoke(f, "alert", lambda: weather.post_alerts(world.deps, alert), retry_kind="retry_alert", crash_within=200)
@@ -495,7 +496,7 @@ def storm(seed: int, n_devices: int, rates: Rates, *, workers: int = 4, redelive
 
     def deliver(item: tuple[str, str]) -> None:
         label, body = item
-        invoke(f, label, lambda: fanout.send_chunk(world.deps, body), retry_kind="sqs_redelivery_after_failure",
+        invoke(f, label, lambda: fanout_service.send_chunk(world.deps, body), retry_kind="sqs_redelivery_after_failure",
                crash_within=4 * chunk, crash_rate=rates.crash_chunk)  # ~4 calls per decision of one campaign
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -547,7 +548,7 @@ def _ping_setup(world: World, n_devices: int, seed: int) -> None:
         put_geofence(deps, fid, {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lng, lat]},
                                           "properties": props})
     for cid, body in PING_CAMPAIGNS.items():
-        push_service.put_campaign(deps, cid, body)
+        campaign_service.put_campaign(deps, cid, body)
     for i in range(n_devices):
         _register(deps, f"p{i:06d}", rng)
 

@@ -8,55 +8,55 @@ from chalice import Blueprint, Rate
 
 from chalicelib.api.common import ADMIN, APP, Call, route
 from chalicelib.container import get_deps
-from chalicelib.push import service
+from chalicelib.services import campaigns, engagement
 
 bp = Blueprint(__name__)
 
 
 @route(bp, "/v1/campaigns")
 def list_campaigns(call: Call) -> Any:
-    return service.list_campaigns(call.deps, call.limit(), call.query.get("next_token"))
+    return campaigns.list_campaigns(call.deps, call.limit(), call.query.get("next_token"))
 
 
 @route(bp, "/v1/campaigns/{campaign_id}", methods=["PUT"])
 def put_campaign(call: Call, campaign_id: str) -> Any:
-    return service.put_campaign(call.deps, campaign_id, call.body())
+    return campaigns.put_campaign(call.deps, campaign_id, call.body())
 
 
 @route(bp, "/v1/campaigns/{campaign_id}")
 def get_campaign(call: Call, campaign_id: str) -> Any:
-    return service.get_campaign(call.deps, campaign_id)
+    return campaigns.get_campaign(call.deps, campaign_id)
 
 
 @route(bp, "/v1/campaigns/{campaign_id}", methods=["DELETE"])
 def delete_campaign(call: Call, campaign_id: str) -> None:
-    service.delete_campaign(call.deps, campaign_id)
+    campaigns.delete_campaign(call.deps, campaign_id)
 
 
 @route(bp, "/v1/campaigns/{campaign_id}/preview", methods=["POST"])
 def preview_campaign(call: Call, campaign_id: str) -> Any:
-    return service.preview(call.deps, campaign_id, call.body())
+    return campaigns.preview(call.deps, campaign_id, call.body())
 
 
 @route(bp, "/v1/campaigns/{campaign_id}/stats")
 def campaign_stats(call: Call, campaign_id: str) -> Any:
-    return service.stats(call.deps, campaign_id)
+    return engagement.stats(call.deps, campaign_id)
 
 
 @route(bp, "/v1/deliveries")
 def list_deliveries(call: Call) -> Any:
     params = call.query
-    return service.list_deliveries(call.deps, params, call.limit())
+    return engagement.list_deliveries(call.deps, params, call.limit())
 
 
 @route(bp, "/v1/events", methods=["POST"], roles=(ADMIN, APP), status=202)
 def post_event(call: Call) -> Any:
-    return service.post_event(call.deps, call.body(), role=call.role, secret=call.secret)
+    return engagement.post_event(call.deps, call.body(), role=call.role, secret=call.secret)
 
 
 @route(bp, "/v1/audience/estimate", methods=["POST"])
 def audience_estimate(call: Call) -> Any:
-    return service.audience_estimate(call.deps, call.body())
+    return engagement.audience_estimate(call.deps, call.body())
 
 
 @bp.schedule(Rate(1, unit=Rate.MINUTES), name="release_held")
@@ -65,5 +65,5 @@ def release_held(event: Any) -> dict[str, Any]:
     deliveries a dead invocation left ``pending`` (driven again) or
     ``publishing`` (``failed: interrupted``) for over 10 minutes."""
     deps = get_deps()
-    counts = service.release_held(deps)
-    return {"released": counts, "swept": service.sweep_open(deps)}
+    counts = engagement.release_held(deps)
+    return {"released": counts, "swept": engagement.sweep_open(deps)}

@@ -17,7 +17,7 @@ from chalicelib.errors import Forbidden, HexcastError, InvalidInput, PayloadTooL
 from chalicelib.settings import get_settings
 
 if TYPE_CHECKING:
-    from chalicelib.container import Deps
+    from chalicelib.services.deps import Deps
 
 log = logging.getLogger("hexcast.api")
 

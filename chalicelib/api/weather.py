@@ -10,8 +10,9 @@ from chalice import Blueprint, Rate
 
 from chalicelib.api.common import Call, route
 from chalicelib.container import get_deps
+from chalicelib.services import fanout as fanout_service
+from chalicelib.services import weather
 from chalicelib.weather import fanout
-from chalicelib.weather import service as weather
 
 bp = Blueprint(__name__)
 log = logging.getLogger("hexcast.weather")
@@ -40,4 +41,4 @@ def send_fanout(event: Any) -> None:
     poison message reaches the dead-letter queue by itself."""
     deps = get_deps()
     for body in fanout.sqs_records(event):
-        fanout.send_chunk(deps, body)
+        fanout_service.send_chunk(deps, body)

@@ -39,6 +39,7 @@ from chalicelib.push.model import GEOFENCE_TRIGGERS, TRIGGER_TYPES
 from chalicelib.push.quiet import hhmm, parse_hhmm, validate_timezone
 from chalicelib.push.render import CompiledTemplate, MessageSpec, Rendered, RenderError, compile_template
 from chalicelib.timeutil import iso, parse_timestamp
+from chalicelib.validation import CAMPAIGN_ID_RE
 
 __all__ = [
     "CAMPAIGN_ID_RE",
@@ -61,9 +62,6 @@ __all__ = [
     "parse_campaign",
     "validate_campaign_id",
 ]
-
-from chalicelib.validation import CAMPAIGN_ID_RE  # noqa: E402 (fullmatch-safe: anchored with \A...\Z)
-#: NWS/CAP severities, least to most severe.
 
 MAX_NAME = 200
 MAX_TITLE_TEMPLATE = 1_000
@@ -174,7 +172,7 @@ def _dedupe(items: list[str]) -> tuple[str, ...]:
 
 def validate_campaign_id(value: Any, field: str = "campaign_id") -> str:
     """A campaign id: 1-128 of letters, digits, ``.``, ``_``, ``:``, ``-``, starting with a letter or digit."""
-    if not isinstance(value, str) or not CAMPAIGN_ID_RE.match(value):
+    if not isinstance(value, str) or not CAMPAIGN_ID_RE.fullmatch(value):
         raise InvalidInput(
             "campaign id must be 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
             field,
@@ -188,7 +186,7 @@ def _fence_ids(value: Any, where: str, *, allow_empty: bool) -> tuple[str, ...]:
     for i, item in enumerate(items):
         if isinstance(item, int) and not isinstance(item, bool):
             item = str(item)  # GeoJSON feature ids may be numbers
-        if not isinstance(item, str) or not CAMPAIGN_ID_RE.match(item):
+        if not isinstance(item, str) or not CAMPAIGN_ID_RE.fullmatch(item):
             raise InvalidInput("a fence id is 1-128 characters of letters, digits, '.', '_', ':' or '-'", _at(where, i))
         out.append(item)
     return _dedupe(out)
@@ -450,7 +448,7 @@ def _parse_coupon(value: Any, where: str) -> CouponSpec:
     if not 0 < percent <= 100:
         raise InvalidInput("must be more than 0 and at most 100", _at(where, "percent_off"))
     prefix = obj["prefix"]
-    if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
+    if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
         raise InvalidInput("must be 1-12 letters or digits (A-Z, 0-9)", _at(where, "prefix"))
     hours = _number(obj["valid_hours"], _at(where, "valid_hours"))
     if not 0 < hours <= MAX_VALID_HOURS:

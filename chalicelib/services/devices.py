@@ -21,7 +21,7 @@ from chalicelib.validation import (
 )
 
 if TYPE_CHECKING:
-    from chalicelib.container import Deps
+    from chalicelib.services.deps import Deps
 
 log = logging.getLogger("hexcast.services")
 

@@ -25,7 +25,7 @@ from chalicelib.timeutil import iso
 from chalicelib.validation import is_fence_id, validate_fence_id
 
 if TYPE_CHECKING:
-    from chalicelib.container import Deps
+    from chalicelib.services.deps import Deps
 
 log = logging.getLogger("hexcast.services")
 

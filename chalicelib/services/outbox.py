@@ -13,13 +13,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.presence import Ping
-from chalicelib.push import pipeline
+from chalicelib.services import delivery
 from chalicelib.push.model import FenceContext, Trigger
 from chalicelib.store.ports import Device, FenceRecord
 from chalicelib.weather.conditions import weather_at_many
 
 if TYPE_CHECKING:
-    from chalicelib.container import Deps
+    from chalicelib.services.deps import Deps
 
 #: One ping's result as the ping pipeline builds it (``_events`` until delivery).
 Result = dict[str, Any]
@@ -113,7 +113,7 @@ def deliver_outboxes(
     weather_of = _weather_of(deps, devices, pings, results, todo)
     for device_id, entries in todo.items():
         keyed = _triggers(entries, records, weather_of.get(device_id))
-        ids = pipeline.deliver(deps, devices[device_id], [t for _, t in keyed])
+        ids = delivery.deliver(deps, devices[device_id], [t for _, t in keyed])
         for key, t in keyed:
             index = key_ping.get((device_id, key), first_ping[device_id])
             for did in ids.get(t.key, []):

@@ -47,7 +47,7 @@ from chalicelib.timeutil import iso, parse_timestamp
 from chalicelib.validation import is_device_id, number_field
 
 if TYPE_CHECKING:
-    from chalicelib.container import Deps
+    from chalicelib.services.deps import Deps
 
 MAX_PINGS_PER_BATCH = 100
 MAX_FUTURE_SKEW_S = 300.0

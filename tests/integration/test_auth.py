@@ -24,7 +24,7 @@ import pytest
 from app import app as hexcast_app
 from chalicelib import auth
 from chalicelib.api import common
-from chalicelib.container import Deps
+from chalicelib.services.deps import Deps
 from chalicelib.errors import Forbidden
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.services.pings import handle_pings

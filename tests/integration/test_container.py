@@ -7,14 +7,15 @@ from types import SimpleNamespace
 import pytest
 
 from chalicelib import container
-from chalicelib.container import Deps, LazyCounties, build_deps
+from chalicelib.container import LazyCounties, build_deps
+from chalicelib.services.deps import Deps
 from chalicelib.push.sns import SnsGateway
 from chalicelib.services.devices import register_device
 from chalicelib.services.geofences import put_geofence
 from chalicelib.services.pings import handle_pings
 from chalicelib.settings import Settings, fanout_queue_name, get_settings
 from chalicelib.store.dynamo import DynamoStore
-from chalicelib.weather import area, fanout
+from chalicelib.weather import area
 from chalicelib.weather.fanout import SqsQueue
 
 T0 = 1_790_000_000.0
@@ -81,7 +82,7 @@ def test_lazy_counties_load_once():
     ({"HEXCAST_STAGE": "prod", "HEXCAST_FANOUT_QUEUE": ""}, "hexcast-prod-fanout"),
 ])
 def test_one_function_names_the_fanout_queue_for_sender_and_consumer(env, name):
-    assert fanout_queue_name(env) == Settings.from_env(env).fanout_queue == fanout.queue_name_from_env(env) == name
+    assert fanout_queue_name(env) == Settings.from_env(env).fanout_queue == name
 
 
 def test_set_deps_installs_and_resets(mem_deps):

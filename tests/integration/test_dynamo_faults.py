@@ -12,14 +12,15 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
 from chalicelib.cache import VersionCache
-from chalicelib.container import Deps
+from chalicelib.services.deps import Deps
 from chalicelib.errors import Unavailable
-from chalicelib.push import service
+from chalicelib.services import campaigns as campaign_service
+from chalicelib.services import engagement
 from chalicelib.push.fake import FakePushGateway
-from chalicelib.push.pipeline import STALE_OPEN_S, CampaignCache
 from chalicelib.services.devices import register_device
 from chalicelib.services.geofences import put_geofence
 from chalicelib.services.pings import handle_pings
+from chalicelib.services.delivery import STALE_OPEN_S, CampaignCache
 from chalicelib.settings import get_settings
 from chalicelib.store.dynamo import DynamoStore
 from tests.faults import Crash
@@ -67,7 +68,7 @@ def deps(moto_aws):
                                          "properties": {"radius_m": 200, "name": "Main St store"}})
     register_device(d, "d1", {"platform": "ios", "push_token": "tok-d1", "attributes": {"first_name": "Ana"},
                                        "consent": {"push": True, "location": True}})
-    service.put_campaign(d, "c1", {"name": "Visit", "trigger": {"type": "geofence_enter", "fence_ids": ["store-1"]},
+    campaign_service.put_campaign(d, "c1", {"name": "Visit", "trigger": {"type": "geofence_enter", "fence_ids": ["store-1"]},
                                    "message": {"title": "Welcome to {{ fence.name }}", "body": "Hi {{ first_name }}"}})
     return d
 
@@ -107,7 +108,7 @@ def test_a_claim_left_pending_is_found_through_the_open_index_and_sent(deps):
     assert deps.store.stale_open(T0 + 59) == []  # open since T0 + 60
     assert [x.delivery_id for x in deps.store.stale_open(T0 + 60)] == [d.delivery_id]
     deps.clock.now = T0 + 60 + STALE_OPEN_S + 1
-    assert service.sweep_open(deps) == {"pending->sent": 1}
+    assert engagement.sweep_open(deps) == {"pending->sent": 1}
     (d,) = deliveries(deps)
     assert (d.status, d.title, d.body) == ("sent", "Welcome to Main St store", "Hi Ana")
     assert len(deps.push.published) == 1
@@ -126,7 +127,7 @@ def test_a_crash_while_publishing_becomes_failed_interrupted(deps, monkeypatch):
     with pytest.raises(Crash):
         ping(deps, INSIDE, 60)
     deps.clock.now = T0 + 60 + STALE_OPEN_S + 1
-    assert service.sweep_open(deps) == {"publishing->failed:interrupted": 1}
+    assert engagement.sweep_open(deps) == {"publishing->failed:interrupted": 1}
     (d,) = deliveries(deps)
     assert (d.status, d.reason) == ("failed", "interrupted")
     assert len(deps.push.published) == 1

@@ -14,9 +14,9 @@ import pytest
 
 from chalicelib import auth
 from chalicelib.errors import Forbidden, NotFound
-from chalicelib.push import service as push_service
 from chalicelib.services.devices import delete_device, register_device
 from chalicelib.services.pings import handle_pings
+from chalicelib.services import engagement
 from chalicelib.settings import Settings
 from chalicelib.store.ports import ConcurrentUpdate, Device
 
@@ -36,7 +36,7 @@ def ping(deps, device_id="d1", *, role=auth.APP, secret=None, dt=0.0, n=1):
 
 
 def event(deps, device_id="d1", *, role=auth.APP, secret=None):
-    return push_service.post_event(deps, {"device_id": device_id, "type": "conversion"}, role=role, secret=secret)
+    return engagement.post_event(deps, {"device_id": device_id, "type": "conversion"}, role=role, secret=secret)
 
 
 def delete(deps, device_id="d1", *, role=auth.APP, secret=None):

@@ -10,10 +10,10 @@ from dataclasses import replace
 import pytest
 
 from chalicelib import logs, retention
-from chalicelib.push import service as push
 from chalicelib.services.devices import get_device, register_device
 from chalicelib.services.geofences import put_geofence
 from chalicelib.services.pings import handle_pings
+from chalicelib.services import engagement
 from chalicelib.store.memory import InMemoryStore
 
 DAY = 86400.0
@@ -70,16 +70,16 @@ def test_the_ttl_follows_the_setting(deps):
 def test_an_expired_location_is_not_an_audience(deps):
     ping(deps, SHOP)
     body = {"geometry": SQUARE}
-    assert push.audience_estimate(deps, body)["reachable"] == 1
-    assert push.audience_estimate(deps, dict(body, max_location_age_hours=1))["reachable"] == 1
+    assert engagement.audience_estimate(deps, body)["reachable"] == 1
+    assert engagement.audience_estimate(deps, dict(body, max_location_age_hours=1))["reachable"] == 1
     deps.clock.now += 30 * DAY + 1
-    assert push.audience_estimate(deps, body)["reachable"] == 0  # "any age" still means within the TTL
+    assert engagement.audience_estimate(deps, body)["reachable"] == 0  # "any age" still means within the TTL
 
 
 def test_a_location_timestamped_before_the_ttl_is_never_planned(deps):
     # Written now, but taken 31 days ago (a replay): planning looks at its age.
     assert ping(deps, SHOP, age_s=31 * DAY)["accepted"]
-    assert push.audience_estimate(deps, {"geometry": SQUARE})["reachable"] == 0
+    assert engagement.audience_estimate(deps, {"geometry": SQUARE})["reachable"] == 0
 
 
 def test_the_sweep_erases_expired_locations_and_keeps_the_profile(deps):
@@ -95,7 +95,7 @@ def test_the_sweep_erases_expired_locations_and_keeps_the_profile(deps):
     assert d1.state is None and d1.state_version == v1 + 1 and d1.push_token == "tok-d1"
     assert d2.state is not None
     assert retention.sweep_expired_locations(deps)["removed"] == 0  # idempotent
-    assert push.audience_estimate(deps, {"geometry": SQUARE})["reachable"] == 1  # d2 only
+    assert engagement.audience_estimate(deps, {"geometry": SQUARE})["reachable"] == 1  # d2 only
     # a later ping works on the swept device (its write is conditional on the new version)
     assert [e["type"] for e in ping(deps, SHOP)["events"]] == ["enter"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.container import Deps
+from chalicelib.services.deps import Deps
 from chalicelib.errors import Forbidden, InvalidInput, NotFound
 from chalicelib.services.devices import delete_device, get_device, register_device
 from chalicelib.services.geofences import (

@@ -10,10 +10,11 @@ import threading
 import pytest
 
 from chalicelib.errors import Unavailable
-from chalicelib.push import pipeline, service
+from chalicelib.services import campaigns as campaign_service
+from chalicelib.services import delivery, delivery_sweep, engagement
 from chalicelib.push.model import PENDING, Delivery, FenceContext, Trigger, delivery_id_for
-from chalicelib.push.pipeline import STALE_OPEN_S
-from chalicelib.weather import service as weather
+from chalicelib.services.delivery import STALE_OPEN_S
+from chalicelib.services import weather
 from tests import faults
 from tests.faults import Crash
 from tests.unit.test_pipeline import INSIDE, OUTSIDE, T0, deps, ping, record, setup  # noqa: F401 — deps is a fixture
@@ -66,14 +67,14 @@ def test_a_claim_left_pending_by_a_dead_invocation_is_redriven_by_the_sweep(deps
     assert deps.push.published == []
 
     deps.clock.now = T0 + 60 + STALE_OPEN_S - 1
-    assert service.sweep_open(deps) == {}
+    assert engagement.sweep_open(deps) == {}
     deps.clock.now = T0 + 60 + STALE_OPEN_S + 1
-    assert service.sweep_open(deps) == {"pending->sent": 1}
+    assert engagement.sweep_open(deps) == {"pending->sent": 1}
     d = record(deps, did)
     assert d.status == "sent" and d.title == "Welcome to Main St store" and d.deep_link == "shop://store/store-1"
     assert d.body.startswith("Hi Ana, take 10% off: VISIT-")
     assert len(deps.push.published) == 1
-    assert service.sweep_open(deps) == {}
+    assert engagement.sweep_open(deps) == {}
 
 
 def test_publishing_left_by_a_dead_invocation_fails_interrupted_never_published_twice(deps, monkeypatch):
@@ -93,7 +94,7 @@ def test_publishing_left_by_a_dead_invocation_fails_interrupted_never_published_
     did = only_delivery(deps).delivery_id
     assert record(deps, did).status == "publishing"
     deps.clock.now = T0 + 60 + STALE_OPEN_S + 1
-    assert service.sweep_open(deps) == {"publishing->failed:interrupted": 1}
+    assert engagement.sweep_open(deps) == {"publishing->failed:interrupted": 1}
     d = record(deps, did)
     assert (d.status, d.reason) == ("failed", "interrupted")
     assert len(deps.push.published) == 1
@@ -116,13 +117,13 @@ def test_a_late_retry_with_the_full_trigger_takes_a_stale_claim_over(deps, monke
     trig = Trigger.geofence("enter", FenceContext("store-1", "Main St store", ("shop",)), T0, T0)
     c = deps.campaigns.get(deps.store, "c1", T0)
     with pytest.raises(Crash):
-        pipeline.decide(deps, c, device, trig)
-    assert pipeline.decide(deps, c, device, trig).duplicate  # its owner may still be alive
+        delivery.decide(deps, c, device, trig)
+    assert delivery.decide(deps, c, device, trig).duplicate  # its owner may still be alive
     deps.clock.now = T0 + STALE_OPEN_S + 1
-    out = pipeline.decide(deps, c, device, trig)  # e.g. SQS redelivering after a long outage
+    out = delivery.decide(deps, c, device, trig)  # e.g. SQS redelivering after a long outage
     assert (out.status, out.duplicate) == ("sent", False)
     assert len(deps.push.published) == 1
-    assert pipeline.decide(deps, c, device, trig).duplicate
+    assert delivery.decide(deps, c, device, trig).duplicate
 
 
 def test_overlapping_sweeps_publish_a_stale_claim_once(deps):
@@ -138,7 +139,7 @@ def test_overlapping_sweeps_publish_a_stale_claim_once(deps):
 
     def run():
         barrier.wait()
-        outs.append(pipeline.sweep_open(deps))
+        outs.append(delivery_sweep.sweep_open(deps))
 
     threads = [threading.Thread(target=run) for _ in range(4)]
     for t in threads:
@@ -157,7 +158,7 @@ def test_a_trigger_that_cannot_be_rebuilt_fails_interrupted(deps):
     deps.store.claim_delivery(Delivery(did, "c1", "d1", "geofence_enter", "store-1", "fence:store-1:teleport:1.000",
                                        PENDING, T0, updated_at=T0))
     deps.clock.now = T0 + STALE_OPEN_S + 1
-    assert service.sweep_open(deps) == {"pending->failed:interrupted": 1}
+    assert engagement.sweep_open(deps) == {"pending->failed:interrupted": 1}
     assert deps.push.published == []
 
 
@@ -169,11 +170,11 @@ def test_a_stale_claim_of_a_deleted_campaign_or_device_is_suppressed(deps):
     deps.store.claim_delivery(Delivery(delivery_id_for("c1", "gone", "k"), "c1", "gone", "geofence_enter", "store-1",
                                        "fence:store-1:enter:3.000", PENDING, T0, updated_at=T0))
     deps.clock.now = T0 + STALE_OPEN_S + 1
-    assert service.sweep_open(deps) == {"pending->sent": 2, "pending->suppressed:unknown_device": 1}
-    service.delete_campaign(deps, "c1")
+    assert engagement.sweep_open(deps) == {"pending->sent": 2, "pending->suppressed:unknown_device": 1}
+    campaign_service.delete_campaign(deps, "c1")
     deps.store.claim_delivery(Delivery("dl_x", "c1", "d1", "geofence_enter", "store-1", "fence:store-1:enter:4.000",
                                        PENDING, T0, updated_at=T0))
-    assert service.sweep_open(deps) == {"pending->suppressed:campaign_disabled": 1}
+    assert engagement.sweep_open(deps) == {"pending->suppressed:campaign_disabled": 1}
 
 
 def test_a_weather_decision_is_redriven_from_the_alert_record():
@@ -196,7 +197,7 @@ def test_a_weather_decision_is_redriven_from_the_alert_record():
     assert out["status"] == "processed"
     (stuck,) = [d for d in store.deliveries.values() if d.status == PENDING]
     world.clock.now += STALE_OPEN_S + 1
-    assert pipeline.sweep_open(deps) == {"pending->sent": 1}
+    assert delivery_sweep.sweep_open(deps) == {"pending->sent": 1}
     d = store.deliveries[stuck.delivery_id]
     assert d.status == "sent" and d.body == "Severe Thunderstorm Warning issued (Somewhere, OK)"
     published = [m.delivery_id for _, _, m, _ in world.push.published]

@@ -1,148 +1,34 @@
-"""Use cases of the push side: campaigns, preview, stats, the delivery log,
-open and conversion events, audience estimates and releasing held pushes.
-Like :mod:`chalicelib.services`, each takes parsed JSON plus ``Deps`` and
-returns plain data."""
+"""Use cases of what happens after a campaign is stored: per-campaign
+stats, the delivery log, open and conversion events, audience estimates, and
+the scheduled rounds that release held pushes and sweep records left open.
+Each takes parsed JSON plus ``Deps`` and returns plain data."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from chalicelib import metrics, retention
 from chalicelib.errors import InvalidGeometry, InvalidInput, NotFound
-from chalicelib.geo.geojson import FENCE_ID_RE, is_finite_number, parse_feature
+from chalicelib.geo.geojson import parse_feature
 from chalicelib.geo.shape import FenceShape
-from chalicelib.push import pipeline
-from chalicelib.push.campaigns import CAMPAIGN_ID_RE, parse_campaign, validate_campaign_id
-from chalicelib.push.model import FAILED, HELD, SENT, SUPPRESSED, FenceContext, Trigger
-from chalicelib.push.render import RenderError
+from chalicelib.push.model import FAILED, HELD, SENT, SUPPRESSED, Delivery
 from chalicelib.services.devices import authorize_device, device_or_404
 from chalicelib.services.geofences import fence_or_404
-from chalicelib.validation import lone_surrogate_path as _not_unicode
-from chalicelib.validation import validate_device_id
-from chalicelib.weather.targets import plan_targets
+from chalicelib.services import delivery_sweep
+from chalicelib.services.campaigns import campaign_or_404
 from chalicelib.timeutil import iso, parse_timestamp
+from chalicelib.validation import CAMPAIGN_ID_RE, is_finite_number, validate_device_id
+from chalicelib.weather.targets import plan_targets
+
+if TYPE_CHECKING:
+    from chalicelib.services.deps import Deps
 
 log = logging.getLogger("hexcast.push")
 
 EVENT_TYPES = ("push_opened", "conversion")
 STATUSES = ("sent", "suppressed", "failed", "held", "pending", "publishing")
-
-
-# ---------------------------------------------------------------- campaigns
-def put_campaign(deps, campaign_id: str, body: Any) -> dict:
-    campaign_id = validate_campaign_id(campaign_id)
-    if not isinstance(body, dict):  # named "body" like every other route (parse_campaign says None)
-        raise InvalidInput("the campaign must be a JSON object", "body")
-    bad_text = _not_unicode(body)
-    if bad_text is not None:
-        raise InvalidInput("text must be valid Unicode (a lone UTF-16 surrogate such as \\ud800 cannot be sent)", bad_text)
-    campaign = parse_campaign(campaign_id, body)
-    if campaign.coupon is not None and not deps.settings.coupon_secret:
-        raise InvalidInput("coupons need HEXCAST_COUPON_SECRET configured for this stage", "coupon")
-    rec = deps.store.put_campaign(campaign_id, campaign.definition(), iso(deps.clock()))
-    deps.campaigns.invalidate()
-    log.info("campaign stored", extra={"campaign_id": campaign_id, "version": rec.version})
-    return _campaign_json(rec)
-
-
-def _campaign_json(rec) -> dict:
-    return {"id": rec.campaign_id, **rec.definition, "version": rec.version, "created_at": rec.created_at, "updated_at": rec.updated_at}
-
-
-def _campaign_or_404(deps, campaign_id: str):
-    rec = deps.store.get_campaign(campaign_id) if isinstance(campaign_id, str) and CAMPAIGN_ID_RE.match(campaign_id) else None
-    if rec is None:
-        raise NotFound(f"no campaign {campaign_id!r}", "campaign_id")
-    return rec
-
-
-def get_campaign(deps, campaign_id: str) -> dict:
-    return _campaign_json(_campaign_or_404(deps, campaign_id))
-
-
-def delete_campaign(deps, campaign_id: str) -> None:
-    _campaign_or_404(deps, campaign_id)
-    deps.store.delete_campaign(campaign_id)
-    deps.campaigns.invalidate()
-
-
-def list_campaigns(deps, limit: int = 100, next_token: str | None = None) -> dict:
-    """By id; ``next_token`` is the last id of the previous page."""
-    if next_token is not None and not CAMPAIGN_ID_RE.match(next_token):
-        raise InvalidInput("next_token is not valid", "next_token")
-    recs = sorted(deps.store.list_campaigns(), key=lambda r: r.campaign_id)
-    if next_token is not None:
-        recs = [r for r in recs if r.campaign_id > next_token]
-    page = recs[:limit]
-    token = page[-1].campaign_id if len(recs) > limit else None
-    return {"campaigns": [_campaign_json(r) for r in page], "next_token": token}
-
-
-# ---------------------------------------------------------------- preview
-def _sample_trigger(deps, campaign, body: dict) -> Trigger:
-    now = deps.clock()
-    t = campaign.trigger
-    if t.type == "weather_alert":
-        alert = body.get("alert")
-        if alert is not None and not isinstance(alert, dict):
-            raise InvalidInput("alert must be an object", "alert")
-        alert = dict(alert or {})
-        alert.setdefault("event", t.events[0] if t.events else "Winter Storm Warning")
-        alert.setdefault("severity", t.min_severity or "Moderate")
-        alert.setdefault("headline", f"{alert['event']} (preview)")
-        alert.setdefault("area_desc", "Preview County")
-        return Trigger("weather_alert", "preview", "preview", now, alert=alert)
-    fence_id = body.get("fence_id")
-    if fence_id is None:
-        fence_id = t.fence_ids[0] if t.fence_ids else None
-    if fence_id is None and t.fence_tags:
-        recs, _ = deps.store.list_fences(t.fence_tags[0], 1, None)
-        fence_id = recs[0].fence_id if recs else None
-    rec = None
-    if fence_id is not None:
-        if not isinstance(fence_id, str) or not FENCE_ID_RE.match(fence_id):
-            raise InvalidInput("fence_id must be a valid fence id", "fence_id")
-        rec = deps.store.get_fence(fence_id)
-        if rec is None and "fence_id" in body:
-            raise NotFound(f"no geofence {fence_id!r}", "fence_id")
-    if rec is not None:
-        fence = FenceContext(rec.fence_id, rec.name, tuple(rec.tags), dict(rec.feature.get("properties", {}).get("metadata") or {}))
-    else:
-        fence = FenceContext(fence_id or "preview", fence_id or "Preview fence", tuple(t.fence_tags))
-    weather = body.get("weather")
-    if weather is not None and not isinstance(weather, dict):
-        raise InvalidInput("weather must be an object", "weather")
-    event = t.type.removeprefix("geofence_")
-    trig = Trigger.geofence(event, fence, now, now)
-    return Trigger(trig.type, trig.key, trig.ref, now, fence=fence, weather=weather)
-
-
-def preview(deps, campaign_id: str, body: Any) -> dict:
-    """The message a device would get now, rendered but never claimed or sent."""
-    rec = _campaign_or_404(deps, campaign_id)
-    if not isinstance(body, dict):
-        raise InvalidInput("expected a JSON object {\"device_id\"}", "body")
-    device_id = validate_device_id(body.get("device_id"))
-    device = device_or_404(deps, device_id)
-    campaign = parse_campaign(rec.campaign_id, rec.definition)
-    trigger = _sample_trigger(deps, campaign, body)
-    now = deps.clock()
-    arm = campaign.assign_arm(device_id)
-    coupon = pipeline.coupon_for(deps, campaign, device_id, now)
-    out: dict[str, Any] = {"campaign_id": campaign.campaign_id, "device_id": device_id, "arm": arm}
-    try:
-        msg = campaign.render(device.attributes, trigger, coupon=coupon, now=now, arm=arm if arm != "control" else None)
-    except RenderError as exc:
-        out.update(rendered=False, error=str(exc))
-        return out
-    out.update(rendered=True, title=msg.title, body=msg.body, deep_link=msg.deep_link, variant=msg.variant)
-    if coupon:
-        out["coupon"] = {"code": coupon.code, "percent_off": coupon.percent_off, "expires_at": iso(coupon.expires_at)}
-    if arm == "control":
-        out["note"] = "this device is in the control group: it would be recorded, not sent"
-    return out
 
 
 # ---------------------------------------------------------------- stats
@@ -158,7 +44,7 @@ def _empty() -> dict:
             "opened": 0, "converted": 0, "conversion_value": 0.0}
 
 
-def _add(block: dict, d) -> None:
+def _add(block: dict, d: Delivery) -> None:
     block["decisions"] += 1
     if d.status == SENT:
         block["sent"] += 1
@@ -187,9 +73,9 @@ def _finish(block: dict) -> dict:
     return _rates(block)
 
 
-def stats(deps, campaign_id: str) -> dict:
+def stats(deps: Deps, campaign_id: str) -> dict:
     """Counted from the delivery records themselves, so they are exact."""
-    _campaign_or_404(deps, campaign_id)
+    campaign_or_404(deps, campaign_id)
     total = _empty()
     arms: dict[str, dict] = {}
     for d in deps.store.campaign_deliveries(campaign_id):
@@ -202,11 +88,11 @@ def stats(deps, campaign_id: str) -> dict:
 
 
 # ---------------------------------------------------------------- deliveries
-def list_deliveries(deps, params: dict[str, str], limit: int) -> dict:
+def list_deliveries(deps: Deps, params: dict[str, str], limit: int) -> dict:
     campaign_id = params.get("campaign_id")
     device_id = params.get("device_id")
     status = params.get("status")
-    if campaign_id is not None and not CAMPAIGN_ID_RE.match(campaign_id):
+    if campaign_id is not None and not CAMPAIGN_ID_RE.fullmatch(campaign_id):
         raise InvalidInput("campaign_id is not a valid campaign id", "campaign_id")
     if device_id is not None:
         validate_device_id(device_id)
@@ -219,11 +105,11 @@ def list_deliveries(deps, params: dict[str, str], limit: int) -> dict:
 
 
 # ---------------------------------------------------------------- events
-def post_event(deps, body: Any, *, role: str = "admin", secret: str | None = None) -> dict:
+def post_event(deps: Deps, body: Any, *, role: str = "admin", secret: str | None = None) -> dict:
     """An open or a conversion, attributed to a delivery of the device: the
     one named, else (conversions) the one whose coupon was redeemed, else the
     device's latest sent push — within the conversion window. An app key
-    needs the device's secret (``services.devices.authorize_device``)."""
+    needs the device's secret (:func:`authorize_device`)."""
     if not isinstance(body, dict):
         raise InvalidInput("expected a JSON object", "body")
     device_id = validate_device_id(body.get("device_id"))
@@ -288,7 +174,7 @@ def post_event(deps, body: Any, *, role: str = "admin", secret: str | None = Non
 
 
 # ---------------------------------------------------------------- audience
-def audience_estimate(deps, body: Any) -> dict:
+def audience_estimate(deps: Deps, body: Any) -> dict:
     """Devices reachable now (push and location consent, push on) whose last
     known location is inside the fence or geometry."""
     if not isinstance(body, dict) or ("fence_id" in body) == ("geometry" in body):
@@ -339,7 +225,7 @@ MAX_SWEEP_ROUNDS = 10
 ROUND = 100
 
 
-def _rounds(step, max_rounds: int) -> dict:
+def _rounds(step: Callable[..., dict[str, int]], max_rounds: int) -> dict[str, int]:
     """Call ``step(limit=ROUND)`` until a round comes back short (or the
     run's budget is spent); the counts summed."""
     total: dict[str, int] = {}
@@ -352,13 +238,13 @@ def _rounds(step, max_rounds: int) -> dict:
     return total
 
 
-def release_held(deps) -> dict:
+def release_held(deps: Deps) -> dict[str, int]:
     """Send what the quiet hours held back and is now due (scheduled)."""
-    return _rounds(lambda limit: pipeline.release_held(deps, limit=limit), MAX_RELEASE_ROUNDS)
+    return _rounds(lambda limit: delivery_sweep.release_held(deps, limit=limit), MAX_RELEASE_ROUNDS)
 
 
-def sweep_open(deps) -> dict:
+def sweep_open(deps: Deps) -> dict[str, int]:
     """Resolve deliveries a dead invocation left ``pending`` or
     ``publishing`` (scheduled with :func:`release_held`; see
-    :func:`chalicelib.push.pipeline.sweep_open`)."""
-    return _rounds(lambda limit: pipeline.sweep_open(deps, limit=limit), MAX_SWEEP_ROUNDS)
+    :func:`chalicelib.services.delivery_sweep.sweep_open`)."""
+    return _rounds(lambda limit: delivery_sweep.sweep_open(deps, limit=limit), MAX_SWEEP_ROUNDS)
