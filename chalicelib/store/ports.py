@@ -1,4 +1,7 @@
-"""Ports (Protocols) the services depend on, and the records they exchange."""
+"""The repository ports (Protocols) the services depend on, one per
+aggregate, and the records they exchange. Each has a DynamoDB adapter and
+an in-memory twin (:mod:`chalicelib.store`); the same contract tests run
+against both."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any, Iterable, Iterator, Mapping, Protocol
 from chalicelib.geo.cover import Cover
 from chalicelib.geo.shape import FenceShape
 from chalicelib.presence import LocationState
-from chalicelib.push.model import CampaignStore, DeliveryStore
+from chalicelib.push.model import CampaignRecord, Delivery
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class ConcurrentUpdate(Exception):
     """A conditional write lost a race; re-read and retry."""
 
 
-class GeofenceStore(Protocol):
+class FenceRepo(Protocol):
     def get_fence(self, fence_id: str) -> FenceRecord | None: ...
 
     def get_fences(self, fence_ids: Iterable[str]) -> dict[str, FenceRecord]: ...
@@ -109,9 +112,20 @@ class GeofenceStore(Protocol):
 
     def get_versions(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], FenceVersion]: ...
 
+    def lookup_cells(self, cells: Iterable[int]) -> dict[int, dict[str, IndexEntry]]:
+        """The index rows of these cells (every cell queried at once: one
+        round trip); cells without rows are absent."""
 
-class DeviceStore(Protocol):
+
+class DeviceRepo(Protocol):
+    region_shards: int
+
     def get_device(self, device_id: str, consistent: bool = False) -> Device | None: ...
+
+    def get_devices(self, device_ids: Iterable[str]) -> dict[str, Device]:
+        """Many devices in one batched read (one round trip); unknown ids
+        are absent. A ping batch issues it together with
+        :meth:`FenceRepo.lookup_cells`."""
 
     def save_profile(self, device: Device, *, create: bool | None = None) -> bool:
         """Create or update the profile (not the location state); True if new.
@@ -144,10 +158,6 @@ class DeviceStore(Protocol):
         """Set the SNS endpoint ARN (``None`` removes it) and whether pushes
         can be delivered; False when the device does not exist."""
 
-    def scan_locations(self, segments: int = 4) -> Iterator[Device]:
-        """Every device with a location state (a parallel scan: the
-        audience estimate's source until a region index exists)."""
-
     def expire_locations(
         self, written_before: float, *, segment: int = 0, segments: int = 1, limit: int = 20_000
     ) -> tuple[int, bool]:
@@ -166,13 +176,100 @@ class DeviceStore(Protocol):
         (a GSI is eventually consistent)."""
 
 
-class Store(GeofenceStore, DeviceStore, CampaignStore, DeliveryStore, Protocol):
-    def read_for_pings(
-        self, device_ids: Iterable[str], cells: Iterable[int]
-    ) -> tuple[dict[str, Device], dict[int, dict[str, IndexEntry]]]:
-        """Devices and index rows in one batched read (one round trip)."""
+class CampaignRepo(Protocol):
+    def put_campaign(self, campaign_id: str, definition: dict, now_iso: str) -> CampaignRecord:
+        """Create or replace; version = previous + 1; created_at kept."""
 
-    def lookup_cells(self, cells: Iterable[int]) -> dict[int, dict[str, IndexEntry]]: ...
+    def get_campaign(self, campaign_id: str) -> CampaignRecord | None: ...
+
+    def delete_campaign(self, campaign_id: str) -> bool: ...
+
+    def list_campaigns(self) -> list[CampaignRecord]:
+        """Every campaign (few: hundreds at most), any order."""
+
+
+class DeliveryRepo(Protocol):
+    def claim_delivery(self, delivery: Delivery) -> Delivery | None:
+        """Conditional create. ``None`` when this call created the record;
+        otherwise the existing record (its ``dups`` counter incremented)."""
+
+    def get_deliveries(self, delivery_ids: list[str]) -> dict[str, Delivery]: ...
+
+    def update_delivery(
+        self, delivery_id: str, changes: dict[str, Any], *, expect_status: str | None = None, absent: str | None = None,
+        updated_before: float | None = None,
+    ) -> bool:
+        """Set the given Delivery fields (``None`` removes one). Conditional on
+        ``status == expect_status``, the field ``absent`` not being set and/or
+        ``updated_at`` (``created_at`` when unset) ≤ ``updated_before`` (a
+        lease: of two take-overs of a stale record, the one that moves
+        ``updated_at`` on first wins); False when the condition failed or
+        the record does not exist. A record entering ``pending`` or
+        ``publishing`` from another status needs ``updated_at``."""
+
+    def list_deliveries(
+        self,
+        *,
+        campaign_id: str | None = None,
+        device_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        next_token: str | None = None,
+    ) -> tuple[list[Delivery], str | None]:
+        """Newest first (created_at, then delivery_id, descending). Without a
+        campaign or device, only records created from 91 days before the
+        store clock's tomorrow to tomorrow (records expire after 90 days)."""
+
+    def campaign_deliveries(self, campaign_id: str) -> Iterator[Delivery]:
+        """All records of a campaign (stats)."""
+
+    def device_deliveries(self, device_id: str, since: float) -> list[Delivery]:
+        """The device's records created at or after ``since``, newest first."""
+
+    def due_held(self, now: float, limit: int = 100) -> list[Delivery]:
+        """Held records whose ``release_at`` ≤ now, oldest release first."""
+
+    def stale_open(self, before: float, limit: int = 100) -> list[Delivery]:
+        """Records still ``pending`` or ``publishing`` whose ``updated_at``
+        (``created_at`` when unset) ≤ ``before``, oldest first: what an
+        invocation that died left behind (an index, never a scan)."""
+
+    def reserve_send(
+        self, campaign_id: str, device_id: str, now: float, per_day: int | None, min_gap_s: float | None
+    ) -> bool:
+        """Frequency caps, race-safe (conditional write): True and the send is
+        counted when fewer than ``per_day`` sends in the last 24 h and none in
+        the last ``min_gap_s`` seconds; False otherwise (nothing changed).
+        The decision is :func:`chalicelib.push.caps.decide_cap`."""
+
+
+class WeatherRepo(Protocol):
+    def get_alert_records(self, alert_ids: list[str]) -> dict[str, dict]:
+        """Records of the alerts already processed, by id."""
+
+    def put_alert_record(self, alert_id: str, record: dict, expires_at: float) -> bool:
+        """Create the record; False when the alert already has one."""
+
+    def get_lineages(self, lineage_ids: list[str]) -> dict[str, dict]: ...
+
+    def touch_lineage(self, lineage_id: str, alert_id: str, now: float, expires_at: float) -> dict:
+        """Create the lineage or add ``alert_id`` to it; → the lineage after
+        the update (an ended lineage stays ended: the caller checks)."""
+
+    def end_lineage(self, lineage_id: str, reason: str, now: float, expires_at: float) -> None:
+        """Mark the lineage ended (creating it when unknown); idempotent, the
+        first reason is kept."""
+
+    def get_feed_state(self, url: str) -> dict | None: ...
+
+    def put_feed_state(self, url: str, state: dict) -> None:
+        """Replace the feed's state (fields set to None are dropped)."""
+
+    def put_conditions(self, items: list[tuple[int, dict, float]]) -> None:
+        """Store each cell's observation unless the cell holds a newer one."""
+
+    def get_conditions(self, cells: list[int], now: float) -> dict[int, dict]:
+        """The unexpired observation of each cell that has one."""
 
 
 def newest_entries(rows: Mapping[int, Mapping[str, IndexEntry]], cells: Iterable[int]) -> dict[str, IndexEntry]:
