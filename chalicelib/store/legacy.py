@@ -41,8 +41,12 @@ def _forward(repo: str, name: str) -> Callable[..., Any]:
 
 
 class CompositeStore:
-    def __init__(self, stores: Stores) -> None:
+    """``concurrent_reads``: ``read_for_pings`` issues its two reads at
+    once (DynamoDB) or one after the other (in memory, fault injection)."""
+
+    def __init__(self, stores: Stores, *, concurrent_reads: bool = True) -> None:
         self.stores = stores
+        self.concurrent_reads = concurrent_reads
         self._ping_pool: ThreadPoolExecutor | None = None
 
     @property
@@ -61,6 +65,8 @@ class CompositeStore:
         self, device_ids: Iterable[str], cells: Iterable[int]
     ) -> tuple[dict[str, Device], dict[int, dict[str, IndexEntry]]]:
         cells = list(cells)
+        if not self.concurrent_reads:
+            return self.stores.devices.get_devices(device_ids), self.stores.fences.lookup_cells(cells)
         if not cells:
             return self.stores.devices.get_devices(device_ids), {}
         if self._ping_pool is None:
@@ -80,18 +86,8 @@ class InMemoryStore(CompositeStore):
     reachable under the old attribute names (tests read them)."""
 
     def __init__(self, region_shards: int = 4, *, clock: Clock = time.time) -> None:
-        super().__init__(memory_stores(clock=clock, region_shards=region_shards))
-        s: Any = self.stores
-        self.fences, self.versions, self.covers, self.cells = s.fences.fences, s.fences.versions, s.fences.covers, s.fences.cells
-        self.devices = s.devices.devices
-        self.campaigns = s.campaigns.campaigns
-        self.deliveries, self.caps = s.deliveries.deliveries, s.deliveries.caps
-        self._tally = s.fences.tally
-
-    def read_for_pings(
-        self, device_ids: Iterable[str], cells: Iterable[int]
-    ) -> tuple[dict[str, Device], dict[int, dict[str, IndexEntry]]]:
-        return self.stores.devices.get_devices(device_ids), self.stores.fences.lookup_cells(cells)
+        super().__init__(memory_stores(clock=clock, region_shards=region_shards), concurrent_reads=False)
+        self._tally = self.stores.fences.tally  # type: ignore[attr-defined]
 
     @property
     def reads(self) -> int:
@@ -102,10 +98,42 @@ class InMemoryStore(CompositeStore):
         return self._tally.writes
 
 
+def _twin_dict(repo: str, attr: str) -> property:
+    """An in-memory twin's dictionary under the old store's attribute name
+    (read and replaced by tests)."""
+
+    def get(self: InMemoryStore) -> Any:
+        return getattr(getattr(self.stores, repo), attr)
+
+    def put(self: InMemoryStore, value: Any) -> None:
+        setattr(getattr(self.stores, repo), attr, value)
+
+    return property(get, put)
+
+
+for _repo, _attrs in (("fences", ("fences", "versions", "covers", "cells")), ("devices", ("devices",)),
+                      ("campaigns", ("campaigns",)), ("deliveries", ("deliveries", "caps"))):
+    for _attr in _attrs:
+        setattr(InMemoryStore, _attr, _twin_dict(_repo, _attr))
+
+
 class DynamoStore(CompositeStore):
     """The DynamoDB bundle behind the old name and constructor."""
 
     def __init__(self, client: Any, settings: Any, pool: ThreadPoolExecutor | None = None,
                  clock: Clock = time.time) -> None:
         super().__init__(dynamo_stores(client, settings, clock=clock, pool=pool))
-        self.client = client
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    @client.setter
+    def client(self, client: Any) -> None:
+        """Swap the client of every table (tests wrap it)."""
+        self._client = client
+        s: Any = self.stores
+        for table in (s.fences.geofences, s.fences.cells, s.devices.table, s.campaigns.table, s.deliveries.table,
+                      s.weather.table):
+            table.client = client

@@ -1,5 +1,5 @@
-"""The device region index, one contract for the in-memory fake and the
-DynamoDB adapter (moto): kept current by location writes, emptied by consent
+"""The device region index, one contract for the in-memory twin and the
+DynamoDB repository (moto): kept current by location writes, emptied by consent
 withdrawal, and ``plan_targets`` over it equals a brute-force geometry test
 over every device."""
 
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from chalicelib.geo.cells import FINEST, latlng_to_cell
 from chalicelib.geo.cover import Cover
 from chalicelib.presence import LocationState, Visit
-from chalicelib.store.memory import InMemoryStore
+from chalicelib.store.memory_devices import MemoryDevices
 from chalicelib.store.ports import Device, RegionQuery
 from chalicelib.weather.region import cell_range, plan_queries, region_keys, shard_of
 from chalicelib.weather.targets import SKIP_REASONS, plan_targets
@@ -55,13 +55,20 @@ class Harness:
         self.devices[did] = (consent, push, state)
 
 
-@pytest.fixture(params=["memory", "dynamodb"])
-def store(request):
-    if request.param == "memory":
-        return InMemoryStore(region_shards=SHARDS)
-    s = request.getfixturevalue("dynamo_store")
-    assert s.region_shards == SHARDS
-    return s
+@pytest.fixture
+def store_clock():
+    """Devices never read the clock: one offset is enough here (the
+    hypothesis run on moto is the slowest store test)."""
+    from tests.conftest import FakeClock
+
+    return FakeClock(NOW)
+
+
+@pytest.fixture
+def store(stores):
+    """The device repository of each twin (see ``stores`` in conftest)."""
+    assert stores.devices.region_shards == SHARDS
+    return stores.devices
 
 
 @pytest.fixture
@@ -195,7 +202,7 @@ def test_plan_targets_equals_brute_force(harness):
     boundary; random consent, push flag, age and fences), every shard used:
     the index path picks exactly what a geometry test of every device picks.
     The store keeps the devices of earlier examples: they count too."""
-    examples = 40 if isinstance(harness.store, InMemoryStore) else 5  # moto is slow (~5 s an example)
+    examples = 40 if isinstance(harness.store, MemoryDevices) else 5  # moto is slow (~5 s an example)
 
     @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(poly=small_polygons(max_size_deg=0.4), seed=st.integers(0, 2**32 - 1),
