@@ -98,11 +98,23 @@ def test_devices_profile_and_state(stores):
         stores.devices.save_state("d1", 0, state, 1.0)  # never resurrects a deleted device
 
 
-def test_read_for_pings_returns_devices_and_rows(stores):
+def test_a_ping_batch_reads_devices_and_rows(stores):
+    """What a ping batch issues together: the devices (one batched read)
+    and the index rows of its cells."""
     stores.fences.put_fence(*make("f1", [C1], [True]))
     stores.devices.save_profile(Device("d1", "android", "tok", consent={"push": True, "location": True}))
-    devices, rows = stores.devices.read_for_pings(["d1", "ghost"], [C1, C2])
+    devices = stores.devices.get_devices(["d1", "ghost", "d1"])
+    rows = stores.fences.lookup_cells([C1, C2])
     assert set(devices) == {"d1"} and rows == {C1: {"f1": IndexEntry(1, True)}}
+    assert devices["d1"] == stores.devices.get_device("d1", consistent=True)
+    assert stores.devices.get_devices([]) == {} and stores.fences.lookup_cells([]) == {}
+
+
+def test_get_devices_reads_more_than_one_batch(stores):
+    for i in range(130):
+        stores.devices.save_profile(Device(f"d{i:03d}", "ios", f"tok{i}"))
+    got = stores.devices.get_devices([f"d{i:03d}" for i in range(140)])
+    assert sorted(got) == [f"d{i:03d}" for i in range(130)] and got["d129"].push_token == "tok129"
 
 
 def test_newest_entries_prefers_the_highest_version():
