@@ -24,8 +24,8 @@ wall-clock time the domain uses.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]

@@ -42,11 +42,12 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from chalicelib import services
 from chalicelib.cache import VersionCache
@@ -94,18 +95,18 @@ class Rates:
     crash_chunk: float = 0.0
 
     @classmethod
-    def none(cls) -> "Rates":
+    def none(cls) -> Rates:
         return cls()
 
     @classmethod
-    def default(cls) -> "Rates":
+    def default(cls) -> Rates:
         """The soak's rates: every kind often enough to be counted in the
         thousands, rarely enough that invocations still finish."""
         return cls(ddb_throttle=0.003, state_race=0.05, claim_race=0.003, sns_throttle=0.05,
                    endpoint_disabled=0.002, crash=0.05, crash_chunk=0.2)
 
     @classmethod
-    def harsh(cls) -> "Rates":
+    def harsh(cls) -> Rates:
         """The tests' rates: small runs that still see every kind many times."""
         return cls(ddb_throttle=0.01, state_race=0.15, claim_race=0.02, sns_throttle=0.15,
                    endpoint_disabled=0.01, crash=0.15, crash_chunk=0.3)
@@ -166,7 +167,7 @@ class Faults:
             self.counts[kind] += n
 
 
-def _state_race(inner: Any, faults: "Faults", args: tuple) -> None:
+def _state_race(inner: Any, faults: Faults, args: tuple) -> None:
     """Another request wrote the device first: its version moves on."""
     if faults.roll("state_race"):
         cur = inner.devices.get(args[0])
@@ -174,7 +175,7 @@ def _state_race(inner: Any, faults: "Faults", args: tuple) -> None:
             inner.save_state(cur.device_id, cur.state_version, cur.state, cur.written_at)
 
 
-def _claim_race(inner: Any, faults: "Faults", args: tuple) -> None:
+def _claim_race(inner: Any, faults: Faults, args: tuple) -> None:
     """Another worker claimed the same delivery first, then died."""
     if faults.roll("claim_race"):
         d: Delivery = args[0]
@@ -183,7 +184,7 @@ def _claim_race(inner: Any, faults: "Faults", args: tuple) -> None:
 
 
 #: Races injected before a call, by method name: (hook(inner, faults, args)).
-RACES: dict[str, Callable[[Any, "Faults", tuple], None]] = {"save_state": _state_race, "claim_delivery": _claim_race}
+RACES: dict[str, Callable[[Any, Faults, tuple], None]] = {"save_state": _state_race, "claim_delivery": _claim_race}
 #: Calls paused by ``jitter_s`` (a ping's device reads and writes).
 JITTERED = frozenset({"read_for_pings", "get_devices", "save_state", "get_device"})
 

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.retry import Clock, RetryPolicy, Sleep
-from chalicelib.store.ports import CampaignRepo, DeliveryRepo, DeviceRepo, FenceRepo, WeatherRepo
+from chalicelib.store.ports import (
+    CampaignRepo,
+    DeliveryRepo,
+    DeviceRepo,
+    FenceRepo,
+    WeatherRepo,
+)
 
 if TYPE_CHECKING:
     from chalicelib.store.memory_base import Tally
@@ -76,7 +82,7 @@ def dynamo_stores(
     )
 
 
-def memory_stores(*, clock: Clock, region_shards: int = 4, tally: "Tally | None" = None) -> Stores:
+def memory_stores(*, clock: Clock, region_shards: int = 4, tally: Tally | None = None) -> Stores:
     """The in-memory twins (one :class:`~chalicelib.store.memory_base.Tally`
     of round trips shared by all). ``clock``: the wall clock, as for
     :func:`dynamo_stores`."""

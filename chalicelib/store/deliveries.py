@@ -14,9 +14,10 @@ optimistic concurrency; the decision itself is
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Executor
 from datetime import date, timedelta
-from typing import Any, Iterator
+from typing import Any
 
 from chalicelib.errors import Unavailable
 from chalicelib.push.caps import DAY_S, decide_cap
@@ -26,7 +27,11 @@ from chalicelib.retry import Clock, RetryPolicy
 from chalicelib.store.ddb import n as _n
 from chalicelib.store.ddb import num as _num
 from chalicelib.store.ddb import s as _s
-from chalicelib.store.delivery_items import build_update, delivery_from_item, delivery_item
+from chalicelib.store.delivery_items import (
+    build_update,
+    delivery_from_item,
+    delivery_item,
+)
 from chalicelib.store.schema import (
     HELD_HASH,
     LIST_INDEXES,

@@ -46,7 +46,7 @@ def delivery_item(d: Delivery) -> Item:
     item["ck"] = _s(delivery_sort_key(d.created_at, d.delivery_id))
     item["day"] = _s(day_key(d.created_at))
     item["expires_at"] = _n(d.expires_at)
-    if d.status == HELD:
+    if d.status == HELD and d.release_at is not None:  # check_new_delivery: a held record has one
         item["hk"] = _s(HELD_HASH)
         item["release_key"] = _s(release_key(d.release_at, d.delivery_id))
     elif d.status in OPEN_STATUSES:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from decimal import Decimal
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from chalicelib.presence import LocationState
 from chalicelib.store.ddb import n as _n

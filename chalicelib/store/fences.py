@@ -14,18 +14,29 @@ versions or neither.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 from chalicelib.geo.cells import cell_str
 from chalicelib.geo.cover import Cover
 from chalicelib.geo.shape import FenceShape
-from chalicelib.store.codec import blob_to_cover, blob_to_json, cover_to_blob, json_to_blob
+from chalicelib.store.codec import (
+    blob_to_cover,
+    blob_to_json,
+    cover_to_blob,
+    json_to_blob,
+)
 from chalicelib.store.ddb import n as _n
 from chalicelib.store.ddb import s as _s
-from chalicelib.store.ports import ConcurrentUpdate, FenceRecord, FenceVersion, IndexEntry
+from chalicelib.store.ports import (
+    ConcurrentUpdate,
+    FenceRecord,
+    FenceVersion,
+    IndexEntry,
+)
 from chalicelib.store.table import Item, Table
 
 META = "META"
@@ -191,9 +202,8 @@ class DynamoFences:
             resp = self.geofences.call("query", **kwargs)
             ids = [i["sk"]["S"] for i in resp.get("Items", [])]
             metas = self.get_fences(ids)
-            records = [metas[i] for i in ids if i in metas]
             more = "LastEvaluatedKey" in resp
-            return records, (ids[-1] if more and ids else None)
+            return [metas[i] for i in ids if i in metas], (ids[-1] if more and ids else None)
         records: list[FenceRecord] = []
         if limit < 1:
             return records, None

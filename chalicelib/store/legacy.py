@@ -7,13 +7,19 @@ facade over the repositories, so that call sites still written
 ``read_for_pings`` is no longer a store method: here it is composed from
 ``devices.get_devices`` and ``fences.lookup_cells`` issued concurrently,
 which is what the ping use case does itself after the merge.
+
+The facades' ``clock`` defaults to ``time.time`` only so that the old
+composition root (``deps.build_deps``) and tests that build
+``InMemoryStore()`` keep working; the repositories themselves have no
+default, and every test of the store passes its fake clock.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from chalicelib.retry import Clock
 from chalicelib.store import Stores, dynamo_stores, memory_stores

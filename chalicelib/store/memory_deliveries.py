@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from chalicelib.push.caps import decide_cap
 from chalicelib.push.lifecycle import open_since

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import threading
 import zlib
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from chalicelib.presence import LocationState
 from chalicelib.store.memory_base import Tally

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Iterable
 
 from chalicelib.geo.cover import Cover
 from chalicelib.store.memory_base import Tally
-from chalicelib.store.ports import ConcurrentUpdate, FenceRecord, FenceVersion, IndexEntry
+from chalicelib.store.ports import (
+    ConcurrentUpdate,
+    FenceRecord,
+    FenceVersion,
+    IndexEntry,
+)
 
 
 class MemoryFences:

@@ -22,6 +22,7 @@ from chalicelib.store.weather import (
     ttl_seconds,
 )
 
+
 @dataclass
 class _WeatherTables:
     lock: threading.RLock = field(default_factory=threading.RLock)

@@ -5,8 +5,9 @@ against both."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Protocol
+from typing import Any, Protocol
 
 from chalicelib.geo.cover import Cover
 from chalicelib.geo.shape import FenceShape

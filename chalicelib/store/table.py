@@ -13,8 +13,9 @@ retries could not absorb surfaces as :class:`chalicelib.errors.Unavailable`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
 

@@ -13,7 +13,16 @@ import pytest
 
 from chalicelib.errors import InvalidInput
 from chalicelib.presence import LocationState, Visit
-from chalicelib.push.model import FAILED, HELD, PENDING, PUBLISHING, SENT, SUPPRESSED, Delivery, delivery_id_for
+from chalicelib.push.model import (
+    FAILED,
+    HELD,
+    PENDING,
+    PUBLISHING,
+    SENT,
+    SUPPRESSED,
+    Delivery,
+    delivery_id_for,
+)
 from chalicelib.store.deliveries import DynamoDeliveries
 from chalicelib.store.ports import Device
 

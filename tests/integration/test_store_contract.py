@@ -11,7 +11,14 @@ import shapely
 from chalicelib.geo.cover import Cover
 from chalicelib.geo.shape import FenceShape
 from chalicelib.presence import LocationState, Visit
-from chalicelib.store.ports import ConcurrentUpdate, Device, FenceRecord, FenceVersion, IndexEntry, newest_entries
+from chalicelib.store.ports import (
+    ConcurrentUpdate,
+    Device,
+    FenceRecord,
+    FenceVersion,
+    IndexEntry,
+    newest_entries,
+)
 
 
 def make(fid, cells, inside, tags=("a",), enabled=True):
