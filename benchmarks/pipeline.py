@@ -130,7 +130,7 @@ def make_deps():
         clock=Clock(T0),
         cache=VersionCache(),
         push=FakePushGateway(),
-        campaigns=CampaignCache(settings.campaign_cache_s),
+        campaign_cache=CampaignCache(settings.campaign_cache_s),
     )
 
 
@@ -200,8 +200,8 @@ def build_world(bodies, fence_list) -> World:
         register_device(deps, device_id, body)
     register_s = time.perf_counter() - t0
     campaign_service.put_campaign(deps, CAMPAIGN_ID, CAMPAIGN)
-    campaign = deps.campaigns.get(deps.store, CAMPAIGN_ID, T0)
-    devices = [deps.store.get_device(d) for d, _ in bodies]
+    campaign = deps.campaign_cache.get(deps.campaigns, CAMPAIGN_ID, T0)
+    devices = [deps.devices.get_device(d) for d, _ in bodies]
     return World(deps, campaign, devices, triggers_for(len(devices), fence_list), register_s)
 
 
@@ -319,7 +319,7 @@ def run_matching(calls: int, n_campaigns: int = 200) -> dict:
     t0 = time.perf_counter()
     first = delivery.matching(deps, trigs[0])  # cold: list + compile every campaign
     cold_s = time.perf_counter() - t0
-    assert len(deps.campaigns.all(deps.store, T0)) == n_campaigns
+    assert len(deps.campaign_cache.all(deps.campaigns, T0)) == n_campaigns
     best = float("inf")
     hits = 0
     for _ in range(REPEATS):

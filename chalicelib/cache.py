@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict
 from typing import Iterable
 
-from chalicelib.store.ports import FenceVersion
+from chalicelib.ports import FenceVersion
 
 
 class VersionCache:

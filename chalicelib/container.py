@@ -56,25 +56,25 @@ def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sl
 
     from chalicelib.logs import ContextThreadPool
     from chalicelib.push.sns import SnsGateway
-    from chalicelib.store.dynamo import DynamoStore
+    from chalicelib.store import dynamo_stores
     from chalicelib.weather import area
     from chalicelib.weather.fanout import SqsQueue
 
     settings = settings or get_settings()
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
-    store = DynamoStore(boto3.client("dynamodb", config=config), settings, clock=clock)
     # Its tasks run in the submitter's context: their log lines keep the request id.
     pool = ContextThreadPool(max_workers=16, thread_name_prefix="hexcast-io")
+    stores = dynamo_stores(boto3.client("dynamodb", config=config), settings, clock=clock, sleep=sleep)
     counties = LazyCounties(area.CountyIndex.load)
     zones = area.ZoneFetcher(settings.weather_user_agent, settings.weather_http_timeout_s)
-    return Deps(
-        store=store,
-        settings=settings,
+    return Deps.over(
+        stores,
+        settings,
         clock=clock,
         cache=VersionCache(settings.geometry_cache_size),
         pool=pool,
         push=SnsGateway(boto3.client("sns", config=config), settings, sleep),
-        campaigns=CampaignCache(settings.campaign_cache_s),
+        campaign_cache=CampaignCache(settings.campaign_cache_s),
         resolver=area.AreaResolver(counties, zones),  # type: ignore[arg-type]  # any CountySet will do
         queue=SqsQueue(boto3.client("sqs", config=config), sleep),
         sleep=sleep,

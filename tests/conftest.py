@@ -44,8 +44,8 @@ def settings() -> Settings:
 @pytest.fixture
 def mem_deps(settings, clock) -> Deps:
     """Services wired to the in-memory fakes."""
-    return Deps(store=InMemoryStore(), settings=settings, clock=clock, cache=VersionCache(), push=FakePushGateway(),
-                campaigns=CampaignCache(0))
+    return Deps(store=InMemoryStore(clock=clock), settings=settings, clock=clock, cache=VersionCache(), push=FakePushGateway(),
+                campaign_cache=CampaignCache(0))
 
 
 #: Fake credentials and the test stage: moto, never AWS.
@@ -102,13 +102,47 @@ def moto_aws(aws_env, monkeypatch):
 
 
 @pytest.fixture
-def dynamo_store(moto_aws):
+def dynamo_store(moto_aws, clock):
+    """The transitional one-object store over the DynamoDB repositories
+    (see chalicelib/store/legacy.py), on the ``clock`` fixture."""
     import boto3
 
     from chalicelib.settings import get_settings
     from chalicelib.store.dynamo import DynamoStore
 
-    return DynamoStore(boto3.client("dynamodb"), get_settings())
+    return DynamoStore(boto3.client("dynamodb"), get_settings(), clock=clock)
+
+
+#: The store contract runs at the fixed clock and 60 days later: nothing in
+#: it may depend on the day the tests run (the unfiltered delivery listing
+#: reads a window of days back from the store's clock).
+STORE_CLOCK_OFFSETS = {"t0": 0.0, "t0+60d": 60 * 86400.0}
+
+
+@pytest.fixture(params=list(STORE_CLOCK_OFFSETS))
+def store_clock(request) -> FakeClock:
+    return FakeClock(1_790_000_000.0 + STORE_CLOCK_OFFSETS[request.param])
+
+
+@pytest.fixture
+def dynamo_stores(moto_aws, store_clock):
+    """The DynamoDB repositories (moto), on ``store_clock``, retries not sleeping."""
+    import boto3
+
+    from chalicelib.settings import get_settings
+    from chalicelib.store import dynamo_stores as build
+
+    return build(boto3.client("dynamodb"), get_settings(), clock=store_clock, sleep=lambda s: None)
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def stores(request, store_clock):
+    """Every repository, in memory and on DynamoDB (moto): one contract."""
+    from chalicelib.store import memory_stores
+
+    if request.param == "memory":
+        return memory_stores(clock=store_clock, region_shards=4)
+    return request.getfixturevalue("dynamo_stores")
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """Fault injection for the service layer, seeded, and the two measured
 scenarios of issue 5 (RELIABILITY.md "Fault injection"):
 
-* :class:`FaultyStore` wraps the :class:`InMemoryStore`: DynamoDB throttling
-  (:class:`~chalicelib.errors.Unavailable` before a call runs, as
-  ``DynamoStore._call`` raises it once botocore's retries give up),
+* :class:`FaultyRepo` wraps any repository (or the transitional one-object
+  store): DynamoDB throttling (:class:`~chalicelib.errors.Unavailable`
+  before a call runs, as :class:`chalicelib.store.table.Table` raises it
+  once botocore's retries give up),
   conditional-check races (another writer moves the device before
   ``save_state``; another worker claims the delivery first and dies) and
   crashes before or after a call (the call's effect stays, its answer is
@@ -41,10 +42,12 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from dataclasses import fields as dataclass_fields
+from typing import Any
 
 from chalicelib.cache import VersionCache
 from chalicelib.services.deps import Deps
@@ -59,9 +62,10 @@ from chalicelib.services.geofences import put_geofence
 from chalicelib.services.pings import handle_pings
 from chalicelib.services.delivery import STALE_OPEN_S, CampaignCache
 from chalicelib.settings import Settings
-from chalicelib.store.memory import InMemoryStore
 from chalicelib.services import fanout as fanout_service
 from chalicelib.services import weather
+from chalicelib.store import Stores
+from chalicelib.store.legacy import CompositeStore, InMemoryStore
 from chalicelib.weather.area import AreaResolver
 
 T0 = 1_790_000_000.0  # 2026-09-21 13:33 UTC
@@ -94,18 +98,18 @@ class Rates:
     crash_chunk: float = 0.0
 
     @classmethod
-    def none(cls) -> "Rates":
+    def none(cls) -> Rates:
         return cls()
 
     @classmethod
-    def default(cls) -> "Rates":
+    def default(cls) -> Rates:
         """The soak's rates: every kind often enough to be counted in the
         thousands, rarely enough that invocations still finish."""
         return cls(ddb_throttle=0.003, state_race=0.05, claim_race=0.003, sns_throttle=0.05,
                    endpoint_disabled=0.002, crash=0.05, crash_chunk=0.2)
 
     @classmethod
-    def harsh(cls) -> "Rates":
+    def harsh(cls) -> Rates:
         """The tests' rates: small runs that still see every kind many times."""
         return cls(ddb_throttle=0.01, state_race=0.15, claim_race=0.02, sns_throttle=0.15,
                    endpoint_disabled=0.01, crash=0.15, crash_chunk=0.3)
@@ -166,15 +170,37 @@ class Faults:
             self.counts[kind] += n
 
 
-class FaultyStore:
-    """Every store method of ``inner``, with faults injected around it.
-    ``jitter_s``: a random pause before the device reads and writes of a
-    ping, so that concurrent requests really interleave (without it the
-    GIL runs a short request to its end before switching)."""
+def _state_race(inner: Any, faults: Faults, args: tuple) -> None:
+    """Another request wrote the device first: its version moves on."""
+    if faults.roll("state_race"):
+        cur = inner.devices.get(args[0])
+        if cur is not None:
+            inner.save_state(cur.device_id, cur.state_version, cur.state, cur.written_at)
 
-    JITTERED = frozenset({"read_for_pings", "save_state", "get_device"})
 
-    def __init__(self, inner: InMemoryStore, faults: Faults, jitter_s: float = 0.0) -> None:
+def _claim_race(inner: Any, faults: Faults, args: tuple) -> None:
+    """Another worker claimed the same delivery first, then died."""
+    if faults.roll("claim_race"):
+        d: Delivery = args[0]
+        inner.claim_delivery(Delivery.from_dict(d.to_dict()))
+    faults.count("claims")
+
+
+#: Races injected before a call, by method name: (hook(inner, faults, args)).
+RACES: dict[str, Callable[[Any, Faults, tuple], None]] = {"save_state": _state_race, "claim_delivery": _claim_race}
+#: Calls paused by ``jitter_s`` (a ping's device reads and writes).
+JITTERED = frozenset({"read_for_pings", "get_devices", "save_state", "get_device"})
+
+
+class FaultyRepo:
+    """Every public method of ``inner`` — any repository, or the
+    transitional one-object store — with faults injected around it:
+    throttling, the races of :data:`RACES`, crashes before or after the
+    call. ``jitter_s``: a random pause before the :data:`JITTERED` calls, so
+    that concurrent requests really interleave (without it the GIL runs a
+    short request to its end before switching)."""
+
+    def __init__(self, inner: Any, faults: Faults, jitter_s: float = 0.0) -> None:
         self.inner = inner
         self.faults = faults
         self.jitter_s = jitter_s
@@ -184,25 +210,16 @@ class FaultyStore:
         if name.startswith("_") or not callable(attr):
             return attr
         faults, inner = self.faults, self.inner
-
-        jitter = self.jitter_s if name in self.JITTERED else 0.0
+        jitter = self.jitter_s if name in JITTERED else 0.0
+        race = RACES.get(name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             if jitter:
                 time.sleep(faults.pick(1000) * jitter / 1000)
             if faults.roll("ddb_throttle"):
                 raise Unavailable("injected: the database is throttling; retry shortly")
-            if name == "save_state" and faults.roll("state_race"):
-                # Another request wrote the device first: its version moves on.
-                cur = inner.devices.get(args[0])
-                if cur is not None:
-                    inner.save_state(cur.device_id, cur.state_version, cur.state, cur.written_at)
-            if name == "claim_delivery" and faults.roll("claim_race"):
-                # Another worker claimed the same delivery first, then died.
-                d: Delivery = args[0]
-                inner.claim_delivery(Delivery.from_dict(d.to_dict()))
-            if name == "claim_delivery":
-                faults.count("claims")
+            if race is not None:
+                race(inner, faults, args)
             crash = faults.crash_here()
             if crash and faults.pick(2) == 0:
                 faults.count("crash_store_before")
@@ -215,6 +232,11 @@ class FaultyStore:
 
         setattr(self, name, call)  # later lookups skip __getattr__
         return call
+
+
+def faulty_stores(stores: Stores, faults: Faults, jitter_s: float = 0.0) -> Stores:
+    """Each repository of ``stores`` wrapped in a :class:`FaultyRepo`."""
+    return Stores(**{f.name: FaultyRepo(getattr(stores, f.name), faults, jitter_s) for f in dataclass_fields(Stores)})
 
 
 class FaultyGateway:
@@ -297,13 +319,23 @@ class World:
     clock: Clock
 
 
+#: Wrap each repository (True) or the transitional one-object store as a
+#: whole (False: tests that replace a method of ``World.store`` see it called).
+SPLIT_REPOS = False
+
+
 def make_world(seed: int, rates: Rates, *, chunk: int = 50, jitter_s: float = 0.0) -> World:
     settings = Settings(stage="test", coupon_secret="fault-injection-secret", campaign_cache_s=1e9,
                         region_shards=4, fanout_chunk=chunk)
     faults = Faults(seed, rates)
-    store, push, clock = InMemoryStore(region_shards=4), FakePushGateway(), Clock(T0)
-    deps = Deps(store=FaultyStore(store, faults, jitter_s), settings=settings, clock=clock, cache=VersionCache(),
-                push=FaultyGateway(push, faults), campaigns=CampaignCache(1e9), resolver=AreaResolver(None, None),
+    clock = Clock(T0)
+    store, push = InMemoryStore(region_shards=4, clock=clock), FakePushGateway()
+    if SPLIT_REPOS:
+        faulty: Any = CompositeStore(faulty_stores(store.stores, faults, jitter_s), concurrent_reads=False)
+    else:
+        faulty = FaultyRepo(store, faults, jitter_s)
+    deps = Deps(store=faulty, settings=settings, clock=clock, cache=VersionCache(),
+                push=FaultyGateway(push, faults), campaign_cache=CampaignCache(1e9), resolver=AreaResolver(None, None),
                 queue=ListQueue(), sleep=lambda s: None)
     return World(deps, store, push, faults, clock)
 

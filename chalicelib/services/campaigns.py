@@ -33,8 +33,8 @@ def put_campaign(deps: Deps, campaign_id: str, body: Any) -> dict:
     campaign = parse_campaign(campaign_id, body)
     if campaign.coupon is not None and not deps.settings.coupon_secret:
         raise InvalidInput("coupons need HEXCAST_COUPON_SECRET configured for this stage", "coupon")
-    rec = deps.store.put_campaign(campaign_id, campaign.definition(), iso(deps.clock()))
-    deps.campaigns.invalidate()
+    rec = deps.campaigns.put_campaign(campaign_id, campaign.definition(), iso(deps.clock()))
+    deps.campaign_cache.invalidate()
     log.info("campaign stored", extra={"campaign_id": campaign_id, "version": rec.version})
     return _campaign_json(rec)
 
@@ -45,7 +45,7 @@ def _campaign_json(rec: CampaignRecord) -> dict:
 
 def campaign_or_404(deps: Deps, campaign_id: str) -> CampaignRecord:
     """The stored campaign, or 404 naming ``campaign_id`` (also for a malformed id)."""
-    rec = deps.store.get_campaign(campaign_id) if isinstance(campaign_id, str) and CAMPAIGN_ID_RE.fullmatch(campaign_id) else None
+    rec = deps.campaigns.get_campaign(campaign_id) if isinstance(campaign_id, str) and CAMPAIGN_ID_RE.fullmatch(campaign_id) else None
     if rec is None:
         raise NotFound(f"no campaign {campaign_id!r}", "campaign_id")
     return rec
@@ -57,15 +57,15 @@ def get_campaign(deps: Deps, campaign_id: str) -> dict:
 
 def delete_campaign(deps: Deps, campaign_id: str) -> None:
     campaign_or_404(deps, campaign_id)
-    deps.store.delete_campaign(campaign_id)
-    deps.campaigns.invalidate()
+    deps.campaigns.delete_campaign(campaign_id)
+    deps.campaign_cache.invalidate()
 
 
 def list_campaigns(deps: Deps, limit: int = 100, next_token: str | None = None) -> dict:
     """By id; ``next_token`` is the last id of the previous page."""
     if next_token is not None and not CAMPAIGN_ID_RE.fullmatch(next_token):
         raise InvalidInput("next_token is not valid", "next_token")
-    recs = sorted(deps.store.list_campaigns(), key=lambda r: r.campaign_id)
+    recs = sorted(deps.campaigns.list_campaigns(), key=lambda r: r.campaign_id)
     if next_token is not None:
         recs = [r for r in recs if r.campaign_id > next_token]
     page = recs[:limit]
@@ -91,13 +91,13 @@ def _sample_trigger(deps: Deps, campaign: Campaign, body: dict) -> Trigger:
     if fence_id is None:
         fence_id = t.fence_ids[0] if t.fence_ids else None
     if fence_id is None and t.fence_tags:
-        recs, _ = deps.store.list_fences(t.fence_tags[0], 1, None)
+        recs, _ = deps.fences.list_fences(t.fence_tags[0], 1, None)
         fence_id = recs[0].fence_id if recs else None
     rec = None
     if fence_id is not None:
         if not isinstance(fence_id, str) or not FENCE_ID_RE.fullmatch(fence_id):
             raise InvalidInput("fence_id must be a valid fence id", "fence_id")
-        rec = deps.store.get_fence(fence_id)
+        rec = deps.fences.get_fence(fence_id)
         if rec is None and "fence_id" in body:
             raise NotFound(f"no geofence {fence_id!r}", "fence_id")
     if rec is not None:

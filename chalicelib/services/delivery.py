@@ -56,7 +56,7 @@ from chalicelib.push.render import RenderError
 
 if TYPE_CHECKING:
     from chalicelib.services.deps import Deps
-    from chalicelib.store.ports import Device, Store
+    from chalicelib.ports import CampaignRepo, DeliveryRepo, Device
 
 log = logging.getLogger("hexcast.push")
 
@@ -99,7 +99,7 @@ class CampaignCache:
         with self._lock:
             self._loaded_at = None
 
-    def all(self, store: Store, now: float) -> list[Campaign]:
+    def all(self, store: CampaignRepo, now: float) -> list[Campaign]:
         with self._lock:
             fresh = self._loaded_at is not None and 0 <= now - self._loaded_at < self.max_age_s
             if fresh:
@@ -129,7 +129,7 @@ class CampaignCache:
             self._loaded_at = now
             return [c for _, c in compiled.values()]
 
-    def candidates(self, store: Store, trigger: Trigger, now: float) -> list[Campaign]:
+    def candidates(self, store: CampaignRepo, trigger: Trigger, now: float) -> list[Campaign]:
         """The campaigns that may match ``trigger`` (by type, fence id or tag),
         from an index built when the list is loaded — not a scan per event."""
         self.all(store, now)
@@ -144,7 +144,7 @@ class CampaignCache:
                 seen.setdefault(c.campaign_id, c)
         return [seen[k] for k in sorted(seen)]
 
-    def get(self, store: Store, campaign_id: str, now: float) -> Campaign | None:
+    def get(self, store: CampaignRepo, campaign_id: str, now: float) -> Campaign | None:
         for c in self.all(store, now):
             if c.campaign_id == campaign_id:
                 return c
@@ -153,7 +153,7 @@ class CampaignCache:
 
 def matching(deps: Deps, trigger: Trigger) -> list[Campaign]:
     now = deps.clock()
-    return [c for c in deps.campaigns.candidates(deps.store, trigger, now) if c.in_schedule(now) and c.matches(trigger)]
+    return [c for c in deps.campaign_cache.candidates(deps.campaigns, trigger, now) if c.in_schedule(now) and c.matches(trigger)]
 
 
 # ---------------------------------------------------------------- decisions
@@ -213,7 +213,7 @@ def pre_claim(campaign: Campaign, device: Device, trigger: Trigger, now: float,
 def decide(deps: Deps, campaign: Campaign, device: Device, trigger: Trigger) -> Outcome:
     """Run one (campaign, device, trigger) through the pipeline."""
     now = deps.clock()
-    store = deps.store
+    store = deps.deliveries
     did = delivery_id_for(campaign.campaign_id, device.device_id, trigger.key)
     # 1-2: consent and control are decided before the claim: the claim then
     # carries the final record.
@@ -245,13 +245,13 @@ def decide(deps: Deps, campaign: Campaign, device: Device, trigger: Trigger) -> 
     return drive(deps, campaign, device, trigger, did, now, None, arm, ttl)
 
 
-def _take_over(store: Store, did: str, now: float) -> bool:
+def _take_over(store: DeliveryRepo, did: str, now: float) -> bool:
     """The lease on a stale ``pending`` record: of two invocations (or
     sweeps) taking it over, the one that moves ``updated_at`` first wins."""
     return store.update_delivery(did, {"updated_at": now}, expect_status=PENDING, updated_before=now - STALE_OPEN_S)
 
 
-def abandon(store: Store, did: str, since: float) -> None:
+def abandon(store: DeliveryRepo, did: str, since: float) -> None:
     """Give up a ``pending`` record this invocation owns (nothing was
     published): backdated, it is stale at once, so the caller's retry takes
     it over instead of waiting for the sweep. Best effort."""
@@ -264,7 +264,7 @@ def abandon(store: Store, did: str, since: float) -> None:
 def finish(deps: Deps, did: str, status: str, why: str | None, **extra: Any) -> Outcome:
     """``pending`` → a status other than ``publishing``."""
     changes = {"status": status, "reason": why, "updated_at": deps.clock(), **extra}
-    if not deps.store.update_delivery(did, changes, expect_status=PENDING):
+    if not deps.deliveries.update_delivery(did, changes, expect_status=PENDING):
         return Outcome(did, PENDING, None, duplicate=True)  # another invocation moved it
     return Outcome(did, status, why)
 
@@ -275,7 +275,7 @@ def drive(deps: Deps, campaign: Campaign, device: Device, trigger: Trigger, did:
     before the record is ``publishing`` abandons the claim (see
     :func:`abandon`) and propagates: the outbox or the SQS redelivery runs
     the decision again."""
-    store = deps.store
+    store = deps.deliveries
     try:
         if reason is not None:
             return finish(deps, did, SUPPRESSED, reason)
@@ -342,7 +342,7 @@ def _settle(deps: Deps, write: Callable[[], Any]) -> Any:
 
 def publish(deps: Deps, device: Device, campaign: Campaign | None, did: str, content: dict, ttl: int | None) -> Outcome:
     """The record is ``publishing`` (ours): publish and record the result."""
-    store = deps.store
+    store = deps.deliveries
     data = {"campaign_id": campaign.campaign_id} if campaign else {}
     if content.get("coupon_code"):
         data["coupon_code"] = content["coupon_code"]
@@ -367,7 +367,7 @@ def publish(deps: Deps, device: Device, campaign: Campaign | None, did: str, con
     changes = {"status": status, "reason": reason, "updated_at": deps.clock(), **extra}
     _settle(deps, lambda: store.update_delivery(did, changes, expect_status=PUBLISHING))
     if disabled:
-        _settle(deps, lambda: store.set_push_state(device.device_id, device.endpoint_arn, False))
+        _settle(deps, lambda: deps.devices.set_push_state(device.device_id, device.endpoint_arn, False))
     log.info("delivery", extra={"delivery_id": did, "status": status, "reason": reason})
     return Outcome(did, status, reason)
 

@@ -38,7 +38,7 @@ from chalicelib.services.weather import conditions_at
 
 if TYPE_CHECKING:
     from chalicelib.services.deps import Deps
-    from chalicelib.store.ports import Device
+    from chalicelib.ports import Device
 
 log = logging.getLogger("hexcast.push")
 
@@ -51,9 +51,9 @@ def release_held(deps: Deps, limit: int = 100) -> dict[str, int]:
     come first, so a store error leaves it ``held`` for the next run."""
     now = deps.clock()
     counts: dict[str, int] = {}
-    for d in deps.store.due_held(now, limit):
-        campaign = deps.campaigns.get(deps.store, d.campaign_id, now)
-        device = deps.store.get_device(d.device_id)
+    for d in deps.deliveries.due_held(now, limit):
+        campaign = deps.campaign_cache.get(deps.campaigns, d.campaign_id, now)
+        device = deps.devices.get_device(d.device_id)
         reason = None
         if campaign is None or not campaign.in_schedule(now):
             reason = "campaign_disabled"
@@ -68,11 +68,11 @@ def release_held(deps: Deps, limit: int = 100) -> dict[str, int]:
                 reason = "expired"
         if reason is not None:
             changes = {"status": SUPPRESSED, "reason": reason, "release_at": None, "updated_at": now}
-            if deps.store.update_delivery(d.delivery_id, changes, expect_status=HELD):
+            if deps.deliveries.update_delivery(d.delivery_id, changes, expect_status=HELD):
                 counts[reason] = counts.get(reason, 0) + 1
                 metrics.delivery(SUPPRESSED, reason)
             continue
-        if not deps.store.update_delivery(d.delivery_id, {"status": PUBLISHING, "release_at": None, "updated_at": now}, expect_status=HELD):
+        if not deps.deliveries.update_delivery(d.delivery_id, {"status": PUBLISHING, "release_at": None, "updated_at": now}, expect_status=HELD):
             continue  # another run took it
         content = {"title": d.title, "body": d.body, "deep_link": d.deep_link, "coupon_code": d.coupon_code}
         out = publish(deps, device, campaign, d.delivery_id, content, ttl)
@@ -89,7 +89,6 @@ def rebuild_trigger(deps: Deps, d: Delivery, device: Device, now: float) -> Trig
     as it is now, with the weather at the device now; a weather alert from
     its lineage and the ``alert.*`` variables kept in the alert's record.
     None when that is not possible (an unknown key, an alert record gone)."""
-    store = deps.store
     if d.trigger_type in GEOFENCE_TRIGGERS:
         head, _, rest = d.trigger_key.partition(":")
         parts = rest.rsplit(":", 2)
@@ -100,7 +99,7 @@ def rebuild_trigger(deps: Deps, d: Delivery, device: Device, now: float) -> Trig
             visit_ts = float(visit)
         except ValueError:
             return None
-        rec = store.get_fences([fence_id]).get(fence_id)
+        rec = deps.fences.get_fences([fence_id]).get(fence_id)
         props = rec.feature.get("properties", {}) if rec else {}
         fence = FenceContext(fence_id, rec.name if rec else fence_id, tuple(rec.tags) if rec else (),
                              dict(props.get("metadata") or {}))
@@ -108,10 +107,10 @@ def rebuild_trigger(deps: Deps, d: Delivery, device: Device, now: float) -> Trig
         if trigger.key != d.trigger_key or trigger.type != d.trigger_type:
             return None
         st = device.state
-        wx = conditions_at(store, [(st.lat, st.lng)], now)[0] if st is not None else None
+        wx = conditions_at(deps.weather, [(st.lat, st.lng)], now)[0] if st is not None else None
         return replace(trigger, weather=wx) if wx else trigger
     if d.trigger_type == "weather_alert" and d.trigger_key.startswith("alert:"):
-        rec = store.get_alert_records([d.trigger_ref]).get(d.trigger_ref) or {}
+        rec = deps.weather.get_alert_records([d.trigger_ref]).get(d.trigger_ref) or {}
         if not isinstance(rec.get("vars"), dict):
             return None
         ends_at = rec.get("ends_at")
@@ -123,10 +122,10 @@ def rebuild_trigger(deps: Deps, d: Delivery, device: Device, now: float) -> Trig
 def _redrive(deps: Deps, d: Delivery, now: float) -> Outcome:
     """Steps 1-8 again for a stale ``pending`` record (leased by the
     caller): the campaign, device and trigger as they are now."""
-    campaign = deps.campaigns.get(deps.store, d.campaign_id, now)
+    campaign = deps.campaign_cache.get(deps.campaigns, d.campaign_id, now)
     if campaign is None or not campaign.in_schedule(now):
         return finish(deps, d.delivery_id, SUPPRESSED, "campaign_disabled")
-    device = deps.store.get_device(d.device_id)
+    device = deps.devices.get_device(d.device_id)
     if device is None:
         return finish(deps, d.delivery_id, SUPPRESSED, "unknown_device")
     trigger = rebuild_trigger(deps, d, device, now)
@@ -155,7 +154,7 @@ def sweep_open(deps: Deps, *, stale_s: float = STALE_OPEN_S, limit: int = 100) -
     publish one record twice."""
     now = deps.clock()
     cutoff = now - stale_s
-    store = deps.store
+    store = deps.deliveries
     counts: dict[str, int] = {}
     for d in store.stale_open(cutoff, limit):
         did = d.delivery_id

@@ -10,7 +10,7 @@ from chalicelib import auth, retention
 from chalicelib.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from chalicelib.geo.cells import cell_str
 from chalicelib.push.model import PushError
-from chalicelib.store.ports import ConcurrentUpdate, Device
+from chalicelib.ports import ConcurrentUpdate, Device
 from chalicelib.timeutil import iso
 from chalicelib.validation import (
     DEVICE_ID_RE,
@@ -104,7 +104,7 @@ def authorize_device(device: Device, role: str, secret: str | None) -> None:
 
 def device_or_404(deps: Deps, device_id: Any) -> Device:
     """The stored device, or 404 naming ``device_id`` when the id is malformed or unknown."""
-    device = deps.store.get_device(device_id) if is_device_id(device_id) else None
+    device = deps.devices.get_device(device_id) if is_device_id(device_id) else None
     if device is None:
         raise NotFound(f"no device {device_id!r}", "device_id")
     return device
@@ -145,7 +145,7 @@ def register_device(
     device.created_at = device.updated_at = iso(deps.clock())
     tried: str | None = None  # the secret of a creation whose outcome is unknown
     for _ in range(REGISTER_ATTEMPTS):
-        old = deps.store.get_device(device_id, consistent=True)
+        old = deps.devices.get_device(device_id, consistent=True)
         if old is not None and tried is not None and auth.secret_matches(tried, old.secret_hash):
             # Our creation did land (an SDK retry of it then found the id taken).
             return {"device_id": device_id, "push_enabled": old.push_enabled, "device_secret": tried}
@@ -156,7 +156,7 @@ def register_device(
         new_secret = auth.new_device_secret() if old is None else None
         device.secret_hash = auth.hash_token(new_secret) if new_secret else old.secret_hash  # type: ignore[union-attr]
         try:
-            deps.store.save_profile(device, create=old is None)
+            deps.devices.save_profile(device, create=old is None)
         except ConcurrentUpdate:
             # Another registration created the device first, or it was
             # deleted or re-created meanwhile: decide again on what is stored.
@@ -207,7 +207,7 @@ def delete_device(deps: Deps, device_id: str, *, role: str = auth.ADMIN, secret:
             raise Unavailable(f"could not delete the push endpoint ({exc.reason}); retry", "device_id") from None
     try:
         # An app key deletes only the device its secret was checked against.
-        deps.store.delete_device(device_id, secret_hash=None if role == auth.ADMIN else device.secret_hash)
+        deps.devices.delete_device(device_id, secret_hash=None if role == auth.ADMIN else device.secret_hash)
     except ConcurrentUpdate:
         # Deleted (or deleted and registered again) since the read above.
         authorize_device(device_or_404(deps, device_id), role, secret)

@@ -78,7 +78,7 @@ def stats(deps: Deps, campaign_id: str) -> dict:
     campaign_or_404(deps, campaign_id)
     total = _empty()
     arms: dict[str, dict] = {}
-    for d in deps.store.campaign_deliveries(campaign_id):
+    for d in deps.deliveries.campaign_deliveries(campaign_id):
         _add(total, d)
         if d.arm is not None:
             _add(arms.setdefault(d.arm, _empty()), d)
@@ -98,7 +98,7 @@ def list_deliveries(deps: Deps, params: dict[str, str], limit: int) -> dict:
         validate_device_id(device_id)
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", "status")
-    items, token = deps.store.list_deliveries(
+    items, token = deps.deliveries.list_deliveries(
         campaign_id=campaign_id, device_id=device_id, status=status, limit=limit, next_token=params.get("next_token")
     )
     return {"deliveries": [d.to_json() for d in items], "next_token": token}
@@ -137,11 +137,11 @@ def post_event(deps: Deps, body: Any, *, role: str = "admin", secret: str | None
     window = deps.settings.conversion_window_hours * 3600.0
     target = None
     if did is not None:
-        target = deps.store.get_deliveries([did]).get(did)
+        target = deps.deliveries.get_deliveries([did]).get(did)
         if target is None or target.device_id != device_id:
             raise NotFound(f"no delivery {did!r} for this device", "delivery_id")
     else:
-        candidates = [d for d in deps.store.device_deliveries(device_id, at - window) if d.status == SENT]
+        candidates = [d for d in deps.deliveries.device_deliveries(device_id, at - window) if d.status == SENT]
         if code is not None:
             candidates = [d for d in candidates if (d.coupon_code or "").upper() == code.upper()]
         target = next((d for d in candidates if d.sent_at is not None and d.sent_at <= at), None)
@@ -157,7 +157,7 @@ def post_event(deps: Deps, body: Any, *, role: str = "admin", secret: str | None
         out["reason"] = "outside_conversion_window"
         return out
     if etype == "push_opened":
-        first = deps.store.update_delivery(target.delivery_id, {"opened_at": at}, absent="opened_at")
+        first = deps.deliveries.update_delivery(target.delivery_id, {"opened_at": at}, absent="opened_at")
     else:
         if code is not None and target.coupon_code and target.coupon_code.upper() != code.upper():
             out["reason"] = "coupon_mismatch"
@@ -166,7 +166,7 @@ def post_event(deps: Deps, body: Any, *, role: str = "admin", secret: str | None
             out["reason"] = "coupon_expired"
             return out
         changes = {"converted_at": at, "conversion_value": float(value) if value is not None else None}
-        first = deps.store.update_delivery(target.delivery_id, changes, absent="converted_at")
+        first = deps.deliveries.update_delivery(target.delivery_id, changes, absent="converted_at")
     out["attributed_to"] = target.delivery_id
     if not first:
         out["duplicate"] = True
@@ -206,13 +206,13 @@ def audience_estimate(deps: Deps, body: Any) -> dict:
     # Never a location older than the TTL, whatever was asked.
     max_age_s = retention.max_location_age_s(max_age_h * 3600.0 if max_age_h is not None else None,
                                              retention.location_ttl_s(deps.settings))
-    plan = plan_targets(deps.store, d.geometry, now=now, max_age_s=max_age_s, shards=deps.settings.region_shards)
+    plan = plan_targets(deps.devices, d.geometry, now=now, max_age_s=max_age_s, shards=deps.settings.region_shards)
     ids = plan.device_ids
     if d.kind != "polygon" and ids:
         # Circles (geodesic) and H3 regions: the polygon above covers them;
         # the fence's own exact test decides.
         shape = FenceShape.from_definition(d)
-        devices, _ = deps.store.read_for_pings(ids, [])
+        devices = deps.devices.get_devices(ids)
         ids = [i for i in ids if i in devices and devices[i].state is not None
                and shape.covers(devices[i].state.lat, devices[i].state.lng)]
     reachable = len(ids)

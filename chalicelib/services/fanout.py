@@ -73,9 +73,9 @@ def send_chunk(deps: Deps, body: str) -> list[str]:
         raise ValueError("not a hexcast fan-out message")
     now = deps.clock()
     trigger = weather_trigger(msg["alert_id"], msg["lineage"], msg.get("alert") or {}, msg.get("ends_at"), now)
-    campaigns = [c for c in (deps.campaigns.get(deps.store, cid, now) for cid in msg["campaign_ids"]) if c is not None]
+    campaigns = [c for c in (deps.campaign_cache.get(deps.campaigns, cid, now) for cid in msg["campaign_ids"]) if c is not None]
     campaigns = [c for c in campaigns if c.in_schedule(now)]
-    devices, _ = deps.store.read_for_pings(msg["device_ids"], [])
+    devices = deps.devices.get_devices(msg["device_ids"])
     ids: list[str] = []
     throttled = 0
     for device_id in msg["device_ids"]:

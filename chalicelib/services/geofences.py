@@ -14,7 +14,7 @@ from chalicelib.geo.cells import FINEST, LADDER, latlng_to_cell, to_parents
 from chalicelib.geo.cover import Cover, cover_geometry
 from chalicelib.geo.geojson import FenceDefinition, parse_feature
 from chalicelib.geo.shape import FenceShape
-from chalicelib.store.ports import (
+from chalicelib.ports import (
     ConcurrentUpdate,
     FenceRecord,
     FenceVersion,
@@ -78,7 +78,7 @@ def store_definition(deps: Deps, d: FenceDefinition) -> dict[str, Any]:
     )
     fv = FenceVersion(d.fence_id, 0, d.name, d.tags, d.dwell_minutes, FenceShape.from_definition(d))
     try:
-        stored = deps.store.put_fence(record, fv, cover)
+        stored = deps.fences.put_fence(record, fv, cover)
     except ConcurrentUpdate:
         raise Conflict("the fence was changed concurrently; retry", "fence_id") from None
     log.info("fence stored", extra={"fence_id": d.fence_id, "version": stored.version, "cells": n_cells})
@@ -168,7 +168,7 @@ def import_geofences(deps: Deps, body: Any, *, repair: bool = False) -> dict[str
 # ---------------------------------------------------------------- reading
 def fence_or_404(deps: Deps, fence_id: Any) -> FenceRecord:
     """The stored fence, or 404 naming ``fence_id`` when the id is malformed or unknown."""
-    rec = deps.store.get_fence(fence_id) if is_fence_id(fence_id) else None
+    rec = deps.fences.get_fence(fence_id) if is_fence_id(fence_id) else None
     if rec is None:
         raise NotFound(f"no geofence {fence_id!r}", "fence_id")
     return rec
@@ -183,7 +183,7 @@ def get_geofence(deps: Deps, fence_id: str) -> dict[str, Any]:
 
 def delete_geofence(deps: Deps, fence_id: str) -> None:
     fence_or_404(deps, fence_id)
-    if not deps.store.delete_fence(fence_id):
+    if not deps.fences.delete_fence(fence_id):
         raise NotFound(f"no geofence {fence_id!r}", "fence_id")
 
 
@@ -192,7 +192,7 @@ def list_geofences(deps: Deps, tag: str | None, limit: int, next_token: str | No
         raise InvalidInput("tag must be 1-64 characters", "tag")
     if next_token is not None and not is_fence_id(next_token):
         raise InvalidInput("next_token is not valid", "next_token")
-    records, token = deps.store.list_fences(tag, limit, next_token)
+    records, token = deps.fences.list_fences(tag, limit, next_token)
     return {"type": "FeatureCollection", "features": [r.feature for r in records], "next_token": token}
 
 
@@ -229,9 +229,9 @@ def match_fences(
 def lookup(deps: Deps, lat: float, lng: float) -> dict[str, Any]:
     cell = latlng_to_cell(lat, lng, FINEST)
     anc = [int(c) for c in ladder(np.array([cell], np.uint64))[0]]
-    rows = deps.store.lookup_cells(anc)
+    rows = deps.fences.lookup_cells(anc)
     entries = newest_entries(rows, anc)
-    versions = deps.cache.get_many(deps.store, [(f, e.version) for f, e in entries.items()])
+    versions = deps.cache.get_many(deps.fences, [(f, e.version) for f, e in entries.items()])
     m = match_fences(lat, lng, entries, versions)
     fences = sorted(m.covering.values(), key=lambda v: v.fence_id)
     return {"fences": [{"id": v.fence_id, "name": v.name, "tags": list(v.tags)} for v in fences]}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.presence import Ping
 from chalicelib.services import delivery
 from chalicelib.push.model import FenceContext, Trigger
-from chalicelib.store.ports import Device, FenceRecord
+from chalicelib.ports import Device, FenceRecord
 from chalicelib.weather.conditions import weather_at_many
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def _weather_of(
         if device_id not in where and st is not None:
             where[device_id] = (st.lat, st.lng)
     order = sorted(where)
-    found = weather_at_many(deps.store, [where[d] for d in order], deps.clock()) if order else []
+    found = weather_at_many(deps.weather, [where[d] for d in order], deps.clock()) if order else []
     return dict(zip(order, found))
 
 
@@ -109,7 +109,7 @@ def deliver_outboxes(
     todo = _pending(devices, first_ping, written)
     if not todo:
         return
-    records = deps.store.get_fences({e["fence_id"] for entries in todo.values() for e in entries.values()})
+    records = deps.fences.get_fences({e["fence_id"] for entries in todo.values() for e in entries.values()})
     weather_of = _weather_of(deps, devices, pings, results, todo)
     for device_id, entries in todo.items():
         keyed = _triggers(entries, records, weather_of.get(device_id))
@@ -119,4 +119,4 @@ def deliver_outboxes(
             for did in ids.get(t.key, []):
                 if did not in results[index]["deliveries"]:
                     results[index]["deliveries"].append(did)
-        deps.store.clear_outbox(device_id, list(entries))
+        deps.devices.clear_outbox(device_id, list(entries))

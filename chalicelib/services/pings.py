@@ -35,7 +35,7 @@ from chalicelib.presence import (
 from chalicelib.services.devices import authorize_device
 from chalicelib.services.geofences import Match, ladder, match_fences
 from chalicelib.services.outbox import Entries, Result, deliver_outboxes, outbox_entries
-from chalicelib.store.ports import (
+from chalicelib.ports import (
     ConcurrentUpdate,
     Device,
     FenceRecord,
@@ -246,13 +246,13 @@ def read_stepper(
         d = devices.get(p.device_id)
         if p.index in cells.anc_of and d is not None and d.state is not None:
             gone |= set(d.state.inside) - set(entries_of[p.index])
-    fns: list[Callable[[], Any]] = [lambda: deps.cache.get_many(deps.store, version_keys)]
+    fns: list[Callable[[], Any]] = [lambda: deps.cache.get_many(deps.fences, version_keys)]
     if gone:
-        fns.append(lambda: deps.store.get_fences(gone))
+        fns.append(lambda: deps.fences.get_fences(gone))
     res = deps.parallel(fns)
     known: dict[str, FenceRecord | None] = dict(res[1]) if gone else {}
     known.update({fid: None for fid in gone if fid not in known})
-    liveness = FenceLiveness(known, deps.store.get_fences)
+    liveness = FenceLiveness(known, deps.fences.get_fences)
     return Stepper(cells, entries_of, res[0], liveness, deps.settings.max_accuracy_m)
 
 
@@ -316,10 +316,10 @@ def write_device(
     for _ in range(STATE_WRITE_RETRIES):
         outbox = outbox_entries(run.results.values()) if deps.push is not None else {}
         try:
-            deps.store.save_state(device.device_id, device.state_version, run.state, now, outbox or None)
+            deps.devices.save_state(device.device_id, device.state_version, run.state, now, outbox or None)
             return Written(run.results if replayed else {}, outbox)
         except ConcurrentUpdate:
-            fresh = deps.store.get_device(device.device_id, consistent=True)
+            fresh = deps.devices.get_device(device.device_id, consistent=True)
             retention.forget_expired([fresh], now, retention.location_ttl_s(deps.settings))
             if fresh is not None and role != auth.ADMIN:
                 authorize_device(fresh, role, secret)  # deleted and registered again meanwhile
@@ -343,7 +343,7 @@ def _read_devices(
     device_ids = sorted({p.device_id for p in pings})
     if role != auth.ADMIN and len(device_ids) > 1:
         raise Forbidden("an app key may post pings for one device only", "pings")
-    devices, rows = deps.store.read_for_pings(device_ids, cells.all_cells)
+    devices, rows = deps.both(lambda: deps.devices.get_devices(device_ids), lambda: deps.fences.lookup_cells(cells.all_cells))
     retention.forget_expired(devices.values(), now, retention.location_ttl_s(deps.settings))  # an expired location is no state
     if role != auth.ADMIN:
         for d in devices.values():

@@ -53,7 +53,7 @@ def _fence_ids_for(deps: Deps, fence_ids: tuple[str, ...], fence_tags: tuple[str
     for tag in fence_tags:
         token = None
         while True:
-            recs, token = deps.store.list_fences(tag, 1000, token)
+            recs, token = deps.fences.list_fences(tag, 1000, token)
             out.update(r.fence_id for r in recs)
             if token is None:
                 break
@@ -75,7 +75,7 @@ def post_alerts(deps: Deps, body: Any) -> dict:
     now = deps.clock()
     alerts = [a for a in items if isinstance(a, Alert)]
     ids = {a.id for a in alerts} | {r.id for a in alerts for r in a.references}
-    known = deps.store.get_alert_records(sorted(ids)) if ids else {}
+    known = deps.weather.get_alert_records(sorted(ids)) if ids else {}
     results: list[dict] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
@@ -95,7 +95,7 @@ def post_alerts(deps: Deps, body: Any) -> dict:
 
 def _record(deps: Deps, alert: Alert, lineage: str, status: str, now: float, **extra: Any) -> None:
     end = alert.end_time() or now
-    deps.store.put_alert_record(
+    deps.weather.put_alert_record(
         alert.id,
         {"lineage": lineage, "status": status, "fingerprint": alert.fingerprint, "processed_at": now, **extra},
         max(end, now) + RECORD_RETENTION_S,
@@ -109,11 +109,11 @@ def _process(deps: Deps, alert: Alert, known: dict[str, dict], now: float) -> di
     if verdict.action == "ignore":
         return {"status": "ignored", "reason": verdict.reason, "devices_targeted": 0, "deliveries": 0}
     if verdict.action == "end_lineage":
-        deps.store.end_lineage(lineage, verdict.reason, now, keep_until)
+        deps.weather.end_lineage(lineage, verdict.reason, now, keep_until)
         _record(deps, alert, lineage, "cancelled", now)
         log.info("alert lineage ended", extra={"alert_id": alert.id, "lineage": lineage, "reason": verdict.reason})
         return {"status": "cancelled", "reason": verdict.reason, "lineage": lineage, "devices_targeted": 0, "deliveries": 0}
-    state = deps.store.get_lineages([lineage]).get(lineage)
+    state = deps.weather.get_lineages([lineage]).get(lineage)
     if state and state.get("ended"):
         _record(deps, alert, lineage, "ignored", now)
         return {"status": "ignored", "reason": "lineage_ended", "lineage": lineage, "devices_targeted": 0, "deliveries": 0}
@@ -138,7 +138,7 @@ def _process(deps: Deps, alert: Alert, known: dict[str, dict], now: float) -> di
     queued = 0
     for (age_h, fence_ids, fence_tags), group in sorted(groups.items(), key=lambda kv: kv[0]):
         plan = plan_targets(
-            deps.store, area.geometry, now=now, shards=deps.settings.region_shards,
+            deps.devices, area.geometry, now=now, shards=deps.settings.region_shards,
             max_age_s=retention.max_location_age_s(age_h * 3600.0, retention.location_ttl_s(deps.settings)),
             inside_fences=_fence_ids_for(deps, fence_ids, fence_tags),
         )
@@ -151,7 +151,7 @@ def _process(deps: Deps, alert: Alert, known: dict[str, dict], now: float) -> di
                 deliveries += len(fanout.send_chunk(deps, b))
         elif bodies:
             queued += deps.queue.send(deps.settings.fanout_queue, bodies)
-    deps.store.touch_lineage(lineage, alert.id, now, keep_until)
+    deps.weather.touch_lineage(lineage, alert.id, now, keep_until)
     # The alert.* variables stay with the record: the sweep rebuilds the
     # trigger of a decision a dead fan-out invocation left pending from them.
     _record(deps, alert, lineage, "processed", now, devices_targeted=len(targeted), vars=alert.template_vars(),
@@ -183,7 +183,7 @@ def conditions_at(store: ConditionsReader, points: list[tuple[float, float]], no
 
 def post_conditions(deps: Deps, body: Any) -> dict:
     now = deps.clock()
-    return store_observations(deps.store, parse_observations(body, now=now), now)
+    return store_observations(deps.weather, parse_observations(body, now=now), now)
 
 
 class FeedFailures:
@@ -227,7 +227,7 @@ def poll_feed(deps: Deps, failures: FeedFailures = FEED_FAILURES) -> PollResult:
         log.info("feed polled", extra={"statuses": dict(counts)})
 
     url = deps.settings.weather_feed_url
-    result = poll(deps.store, deps.settings, handle, now=deps.clock())
+    result = poll(deps.weather, deps.settings, handle, now=deps.clock())
     if result.status != ERROR:
         failures.succeeded(url)
         return result

@@ -30,7 +30,7 @@ from chalicelib.push.fake import FakePushGateway
 from chalicelib.services.pings import handle_pings
 from chalicelib.settings import get_settings
 from chalicelib.store.memory import InMemoryStore
-from chalicelib.store.ports import ConcurrentUpdate, Device
+from chalicelib.ports import ConcurrentUpdate, Device
 from tests.conftest import ADMIN_KEY, APP_KEY, FakeClock, moto_app_client
 from tests.unit.test_auth import _race_first_registrations
 

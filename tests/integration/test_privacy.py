@@ -15,7 +15,7 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
 from chalicelib.settings import get_settings
-from chalicelib.store.ports import Device
+from chalicelib.ports import Device
 from chalicelib.presence import LocationState
 from chalicelib.weather.region import location_cell
 from tests.conftest import ADMIN_KEY, APP_KEY

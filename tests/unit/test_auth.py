@@ -18,7 +18,7 @@ from chalicelib.services.devices import delete_device, register_device
 from chalicelib.services.pings import handle_pings
 from chalicelib.services import engagement
 from chalicelib.settings import Settings
-from chalicelib.store.ports import ConcurrentUpdate, Device
+from chalicelib.ports import ConcurrentUpdate, Device
 
 T0 = 1_790_000_000.0
 BODY = {"platform": "android", "push_token": "tok-d1", "consent": {"push": True, "location": True}}
@@ -196,7 +196,7 @@ def test_an_unknown_device_is_404_for_an_app_key_as_the_spec_says(mem_deps):
 
 
 def test_a_device_from_before_secrets_is_the_admins_alone(mem_deps):
-    mem_deps.store.save_profile(Device("old", "android", "tok", consent={"push": False, "location": True}))
+    mem_deps.devices.save_profile(Device("old", "android", "tok", consent={"push": False, "location": True}))
     for call in (reregister, ping, event, delete):
         with pytest.raises(Forbidden):
             call(mem_deps, "old", secret="guess")
@@ -245,7 +245,7 @@ def test_a_creation_that_landed_though_its_retry_failed_still_answers_its_secret
     """The SDK retried the conditional create after a lost response; the retry
     found the id taken — by this very creation. The app must still get its
     secret, or it could never use the device."""
-    real = mem_deps.store.save_profile
+    real = mem_deps.devices.save_profile
     calls = []
 
     def lost_answer(device, *, create=None):
@@ -267,7 +267,7 @@ def _race_first_registrations(deps, role, n=8):
     writes (a barrier after each thread's first read)."""
     barrier = threading.Barrier(n)
     local = threading.local()
-    real_get = deps.store.get_device
+    real_get = deps.devices.get_device
 
     def get_device(device_id, consistent=False):
         found = real_get(device_id, consistent)
@@ -276,7 +276,7 @@ def _race_first_registrations(deps, role, n=8):
             barrier.wait(timeout=10)
         return found
 
-    deps.store.get_device = get_device
+    deps.devices.get_device = get_device
     answers: list = [None] * n
 
     def run(i):
@@ -290,7 +290,7 @@ def _race_first_registrations(deps, role, n=8):
         t.start()
     for t in threads:
         t.join(timeout=30)
-    deps.store.get_device = real_get
+    deps.devices.get_device = real_get
     return answers
 
 

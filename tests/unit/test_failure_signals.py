@@ -48,7 +48,7 @@ class FlakyFeedStore(InMemoryStore):
 def make_deps(store: InMemoryStore, settings: Settings | None = None) -> Deps:
     settings = settings or Settings(stage="test", campaign_cache_s=0)
     return Deps(store=store, settings=settings, clock=lambda: T0, cache=VersionCache(), push=FakePushGateway(),
-                campaigns=CampaignCache(0))
+                campaign_cache=CampaignCache(0))
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +103,7 @@ def test_a_stored_campaign_that_no_longer_compiles_is_an_error_line_and_a_metric
     store.put_campaign("broken", {**CAMPAIGN, "trigger": {"type": "no_such_trigger"}}, "2026-06-01T00:00:00Z")
     caplog.set_level(logging.INFO, logger="hexcast")
     with metrics.invocation(lambda: "t") as inv:
-        compiled = deps.campaigns.all(store, T0)
+        compiled = deps.campaign_cache.all(store, T0)
     assert [c.campaign_id for c in compiled] == ["good"]  # the others still work
     (line,) = errors(caplog, "stored campaign no longer compiles")
     assert line.__dict__["campaign_id"] == "broken" and line.exc_info is not None

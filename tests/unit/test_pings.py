@@ -24,7 +24,7 @@ from chalicelib.services.pings import (
     step_devices,
     write_device,
 )
-from chalicelib.store.ports import ConcurrentUpdate, Device
+from chalicelib.ports import ConcurrentUpdate, Device
 from chalicelib.timeutil import iso
 
 T0 = 1_790_000_000.0
@@ -143,11 +143,11 @@ def test_write_replays_on_the_state_another_request_stored(world):
     # Another request moves the device first (outside the shop, later).
     other = ping(9, lat=38.60, ts=T0 + 5)
     o_stepper, o_devices = stepper_for(world, [other])
-    world.store.save_state("d1", 0, o_stepper.run(o_devices["d1"], [other]).state, T0, None)
+    world.devices.save_state("d1", 0, o_stepper.run(o_devices["d1"], [other]).state, T0, None)
     done = write_device(world, stepper, PendingWrite(devices["d1"], [p], run), T0 + 20, role=auth.ADMIN, secret=None)
     assert done.results[0]["accepted"] and done.results[0]["events"][0]["type"] == "enter"
     assert next(iter(done.outbox.values()))["type"] == "enter"
-    stored = world.store.get_device("d1", consistent=True)
+    stored = world.devices.get_device("d1", consistent=True)
     assert stored.state_version == 2 and stored.state.ts == T0 + 10
 
 
@@ -155,7 +155,7 @@ def test_write_of_a_device_deleted_meanwhile_refuses_its_pings(world):
     p = ping(0)
     stepper, devices = stepper_for(world, [p])
     run = stepper.run(devices["d1"], [p])
-    world.store.delete_device("d1")
+    world.devices.delete_device("d1")
     done = write_device(world, stepper, PendingWrite(devices["d1"], [p], run), T0, role=auth.ADMIN, secret=None)
     assert done.results == {0: ping_result(p, False, "unknown_device")} and done.outbox == {}
 

@@ -40,7 +40,7 @@ class Clock:
 def deps():
     settings = Settings(stage="test", coupon_secret="test-coupon-secret", campaign_cache_s=0)
     return Deps(
-        store=InMemoryStore(), settings=settings, clock=Clock(T0), cache=VersionCache(), push=FakePushGateway(), campaigns=CampaignCache(0)
+        store=InMemoryStore(), settings=settings, clock=Clock(T0), cache=VersionCache(), push=FakePushGateway(), campaign_cache=CampaignCache(0)
     )
 
 
@@ -90,7 +90,7 @@ def visit(deps, start=0.0, device_id="d1"):
 
 
 def record(deps, did):
-    return deps.store.get_deliveries([did])[did]
+    return deps.deliveries.get_deliveries([did])[did]
 
 
 # ------------------------------------------------------------------ the happy path
@@ -115,10 +115,10 @@ def test_replayed_ping_and_retried_trigger_never_send_twice(deps):
     r = visit(deps)
     again = ping(deps, INSIDE, 60)  # the same ping retried
     assert again["accepted"] is False and again["deliveries"] == []
-    device = deps.store.get_device("d1")
+    device = deps.devices.get_device("d1")
     fence = FenceContext("store-1", "Main St store", ("shop",))
     trig = Trigger.geofence("enter", fence, T0 + 60, T0 + 60)
-    c = deps.campaigns.get(deps.store, "c1", T0)
+    c = deps.campaign_cache.get(deps.campaigns, "c1", T0)
     out = delivery.decide(deps, c, device, trig)  # a Lambda retry of the same occasion
     assert out.duplicate and out.delivery_id == r["deliveries"][0]
     assert len(deps.push.published) == 1
@@ -128,7 +128,7 @@ def test_replayed_ping_and_retried_trigger_never_send_twice(deps):
 
 def test_crash_after_publish_is_not_sent_again(deps, monkeypatch):
     setup(deps)
-    real = deps.store.update_delivery
+    real = deps.deliveries.update_delivery
     calls = {"n": 0}
 
     def flaky(did, changes, **kw):
@@ -141,9 +141,9 @@ def test_crash_after_publish_is_not_sent_again(deps, monkeypatch):
     ping(deps, OUTSIDE, 0)
     with pytest.raises(RuntimeError):
         ping(deps, INSIDE, 60)
-    device = deps.store.get_device("d1")
+    device = deps.devices.get_device("d1")
     fence = FenceContext("store-1", "Main St store", ("shop",))
-    out = delivery.decide(deps, deps.campaigns.get(deps.store, "c1", T0), device, Trigger.geofence("enter", fence, T0 + 60, T0 + 60))
+    out = delivery.decide(deps, deps.campaign_cache.get(deps.campaigns, "c1", T0), device, Trigger.geofence("enter", fence, T0 + 60, T0 + 60))
     assert out.duplicate
     assert len(deps.push.published) == 1
 
@@ -184,21 +184,21 @@ def test_campaigns_for_other_fences_or_disabled_do_not_fire(deps):
 )
 def test_consent_is_checked(deps, consent, reason):
     setup(deps)
-    device = deps.store.get_device("d1")
+    device = deps.devices.get_device("d1")
     device.consent = consent
     trig = Trigger.geofence("enter", FenceContext("store-1", "S"), T0, T0)
-    out = delivery.decide(deps, deps.campaigns.get(deps.store, "c1", T0), device, trig)
+    out = delivery.decide(deps, deps.campaign_cache.get(deps.campaigns, "c1", T0), device, trig)
     assert (out.status, out.reason) == ("suppressed", reason)
     assert deps.push.published == []
 
 
 def test_endpoint_disabled_fails_then_suppresses(deps):
     setup(deps)
-    arn = deps.store.get_device("d1").endpoint_arn
+    arn = deps.devices.get_device("d1").endpoint_arn
     deps.push.disable(arn)
     d = record(deps, visit(deps)["deliveries"][0])
     assert (d.status, d.reason) == ("failed", "endpoint_disabled")
-    assert deps.store.get_device("d1").push_enabled is False
+    assert deps.devices.get_device("d1").push_enabled is False
     d2 = record(deps, visit(deps, start=7200)["deliveries"][0])
     assert (d2.status, d2.reason) == ("suppressed", "endpoint_disabled")
     # Re-registering re-enables the endpoint (AWS's lifecycle) and push.
@@ -240,7 +240,7 @@ def test_min_minutes_between(deps):
 
 def test_control_group_is_recorded_not_sent(deps):
     setup(deps, experiment={"arms": [{"name": "A", "weight": 1}], "control_percent": 50})
-    c = deps.campaigns.get(deps.store, "c1", T0)
+    c = deps.campaign_cache.get(deps.campaigns, "c1", T0)
     ids = [f"dev-{i}" for i in range(40)]
     control = next(i for i in ids if c.assign_arm(i) == "control")
     treated = next(i for i in ids if c.assign_arm(i) == "A")
@@ -321,7 +321,7 @@ def test_preview_renders_without_sending(deps):
     setup(deps)
     out = campaign_service.preview(deps, "c1", {"device_id": "d1"})
     assert out["title"] == "Welcome to Main St store" and out["coupon"]["code"].startswith("VISIT-")
-    assert deps.push.published == [] and deps.store.list_deliveries()[0] == []
+    assert deps.push.published == [] and deps.deliveries.list_deliveries()[0] == []
 
 
 # ------------------------------------------------------------------ events and stats
@@ -378,7 +378,7 @@ def test_audience_estimate(deps):
 
 def test_deleting_a_device_removes_its_endpoint(deps):
     setup(deps)
-    arn = deps.store.get_device("d1").endpoint_arn
+    arn = deps.devices.get_device("d1").endpoint_arn
     delete_device(deps, "d1")
     assert arn not in deps.push.endpoints
 
@@ -389,7 +389,7 @@ def test_events_survive_a_crash_before_their_pushes_are_decided(deps, monkeypatc
     dies before deciding their pushes leaves them to the next ping of the
     device — here the client's retry of the same ping."""
     setup(deps)
-    real_claim = deps.store.claim_delivery
+    real_claim = deps.deliveries.claim_delivery
     boom = {"left": 1}
 
     def flaky_claim(d):
@@ -403,19 +403,19 @@ def test_events_survive_a_crash_before_their_pushes_are_decided(deps, monkeypatc
     with pytest.raises(RuntimeError):
         ping(deps, INSIDE, 60)
     assert deps.push.published == []
-    assert len(deps.store.get_device("d1").outbox) == 1  # stored with the state
+    assert len(deps.devices.get_device("d1").outbox) == 1  # stored with the state
 
     retry = ping(deps, INSIDE, 60)  # the retried request: a duplicate ping
     assert retry["accepted"] is False and len(retry["deliveries"]) == 1
     assert len(deps.push.published) == 1
-    assert deps.store.get_device("d1").outbox == {}
+    assert deps.devices.get_device("d1").outbox == {}
     assert ping(deps, INSIDE, 120)["deliveries"] == []  # nothing left over
     assert len(deps.push.published) == 1
 
 
 def test_a_crash_after_publish_is_cleared_without_a_second_push(deps, monkeypatch):
     setup(deps)
-    real = deps.store.update_delivery
+    real = deps.deliveries.update_delivery
     crashed = {"done": False}
 
     def flaky(did, changes, **kw):
@@ -431,7 +431,7 @@ def test_a_crash_after_publish_is_cleared_without_a_second_push(deps, monkeypatc
     retry = ping(deps, INSIDE, 60)
     assert len(retry["deliveries"]) == 1
     assert len(deps.push.published) == 1  # the outbox re-ran the decision: claimed already
-    assert deps.store.get_device("d1").outbox == {}
+    assert deps.devices.get_device("d1").outbox == {}
 
 
 # ------------------------------------------------------------------ weather conditions

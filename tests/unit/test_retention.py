@@ -101,7 +101,7 @@ def test_the_sweep_erases_expired_locations_and_keeps_the_profile(deps):
 
 
 def test_the_sweep_is_bounded_and_segmented(mem_deps):
-    store = InMemoryStore()
+    store = InMemoryStore(clock=mem_deps.clock)
     mem_deps.store = store
     for i in range(50):
         register_device(mem_deps, f"d{i}", {"platform": "ios", "push_token": f"tok-{i}", "consent": {"push": True, "location": True}})
@@ -122,8 +122,8 @@ def test_only_the_last_accepted_location_is_kept(deps):
     for i, where in enumerate(places):
         deps.clock.now += 600
         ping(deps, where)
-    d = deps.store.get_device("d1")
+    d = deps.devices.get_device("d1")
     assert (d.state.lat, d.state.lng) == places[-1]
-    dumped = repr(vars(deps.store))
+    dumped = repr(vars(deps.store.stores.devices))
     for lat, lng in places[:-1]:
         assert repr(lat) not in dumped and repr(lng) not in dumped

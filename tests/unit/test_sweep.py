@@ -51,7 +51,7 @@ def test_a_throttled_decision_releases_its_claim_and_the_retry_finishes_it(deps,
     assert retry["deliveries"] == [d.delivery_id]
     got = record(deps, d.delivery_id)
     assert got.status == "sent" and got.title == "Welcome to Main St store"
-    assert len(deps.push.published) == 1 and deps.store.get_device("d1").outbox == {}
+    assert len(deps.push.published) == 1 and deps.devices.get_device("d1").outbox == {}
 
 
 def test_a_claim_left_pending_by_a_dead_invocation_is_redriven_by_the_sweep(deps, monkeypatch):
@@ -63,7 +63,7 @@ def test_a_claim_left_pending_by_a_dead_invocation_is_redriven_by_the_sweep(deps
     retry = ping(deps, INSIDE, 60)  # finds the claim: the dead owner's, not stale yet
     did = only_delivery(deps).delivery_id
     assert retry["deliveries"] == [did] and record(deps, did).status == PENDING
-    assert deps.store.get_device("d1").outbox == {}  # decided as far as the outbox goes
+    assert deps.devices.get_device("d1").outbox == {}  # decided as far as the outbox goes
     assert deps.push.published == []
 
     deps.clock.now = T0 + 60 + STALE_OPEN_S - 1
@@ -102,7 +102,7 @@ def test_publishing_left_by_a_dead_invocation_fails_interrupted_never_published_
 
 def test_a_late_retry_with_the_full_trigger_takes_a_stale_claim_over(deps, monkeypatch):
     setup(deps)
-    real_claim = deps.store.claim_delivery
+    real_claim = deps.deliveries.claim_delivery
     died = {"n": 0}
 
     def claim_then_die(d):
@@ -113,9 +113,9 @@ def test_a_late_retry_with_the_full_trigger_takes_a_stale_claim_over(deps, monke
         return out
 
     monkeypatch.setattr(deps.store, "claim_delivery", claim_then_die)
-    device = deps.store.get_device("d1")
+    device = deps.devices.get_device("d1")
     trig = Trigger.geofence("enter", FenceContext("store-1", "Main St store", ("shop",)), T0, T0)
-    c = deps.campaigns.get(deps.store, "c1", T0)
+    c = deps.campaign_cache.get(deps.campaigns, "c1", T0)
     with pytest.raises(Crash):
         delivery.decide(deps, c, device, trig)
     assert delivery.decide(deps, c, device, trig).duplicate  # its owner may still be alive
@@ -131,7 +131,7 @@ def test_overlapping_sweeps_publish_a_stale_claim_once(deps):
     ping(deps, OUTSIDE, 0)
     ping(deps, INSIDE, 60)  # sent normally: the device is inside
     did = delivery_id_for("c1", "d1", "fence:store-1:enter:9.000")
-    deps.store.claim_delivery(Delivery(did, "c1", "d1", "geofence_enter", "store-1", "fence:store-1:enter:9.000",
+    deps.deliveries.claim_delivery(Delivery(did, "c1", "d1", "geofence_enter", "store-1", "fence:store-1:enter:9.000",
                                        PENDING, T0, updated_at=T0))
     deps.clock.now = T0 + STALE_OPEN_S + 120
     barrier = threading.Barrier(4)
@@ -149,13 +149,13 @@ def test_overlapping_sweeps_publish_a_stale_claim_once(deps):
     assert sum(o.get("pending->sent", 0) for o in outs) == 1
     assert [m.delivery_id for _, _, m, _ in deps.push.published].count(did) == 1
     # The original owner, back from the dead, loses its conditional step.
-    assert deps.store.update_delivery(did, {"status": "publishing"}, expect_status=PENDING) is False
+    assert deps.deliveries.update_delivery(did, {"status": "publishing"}, expect_status=PENDING) is False
 
 
 def test_a_trigger_that_cannot_be_rebuilt_fails_interrupted(deps):
     setup(deps)
     did = delivery_id_for("c1", "d1", "fence:store-1:teleport:1.000")
-    deps.store.claim_delivery(Delivery(did, "c1", "d1", "geofence_enter", "store-1", "fence:store-1:teleport:1.000",
+    deps.deliveries.claim_delivery(Delivery(did, "c1", "d1", "geofence_enter", "store-1", "fence:store-1:teleport:1.000",
                                        PENDING, T0, updated_at=T0))
     deps.clock.now = T0 + STALE_OPEN_S + 1
     assert engagement.sweep_open(deps) == {"pending->failed:interrupted": 1}
@@ -165,14 +165,14 @@ def test_a_trigger_that_cannot_be_rebuilt_fails_interrupted(deps):
 def test_a_stale_claim_of_a_deleted_campaign_or_device_is_suppressed(deps):
     setup(deps)
     for key in ("fence:store-1:enter:1.000", "fence:store-1:enter:2.000"):
-        deps.store.claim_delivery(Delivery(delivery_id_for("c1", "d1", key), "c1", "d1", "geofence_enter", "store-1",
+        deps.deliveries.claim_delivery(Delivery(delivery_id_for("c1", "d1", key), "c1", "d1", "geofence_enter", "store-1",
                                            key, PENDING, T0, updated_at=T0))
-    deps.store.claim_delivery(Delivery(delivery_id_for("c1", "gone", "k"), "c1", "gone", "geofence_enter", "store-1",
+    deps.deliveries.claim_delivery(Delivery(delivery_id_for("c1", "gone", "k"), "c1", "gone", "geofence_enter", "store-1",
                                        "fence:store-1:enter:3.000", PENDING, T0, updated_at=T0))
     deps.clock.now = T0 + STALE_OPEN_S + 1
     assert engagement.sweep_open(deps) == {"pending->sent": 2, "pending->suppressed:unknown_device": 1}
     campaign_service.delete_campaign(deps, "c1")
-    deps.store.claim_delivery(Delivery("dl_x", "c1", "d1", "geofence_enter", "store-1", "fence:store-1:enter:4.000",
+    deps.deliveries.claim_delivery(Delivery("dl_x", "c1", "d1", "geofence_enter", "store-1", "fence:store-1:enter:4.000",
                                        PENDING, T0, updated_at=T0))
     assert engagement.sweep_open(deps) == {"pending->suppressed:campaign_disabled": 1}
 
@@ -208,7 +208,7 @@ def test_a_throttled_write_of_the_outcome_is_retried_not_lost(deps, monkeypatch)
     setup(deps)
     naps = []
     deps.sleep = naps.append
-    real = deps.store.update_delivery
+    real = deps.deliveries.update_delivery
     left = {"n": 2}
 
     def throttled(did, changes, **kw):

@@ -53,7 +53,7 @@ def make_deps(now: float, chunk: int = 100, queue: bool = False) -> Deps:
     settings = Settings(stage="test", coupon_secret="s3cret", campaign_cache_s=0, region_shards=3, fanout_chunk=chunk)
     return Deps(store=InMemoryStore(region_shards=settings.region_shards), settings=settings, clock=Clock(now),
                 cache=VersionCache(), push=FakePushGateway(),
-                campaigns=CampaignCache(0), resolver=AreaResolver(CountyIndex.load(), None),
+                campaign_cache=CampaignCache(0), resolver=AreaResolver(CountyIndex.load(), None),
                 queue=InlineQueue() if queue else None)
 
 
@@ -85,7 +85,7 @@ def brute_force(area, points: dict[str, tuple[float, float]]) -> set[str]:
 def sent_to(deps: Deps) -> list[str]:
     out = []
     for arn, _platform, msg, _mid in deps.push.published:
-        d = deps.store.get_deliveries([msg.delivery_id])[msg.delivery_id]
+        d = deps.deliveries.get_deliveries([msg.delivery_id])[msg.delivery_id]
         out.append(d.device_id)
     return out
 
@@ -296,7 +296,7 @@ def test_national_bundle_targets_equal_brute_force(bundle, at):
 
 
 def push_deliveries(deps):
-    return list(deps.store.campaign_deliveries("storm"))
+    return list(deps.deliveries.campaign_deliveries("storm"))
 
 
 # ------------------------------------------------------------------ conditions
