@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from chalicelib.cache import VersionCache
+from chalicelib.services.fence_cache import VersionCache
 from chalicelib.clock import Clock, Sleep, system_clock, system_sleep
 from chalicelib.ports import CountySet
 from chalicelib.services.delivery import CampaignCache

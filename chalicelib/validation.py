@@ -71,7 +71,7 @@ def validate_campaign_id(value: Any, field_name: str = "campaign_id") -> str:
 MIN_NONZERO_MAGNITUDE = 1e-130
 
 
-def is_finite_number(v: Any) -> bool:
+def is_finite_number(v: Any) -> TypeGuard[int | float]:
     """A JSON number that is finite, fits a float and could be stored (not a
     bool, not 10**400, not a non-zero magnitude below 1e-130 such as 5e-324).
 
@@ -153,7 +153,77 @@ def lone_surrogate_path(value: Any) -> str | None:
     return None
 
 
+# ---------------------------------------------------------------- JSON fields
+def field_at(prefix: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    return f"{prefix}.{key}" if prefix else key
+
+
+def json_object(value: Any, where: str, allowed: tuple[str, ...]) -> dict:
+    """A JSON object with only ``allowed`` keys."""
+    if not isinstance(value, dict):
+        raise InvalidInput("must be a JSON object", where or None)
+    for key in value:
+        if key not in allowed:
+            raise InvalidInput(f"unknown field '{key}'", field_at(where, str(key)))
+    return value
+
+
+def json_number(value: Any, where: str) -> int | float:
+    """A finite JSON number (not a bool); integral values come back as int."""
+    if not is_finite_number(value):
+        raise InvalidInput("must be a finite number", where)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def json_integer(value: Any, where: str) -> int:
+    if not is_finite_number(value) or (isinstance(value, float) and not value.is_integer()):
+        raise InvalidInput("must be an integer", where)
+    return int(value)
+
+
+def json_bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput("must be true or false", where)
+    return value
+
+
+def json_text(value: Any, where: str, max_len: int, what: str = "a string") -> str:
+    """A non-blank string of at most ``max_len`` characters, stripped."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"must be {what} (not empty)", where)
+    text = value.strip()
+    if len(text) > max_len:
+        raise InvalidInput(f"must be at most {max_len} characters", where)
+    return text
+
+
+def json_list(value: Any, where: str, max_items: int, *, allow_empty: bool = False) -> list:
+    if not isinstance(value, list):
+        raise InvalidInput("must be a list", where)
+    if not value and not allow_empty:
+        raise InvalidInput("must not be empty", where)
+    if len(value) > max_items:
+        raise InvalidInput(f"must have at most {max_items} entries", where)
+    return value
+
+
+def dedupe(items: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
 __all__ = [
+    "json_text",
+    "json_object",
+    "json_number",
+    "json_list",
+    "json_integer",
+    "json_bool",
+    "field_at",
+    "dedupe",
     "CAMPAIGN_ID_RE",
     "DEVICE_ID_RE",
     "FENCE_ID_RE",

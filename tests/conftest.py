@@ -8,12 +8,12 @@ import pytest
 
 from chalicelib import container as deps_module
 from chalicelib.auth import hash_token
-from chalicelib.cache import VersionCache
+from chalicelib.services.fence_cache import VersionCache
 from chalicelib.services.deps import Deps
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.services.delivery import CampaignCache
 from chalicelib.settings import Settings, reset_settings
-from chalicelib.store.memory import InMemoryStore
+from chalicelib.store import memory_stores
 from tools import moto_speedups
 
 moto_speedups.apply()
@@ -43,9 +43,9 @@ def settings() -> Settings:
 
 @pytest.fixture
 def mem_deps(settings, clock) -> Deps:
-    """Services wired to the in-memory fakes."""
-    return Deps(store=InMemoryStore(clock=clock), settings=settings, clock=clock, cache=VersionCache(), push=FakePushGateway(),
-                campaign_cache=CampaignCache(0))
+    """Services wired to the in-memory fakes (the twins: ``mem_deps.devices.devices`` etc.)."""
+    return Deps.over(memory_stores(clock=clock, region_shards=4), settings, clock=clock, cache=VersionCache(),
+                     push=FakePushGateway(), campaign_cache=CampaignCache(0))
 
 
 #: Fake credentials and the test stage: moto, never AWS.
@@ -102,15 +102,17 @@ def moto_aws(aws_env, monkeypatch):
 
 
 @pytest.fixture
-def dynamo_store(moto_aws, clock):
-    """The transitional one-object store over the DynamoDB repositories
-    (see chalicelib/store/legacy.py), on the ``clock`` fixture."""
+def dynamo_repos(moto_aws, clock):
+    """The DynamoDB repositories (moto) as one bundle, on the ``clock``
+    fixture (not parametrised, unlike ``dynamo_stores``), retries not
+    sleeping. A test that wraps the client builds its own:
+    ``dynamo_stores(Wrapped(boto3.client("dynamodb")), get_settings(), clock=clock)``."""
     import boto3
 
     from chalicelib.settings import get_settings
-    from chalicelib.store.dynamo import DynamoStore
+    from chalicelib.store import dynamo_stores as build
 
-    return DynamoStore(boto3.client("dynamodb"), get_settings(), clock=clock)
+    return build(boto3.client("dynamodb"), get_settings(), clock=clock, sleep=lambda s: None)
 
 
 #: The store contract runs at the fixed clock and 60 days later: nothing in
@@ -138,8 +140,6 @@ def dynamo_stores(moto_aws, store_clock):
 @pytest.fixture(params=["memory", "dynamodb"])
 def stores(request, store_clock):
     """Every repository, in memory and on DynamoDB (moto): one contract."""
-    from chalicelib.store import memory_stores
-
     if request.param == "memory":
         return memory_stores(clock=store_clock, region_shards=4)
     return request.getfixturevalue("dynamo_stores")

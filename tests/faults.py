@@ -1,8 +1,8 @@
 """Fault injection for the service layer, seeded, and the two measured
 scenarios of issue 5 (RELIABILITY.md "Fault injection"):
 
-* :class:`FaultyRepo` wraps any repository (or the transitional one-object
-  store): DynamoDB throttling (:class:`~chalicelib.errors.Unavailable`
+* :class:`FaultyRepo` wraps any repository (:func:`faulty_stores` wraps
+  each one of a bundle): DynamoDB throttling (:class:`~chalicelib.errors.Unavailable`
   before a call runs, as :class:`chalicelib.store.table.Table` raises it
   once botocore's retries give up),
   conditional-check races (another writer moves the device before
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
-from chalicelib.cache import VersionCache
+from chalicelib.services.fence_cache import VersionCache
 from chalicelib.services.deps import Deps
 from chalicelib.errors import Unavailable
 from chalicelib.services import delivery
@@ -64,8 +64,7 @@ from chalicelib.services.delivery import STALE_OPEN_S, CampaignCache
 from chalicelib.settings import Settings
 from chalicelib.services import fanout as fanout_service
 from chalicelib.services import weather
-from chalicelib.store import Stores
-from chalicelib.store.legacy import CompositeStore, InMemoryStore
+from chalicelib.store import Stores, memory_stores
 from chalicelib.weather.area import AreaResolver
 
 T0 = 1_790_000_000.0  # 2026-09-21 13:33 UTC
@@ -189,12 +188,12 @@ def _claim_race(inner: Any, faults: Faults, args: tuple) -> None:
 #: Races injected before a call, by method name: (hook(inner, faults, args)).
 RACES: dict[str, Callable[[Any, Faults, tuple], None]] = {"save_state": _state_race, "claim_delivery": _claim_race}
 #: Calls paused by ``jitter_s`` (a ping's device reads and writes).
-JITTERED = frozenset({"read_for_pings", "get_devices", "save_state", "get_device"})
+JITTERED = frozenset({"get_devices", "save_state", "get_device"})
 
 
 class FaultyRepo:
-    """Every public method of ``inner`` — any repository, or the
-    transitional one-object store — with faults injected around it:
+    """Every public method of ``inner`` — any repository — with faults
+    injected around it:
     throttling, the races of :data:`RACES`, crashes before or after the
     call. ``jitter_s``: a random pause before the :data:`JITTERED` calls, so
     that concurrent requests really interleave (without it the GIL runs a
@@ -312,16 +311,11 @@ class ListQueue:
 
 @dataclass
 class World:
-    deps: Deps
-    store: InMemoryStore  # the real one (checks read it directly)
+    deps: Deps  # over the repositories of ``stores``, each wrapped in a FaultyRepo
+    stores: Stores  # the real in-memory twins (checks read them directly)
     push: FakePushGateway
     faults: Faults
     clock: Clock
-
-
-#: Wrap each repository (True) or the transitional one-object store as a
-#: whole (False: tests that replace a method of ``World.store`` see it called).
-SPLIT_REPOS = False
 
 
 def make_world(seed: int, rates: Rates, *, chunk: int = 50, jitter_s: float = 0.0) -> World:
@@ -329,15 +323,11 @@ def make_world(seed: int, rates: Rates, *, chunk: int = 50, jitter_s: float = 0.
                         region_shards=4, fanout_chunk=chunk)
     faults = Faults(seed, rates)
     clock = Clock(T0)
-    store, push = InMemoryStore(region_shards=4, clock=clock), FakePushGateway()
-    if SPLIT_REPOS:
-        faulty: Any = CompositeStore(faulty_stores(store.stores, faults, jitter_s), concurrent_reads=False)
-    else:
-        faulty = FaultyRepo(store, faults, jitter_s)
-    deps = Deps(store=faulty, settings=settings, clock=clock, cache=VersionCache(),
-                push=FaultyGateway(push, faults), campaign_cache=CampaignCache(1e9), resolver=AreaResolver(None, None),
-                queue=ListQueue(), sleep=lambda s: None)
-    return World(deps, store, push, faults, clock)
+    stores, push = memory_stores(clock=clock, region_shards=4), FakePushGateway()
+    deps = Deps.over(faulty_stores(stores, faults, jitter_s), settings, clock=clock, cache=VersionCache(),
+                     push=FaultyGateway(push, faults), campaign_cache=CampaignCache(1e9),
+                     resolver=AreaResolver(None, None), queue=ListQueue(), sleep=lambda s: None)
+    return World(deps, stores, push, faults, clock)
 
 
 def _register(deps: Deps, device_id: str, rng: random.Random, consent: dict | None = None) -> None:
@@ -352,7 +342,7 @@ def settle(world: World, max_rounds: int = 40) -> Counter:
     left open (a crashed sweep is simply run again)."""
     swept: Counter = Counter()
     for r in range(max_rounds):
-        if not open_records(world.store):
+        if not open_records(world.stores):
             return swept
         world.clock.now += STALE_OPEN_S + 60.0
 
@@ -361,12 +351,17 @@ def settle(world: World, max_rounds: int = 40) -> Counter:
             return engagement.sweep_open(world.deps)
 
         swept.update(invoke(world.faults, f"sweep:{r}", run, retry_kind="retry_sweep", crash_within=2000))
-    assert not open_records(world.store), "records still open after the sweeps"
+    assert not open_records(world.stores), "records still open after the sweeps"
     return swept
 
 
-def open_records(store: InMemoryStore) -> list[Delivery]:
-    return [d for d in store.deliveries.values() if d.status in (PENDING, PUBLISHING)]
+def records(stores: Stores) -> dict[str, Delivery]:
+    """Every delivery record of the in-memory twin, by delivery id."""
+    return stores.deliveries.deliveries  # type: ignore[attr-defined]
+
+
+def open_records(stores: Stores) -> list[Delivery]:
+    return [d for d in records(stores).values() if d.status in (PENDING, PUBLISHING)]
 
 
 # ---------------------------------------------------------------- the report
@@ -417,8 +412,8 @@ def injected(counts: Counter) -> Counter:
 
 
 def compare(name: str, oracle: World, world: World, swept: Counter, inputs: dict, started: float) -> Report:
-    want = oracle.store.deliveries
-    got = world.store.deliveries
+    want = records(oracle.stores)
+    got = records(world.stores)
     published = Counter(m.delivery_id for _, _, m, _ in world.push.published)
     counts = world.faults.counts
     rep = Report(name, expected=len(want), records=len(got), publishes=sum(published.values()), swept=swept,
@@ -772,12 +767,12 @@ def concurrent_pairs(seed: int, n_devices: int, rates: Rates, *, workers: int = 
 
     def by_device(w: World) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
-        for d in w.store.deliveries.values():
+        for d in records(w.stores).values():
             out.setdefault(d.device_id, set()).add(d.delivery_id)
         return out
 
     def inside(w: World, did: str) -> tuple:
-        st = w.store.devices[did].state
+        st = w.stores.devices.devices[did].state  # type: ignore[attr-defined]
         return tuple(sorted((f, v.enter_ts) for f, v in st.inside.items())) if st else ()
 
     a, b, got = by_device(worlds["p1p2"]), by_device(worlds["p2p1"]), by_device(world)
@@ -795,7 +790,7 @@ def concurrent_pairs(seed: int, n_devices: int, rates: Rates, *, workers: int = 
             rep.matched_neither += 1
     published = Counter(m.delivery_id for _, _, m, _ in world.push.published)
     rep.publishes_duplicated = sum(1 for n in published.values() if n > 1)
-    for d in world.store.deliveries.values():
+    for d in records(world.stores).values():
         rep.enters += d.trigger_type == "geofence_enter"
         rep.exits += d.trigger_type == "geofence_exit"
     rep.seconds = time.perf_counter() - started

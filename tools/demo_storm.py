@@ -142,11 +142,15 @@ def write_storm_map(path: str, feature: dict, reached: list[str]) -> None:
 
     from chalicelib.geo.cells import cell_polygons
     from chalicelib.geo.cover import cover_geometry
-    from chalicelib.weather.alerts import parse_alerts
+    from chalicelib.weather.alerts import Alert, parse_alerts
     from chalicelib.weather.area import AreaResolver, CountyIndex
 
     alert = parse_alerts(feature)[0]
+    if not isinstance(alert, Alert):
+        raise alert  # the recorded alert parses; a broken fixture should say why
     area = AreaResolver(CountyIndex.load(), None).resolve(alert)
+    if area is None:
+        raise RuntimeError(f"the demo alert {alert.id} has no resolvable area")
 
     fig, ax = plt.subplots(figsize=(10, 8.5))
     from chalicelib.weather.targets import PLAN_FINEST, PLAN_MAX_BOUNDARY

@@ -88,7 +88,7 @@ class MotoServer:
             try:
                 self._spawn()
                 self._wait_ready()
-                log.info("moto server on %s (pid %s)", self.endpoint, self._proc.pid)
+                log.info("moto server on %s (pid %s)", self.endpoint, self._proc.pid if self._proc else None)
                 return self
             except RuntimeError:
                 self.stop()

@@ -269,7 +269,7 @@ def upload_file(
                 if exc.fatal:
                     result.not_sent += len(send) - start
                     result.failures.append(exc.describe())
-                    exc.result = result  # type: ignore[attr-defined]
+                    exc.result = result
                     raise
                 result.not_sent += stop - start
                 first, last = send[start], send[stop - 1]
@@ -279,7 +279,7 @@ def upload_file(
             except Unreachable as exc:
                 result.not_sent += len(send) - start
                 result.failures.append(str(exc))
-                exc.result = result  # type: ignore[attr-defined]
+                exc.result = result
                 raise
             _record_answer(result, answer, path, send, start, stop)
             bar.update(stop - start)
@@ -347,7 +347,7 @@ def upload(
             report.files.append(upload_file(client, path, repair=repair, batch=batch, max_bytes=max_bytes,
                                             progress=progress, seen_ids=seen))
         except (ApiError, Unreachable) as exc:
-            report.files.append(exc.result)  # type: ignore[attr-defined]
+            report.files.append(exc.result)
             report.aborted = exc.describe() if isinstance(exc, ApiError) else str(exc)
             for rest in files[n + 1:]:
                 report.files.append(FileResult(rest, failures=["not uploaded (stopped after the error above)"]))

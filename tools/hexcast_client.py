@@ -21,6 +21,9 @@ RETRIES = 3
 class ApiError(Exception):
     """An HTTP error answer, with the server's error body when it sent one."""
 
+    #: What an upload had done for the file when this stopped it (tools.fences).
+    result: Any = None
+
     def __init__(self, status: int, code: str | None, message: str, field: str | None = None) -> None:
         super().__init__(f"HTTP {status}" + (f" {code}" if code else "") + f": {message}")
         self.status = status
@@ -42,6 +45,9 @@ class ApiError(Exception):
 
 class Unreachable(Exception):
     """The server did not answer (connection refused, timeout, DNS)."""
+
+    #: What an upload had done for the file when this stopped it (tools.fences).
+    result: Any = None
 
 
 class HexcastClient:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from chalice import Blueprint, Response
@@ -15,6 +14,8 @@ from chalicelib.auth import ADMIN, APP, DEVICE_SECRET_HEADER, role_for_key  # no
 from chalicelib.container import get_deps
 from chalicelib.errors import Forbidden, HexcastError, InvalidInput, PayloadTooLarge, Unauthorized
 from chalicelib.settings import get_settings
+from chalicelib.validation import float_param as parse_float
+from chalicelib.validation import lone_surrogate_path
 
 if TYPE_CHECKING:
     from chalicelib.services.deps import Deps
@@ -61,34 +62,10 @@ def json_body(request) -> Any:
     if _depth(data, MAX_NESTING) > MAX_NESTING:
         raise InvalidInput(f"JSON nested deeper than {MAX_NESTING} levels", "body")
     if "\\ud" in text or "\\uD" in text:
-        where = _lone_surrogate(data, "")
+        where = lone_surrogate_path(data)
         if where is not None:
-            raise InvalidInput("text is not valid Unicode (a lone surrogate escape)", where or "body")
+            raise InvalidInput("text is not valid Unicode (a lone surrogate escape)", where)
     return data
-
-
-def _lone_surrogate(obj: Any, path: str) -> str | None:
-    """The path of the first string (or key) holding a lone UTF-16 surrogate
-    — valid JSON, but no UTF-8 text: DynamoDB and SNS would refuse it later."""
-    stack = [(obj, path)]
-    while stack:
-        cur, where = stack.pop()
-        if isinstance(cur, str):
-            try:
-                cur.encode("utf-8")
-            except UnicodeEncodeError:
-                return where
-        elif isinstance(cur, dict):
-            for k, v in cur.items():
-                sub = f"{where}.{k}" if where else str(k)
-                try:
-                    k.encode("utf-8")
-                except UnicodeEncodeError:
-                    return where or "body"
-                stack.append((v, sub))
-        elif isinstance(cur, list):
-            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(cur))
-    return None
 
 
 def query_params(request) -> dict[str, str]:
@@ -162,18 +139,6 @@ def parse_limit(params: dict[str, str]) -> int:
         raise InvalidInput("limit must be an integer from 1 to 1000", "limit") from None
     if not 1 <= value <= 1000:
         raise InvalidInput("limit must be an integer from 1 to 1000", "limit")
-    return value
-
-
-def parse_float(params: dict[str, str], name: str, lo: float, hi: float) -> float:
-    if name not in params:
-        raise InvalidInput(f"{name} is required", name)
-    try:
-        value = float(params[name])
-    except ValueError:
-        raise InvalidInput(f"{name} must be a number", name) from None
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise InvalidInput(f"{name} must be a number from {lo:g} to {hi:g}", name)
     return value
 
 

@@ -68,7 +68,7 @@ class FenceDefinition:
         }
         if self.dwell_minutes is not None:
             props["dwell_minutes"] = self.dwell_minutes
-        if self.kind == "circle":
+        if self.kind == "circle" and self.center is not None:
             lat, lng = self.center
             geometry = {"type": "Point", "coordinates": [lng, lat]}
             props["radius_m"] = self.radius_m
@@ -281,7 +281,8 @@ def parse_feature(feature: Any, fence_id: str, *, where: str = "", repair: bool 
     props = props or {}
     geometry = feature["geometry"]
     gwhere = f"{pre}geometry"
-    center = radius = None
+    center: tuple[float, float] | None = None
+    radius: float | None = None
     h3_cells: tuple[int, ...] = ()
     repaired = False
     if geometry is None:
@@ -310,7 +311,7 @@ def parse_feature(feature: Any, fence_id: str, *, where: str = "", repair: bool 
             f"unsupported geometry type {geometry.get('type')!r}: use Polygon, MultiPolygon, Point (with radius_m) or null (with h3_cells)",
             f"{gwhere}.type",
         )
-    if kind == "circle":
+    if kind == "circle" and radius is not None:
         area = math.pi * radius**2 / 1e6
     else:
         area = geometry_area_km2(geom)

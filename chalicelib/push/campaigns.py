@@ -14,7 +14,6 @@ field is optional. The canonical form parses back to an equal Campaign.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -39,7 +38,19 @@ from chalicelib.push.model import GEOFENCE_TRIGGERS, TRIGGER_TYPES
 from chalicelib.push.quiet import hhmm, parse_hhmm, validate_timezone
 from chalicelib.push.render import CompiledTemplate, MessageSpec, Rendered, RenderError, compile_template
 from chalicelib.timeutil import iso, parse_timestamp
-from chalicelib.validation import CAMPAIGN_ID_RE
+from chalicelib.validation import (
+    CAMPAIGN_ID_RE,
+    dedupe,
+    field_at,
+    is_finite_number,
+    json_bool,
+    json_integer,
+    json_list,
+    json_number,
+    json_object,
+    json_text,
+    validate_campaign_id,
+)
 
 __all__ = [
     "CAMPAIGN_ID_RE",
@@ -100,104 +111,24 @@ TOP_LEVEL_FIELDS = (
 )
 
 
-# ---------------------------------------------------------------- value checks
-def _at(prefix: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{prefix}[{key}]"
-    return f"{prefix}.{key}" if prefix else key
-
-
-def _object(value: Any, where: str, allowed: tuple[str, ...]) -> dict:
-    """A JSON object with only ``allowed`` keys."""
-    if not isinstance(value, dict):
-        raise InvalidInput("must be a JSON object", where or None)
-    for key in value:
-        if key not in allowed:
-            raise InvalidInput(f"unknown field '{key}'", _at(where, str(key)))
-    return value
-
-
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return abs(value) < 1e300
-    return isinstance(value, float) and math.isfinite(value)
-
-
-def _number(value: Any, where: str) -> int | float:
-    """A finite JSON number (not a bool); integral values come back as int."""
-    if not _is_number(value):
-        raise InvalidInput("must be a finite number", where)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _integer(value: Any, where: str) -> int:
-    if not _is_number(value) or (isinstance(value, float) and not value.is_integer()):
-        raise InvalidInput("must be an integer", where)
-    return int(value)
-
-
-def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidInput("must be true or false", where)
-    return value
-
-
-def _text(value: Any, where: str, max_len: int, what: str = "a string") -> str:
-    """A non-blank string of at most ``max_len`` characters, stripped."""
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"must be {what} (not empty)", where)
-    text = value.strip()
-    if len(text) > max_len:
-        raise InvalidInput(f"must be at most {max_len} characters", where)
-    return text
-
-
-def _list(value: Any, where: str, max_items: int, *, allow_empty: bool = False) -> list:
-    if not isinstance(value, list):
-        raise InvalidInput("must be a list", where)
-    if not value and not allow_empty:
-        raise InvalidInput("must not be empty", where)
-    if len(value) > max_items:
-        raise InvalidInput(f"must have at most {max_items} entries", where)
-    return value
-
-
-def _dedupe(items: list[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(items))
-
-
-def validate_campaign_id(value: Any, field: str = "campaign_id") -> str:
-    """A campaign id: 1-128 of letters, digits, ``.``, ``_``, ``:``, ``-``, starting with a letter or digit."""
-    if not isinstance(value, str) or not CAMPAIGN_ID_RE.fullmatch(value):
-        raise InvalidInput(
-            "campaign id must be 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
-            field,
-        )
-    return value
-
-
 def _fence_ids(value: Any, where: str, *, allow_empty: bool) -> tuple[str, ...]:
-    items = _list(value, where, MAX_FENCE_REFS, allow_empty=allow_empty)
+    items = json_list(value, where, MAX_FENCE_REFS, allow_empty=allow_empty)
     out = []
     for i, item in enumerate(items):
         if isinstance(item, int) and not isinstance(item, bool):
             item = str(item)  # GeoJSON feature ids may be numbers
         if not isinstance(item, str) or not CAMPAIGN_ID_RE.fullmatch(item):
-            raise InvalidInput("a fence id is 1-128 characters of letters, digits, '.', '_', ':' or '-'", _at(where, i))
+            raise InvalidInput("a fence id is 1-128 characters of letters, digits, '.', '_', ':' or '-'", field_at(where, i))
         out.append(item)
-    return _dedupe(out)
+    return dedupe(out)
 
 
 def _fence_tags(value: Any, where: str, *, allow_empty: bool) -> tuple[str, ...]:
-    items = _list(value, where, MAX_FENCE_REFS, allow_empty=allow_empty)
+    items = json_list(value, where, MAX_FENCE_REFS, allow_empty=allow_empty)
     for i, item in enumerate(items):
         if not isinstance(item, str) or not item.strip() or len(item) > MAX_TAG_LEN:
-            raise InvalidInput(f"a tag is a non-empty string of at most {MAX_TAG_LEN} characters", _at(where, i))
-    return _dedupe(items)  # tags match fences' tags exactly, as stored
+            raise InvalidInput(f"a tag is a non-empty string of at most {MAX_TAG_LEN} characters", field_at(where, i))
+    return dedupe(items)  # tags match fences' tags exactly, as stored
 
 
 # ---------------------------------------------------------------- parsing
@@ -224,8 +155,8 @@ def parse_campaign(campaign_id: str, body: Any) -> Campaign:
     experiment = _opt(body, "experiment", _parse_experiment)
     return Campaign(
         campaign_id=campaign_id,
-        name=_text(body["name"], "name", MAX_NAME),
-        enabled=_opt(body, "enabled", _bool, True),
+        name=json_text(body["name"], "name", MAX_NAME),
+        enabled=_opt(body, "enabled", json_bool, True),
         trigger=trigger,
         audience=_opt(body, "audience", _parse_audience, AudienceSpec()),
         message=_parse_message(body["message"], "message"),
@@ -244,7 +175,7 @@ def _opt(obj: dict, key: str, parse, default: Any = None, prefix: str = "") -> A
     value = obj.get(key)
     if value is None:
         return default
-    return parse(value, _at(prefix, key))
+    return parse(value, field_at(prefix, key))
 
 
 def _parse_trigger(value: Any) -> TriggerSpec:
@@ -257,7 +188,7 @@ def _parse_trigger(value: Any) -> TriggerSpec:
         for key in ("events", "min_severity"):
             if key in value:
                 raise InvalidInput(f"'{key}' is for weather_alert triggers, not {ttype}", f"trigger.{key}")
-        _object(value, "trigger", ("type", "fence_ids", "fence_tags", "weather"))
+        json_object(value, "trigger", ("type", "fence_ids", "fence_tags", "weather"))
         fence_ids = _opt(value, "fence_ids", lambda v, f: _fence_ids(v, f, allow_empty=True), (), "trigger")
         fence_tags = _opt(value, "fence_tags", lambda v, f: _fence_tags(v, f, allow_empty=True), (), "trigger")
         if not fence_ids and not fence_tags:
@@ -270,27 +201,27 @@ def _parse_trigger(value: Any) -> TriggerSpec:
     for key in ("fence_ids", "fence_tags"):
         if key in value:
             raise InvalidInput(f"a weather_alert trigger has no fences; use audience.{key}", f"trigger.{key}")
-    _object(value, "trigger", ("type", "events", "min_severity"))
+    json_object(value, "trigger", ("type", "events", "min_severity"))
     events = _opt(value, "events", _parse_events, None, "trigger")
     min_severity = _opt(value, "min_severity", _parse_severity, None, "trigger")
     return TriggerSpec(ttype, events=events, min_severity=min_severity)
 
 
 def _parse_weather_condition(value: Any, where: str) -> tuple[str, ...]:
-    obj = _object(value, where, ("condition_in",))
+    obj = json_object(value, where, ("condition_in",))
     if obj.get("condition_in") is None:
-        raise InvalidInput('a weather condition is {"condition_in": ["rain", ...]}', _at(where, "condition_in"))
-    where = _at(where, "condition_in")
-    items = _list(obj["condition_in"], where, MAX_CONDITIONS)
-    out = [_text(item, _at(where, i), MAX_CONDITION_LEN).lower() for i, item in enumerate(items)]
-    return _dedupe(out)
+        raise InvalidInput('a weather condition is {"condition_in": ["rain", ...]}', field_at(where, "condition_in"))
+    where = field_at(where, "condition_in")
+    items = json_list(obj["condition_in"], where, MAX_CONDITIONS)
+    out = [json_text(item, field_at(where, i), MAX_CONDITION_LEN).lower() for i, item in enumerate(items)]
+    return dedupe(out)
 
 
 def _parse_events(value: Any, where: str) -> tuple[str, ...]:
-    items = _list(value, where, MAX_EVENTS)
+    items = json_list(value, where, MAX_EVENTS)
     out: dict[str, str] = {}
     for i, item in enumerate(items):
-        text = _text(item, _at(where, i), MAX_EVENT_LEN, "an event name such as 'Winter Storm Warning'")
+        text = json_text(item, field_at(where, i), MAX_EVENT_LEN, "an event name such as 'Winter Storm Warning'")
         out.setdefault(text.casefold(), text)
     return tuple(out.values())
 
@@ -303,7 +234,7 @@ def _parse_severity(value: Any, where: str) -> str:
 
 
 def _parse_audience(value: Any, where: str) -> AudienceSpec:
-    obj = _object(value, where, ("fence_ids", "fence_tags", "max_location_age_hours"))
+    obj = json_object(value, where, ("fence_ids", "fence_tags", "max_location_age_hours"))
     return AudienceSpec(
         fence_ids=_opt(obj, "fence_ids", lambda v, f: _fence_ids(v, f, allow_empty=True), (), where),
         fence_tags=_opt(obj, "fence_tags", lambda v, f: _fence_tags(v, f, allow_empty=True), (), where),
@@ -312,14 +243,14 @@ def _parse_audience(value: Any, where: str) -> AudienceSpec:
 
 
 def _parse_location_age(value: Any, where: str) -> float:
-    hours = _number(value, where)
+    hours = json_number(value, where)
     if not 0 < hours <= MAX_LOCATION_AGE_HOURS:
         raise InvalidInput(f"must be more than 0 and at most {MAX_LOCATION_AGE_HOURS:g} hours", where)
     return hours
 
 
 def _template(obj: dict, key: str, where: str, max_len: int, *, required: bool) -> CompiledTemplate | None:
-    at = _at(where, key)
+    at = field_at(where, key)
     value = obj.get(key)
     if value is None:
         if required:
@@ -341,7 +272,7 @@ def _required_template(obj: dict, key: str, where: str, max_len: int) -> Compile
 
 
 def _parse_message(value: Any, where: str) -> MessageSpec:
-    obj = _object(value, where, ("title", "body", "deep_link"))
+    obj = json_object(value, where, ("title", "body", "deep_link"))
     return MessageSpec(
         title=_required_template(obj, "title", where, MAX_TITLE_TEMPLATE),
         body=_required_template(obj, "body", where, MAX_BODY_TEMPLATE),
@@ -350,24 +281,24 @@ def _parse_message(value: Any, where: str) -> MessageSpec:
 
 
 def _label(value: Any, where: str) -> str:
-    return _text(value, where, MAX_LABEL, "a name")
+    return json_text(value, where, MAX_LABEL, "a name")
 
 
 def _parse_variants(value: Any, where: str) -> tuple[Variant, ...]:
-    items = _list(value, where, MAX_VARIANTS, allow_empty=True)
+    items = json_list(value, where, MAX_VARIANTS, allow_empty=True)
     variants: list[Variant] = []
     seen: set[str] = set()
     for i, item in enumerate(items):
-        at = _at(where, i)
-        obj = _object(item, at, ("name", "when", "message"))
+        at = field_at(where, i)
+        obj = json_object(item, at, ("name", "when", "message"))
         for key in ("name", "when", "message"):
             if obj.get(key) is None:
-                raise InvalidInput(f"{key} is required", _at(at, key))
-        name = _label(obj["name"], _at(at, "name"))
+                raise InvalidInput(f"{key} is required", field_at(at, key))
+        name = _label(obj["name"], field_at(at, "name"))
         if name in seen:
-            raise InvalidInput(f"duplicate variant name '{name}'", _at(at, "name"))
+            raise InvalidInput(f"duplicate variant name '{name}'", field_at(at, "name"))
         seen.add(name)
-        variants.append(Variant(name, _parse_when(obj["when"], _at(at, "when")), _parse_message(obj["message"], _at(at, "message"))))
+        variants.append(Variant(name, _parse_when(obj["when"], field_at(at, "when")), _parse_message(obj["message"], field_at(at, "message"))))
     return tuple(variants)
 
 
@@ -378,61 +309,61 @@ def _scalar(value: Any, where: str) -> Any:
         if len(value) > MAX_ATTRIBUTE_VALUE:
             raise InvalidInput(f"must be at most {MAX_ATTRIBUTE_VALUE} characters", where)
         return value
-    if _is_number(value):
-        return _number(value, where)
+    if is_finite_number(value):
+        return json_number(value, where)
     raise InvalidInput("must be a string, number or boolean", where)
 
 
 def _parse_when(value: Any, where: str) -> When:
-    obj = _object(value, where, ("attribute", "equals", "in", "exists"))
+    obj = json_object(value, where, ("attribute", "equals", "in", "exists"))
     if obj.get("attribute") is None:
-        raise InvalidInput("attribute is required", _at(where, "attribute"))
+        raise InvalidInput("attribute is required", field_at(where, "attribute"))
     attribute = obj["attribute"]
     if not isinstance(attribute, str) or not attribute or len(attribute) > MAX_LABEL:
-        raise InvalidInput(f"must be an attribute name of 1-{MAX_LABEL} characters", _at(where, "attribute"))
+        raise InvalidInput(f"must be an attribute name of 1-{MAX_LABEL} characters", field_at(where, "attribute"))
     ops = [op for op in ("equals", "in", "exists") if op in obj]
     if len(ops) != 1:
         raise InvalidInput("give exactly one of equals, in or exists", where)
     op = ops[0]
-    at = _at(where, op)
+    at = field_at(where, op)
     if op == "equals":
         return When(attribute, op, _scalar(obj[op], at))
     if op == "exists":
-        return When(attribute, op, _bool(obj[op], at))
-    items = _list(obj[op], at, MAX_IN_VALUES)
-    return When(attribute, op, tuple(_scalar(v, _at(at, i)) for i, v in enumerate(items)))
+        return When(attribute, op, json_bool(obj[op], at))
+    items = json_list(obj[op], at, MAX_IN_VALUES)
+    return When(attribute, op, tuple(_scalar(v, field_at(at, i)) for i, v in enumerate(items)))
 
 
 def _parse_experiment(value: Any, where: str) -> Experiment:
-    obj = _object(value, where, ("arms", "control_percent"))
-    at = _at(where, "arms")
+    obj = json_object(value, where, ("arms", "control_percent"))
+    at = field_at(where, "arms")
     if obj.get("arms") is None:
         raise InvalidInput("arms is required", at)
-    items = _list(obj["arms"], at, MAX_ARMS)
+    items = json_list(obj["arms"], at, MAX_ARMS)
     arms: list[Arm] = []
     seen: set[str] = set()
     for i, item in enumerate(items):
-        arm_at = _at(at, i)
-        arm = _object(item, arm_at, ("name", "weight", "message"))
+        arm_at = field_at(at, i)
+        arm = json_object(item, arm_at, ("name", "weight", "message"))
         if arm.get("name") is None:
-            raise InvalidInput("name is required", _at(arm_at, "name"))
-        name = _label(arm["name"], _at(arm_at, "name"))
+            raise InvalidInput("name is required", field_at(arm_at, "name"))
+        name = _label(arm["name"], field_at(arm_at, "name"))
         if name.lower() == CONTROL:
-            raise InvalidInput("'control' is the control group's name; choose another arm name", _at(arm_at, "name"))
+            raise InvalidInput("'control' is the control group's name; choose another arm name", field_at(arm_at, "name"))
         if name in seen:
-            raise InvalidInput(f"duplicate arm name '{name}'", _at(arm_at, "name"))
+            raise InvalidInput(f"duplicate arm name '{name}'", field_at(arm_at, "name"))
         seen.add(name)
-        weight_at = _at(arm_at, "weight")
+        weight_at = field_at(arm_at, "weight")
         if arm.get("weight") is None:
             raise InvalidInput("weight is required", weight_at)
-        if not _is_number(arm["weight"]) or arm["weight"] <= 0:
+        if not is_finite_number(arm["weight"]) or arm["weight"] <= 0:
             raise InvalidInput("must be a number greater than 0", weight_at)
-        weight = _number(arm["weight"], weight_at)
+        weight = json_number(arm["weight"], weight_at)
         message = _opt(arm, "message", _parse_message, None, arm_at)
         arms.append(Arm(name, weight, message))
-    control = _opt(obj, "control_percent", _number, 0, where)
+    control = _opt(obj, "control_percent", json_number, 0, where)
     if not 0 <= control < 100:
-        raise InvalidInput("must be at least 0 and less than 100", _at(where, "control_percent"))
+        raise InvalidInput("must be at least 0 and less than 100", field_at(where, "control_percent"))
     return Experiment(tuple(arms), control)
 
 
@@ -440,71 +371,71 @@ _PREFIX_RE = re.compile(r"^[A-Za-z0-9]{1,12}$")
 
 
 def _parse_coupon(value: Any, where: str) -> CouponSpec:
-    obj = _object(value, where, ("percent_off", "prefix", "valid_hours"))
+    obj = json_object(value, where, ("percent_off", "prefix", "valid_hours"))
     for key in ("percent_off", "prefix", "valid_hours"):
         if obj.get(key) is None:
-            raise InvalidInput(f"{key} is required", _at(where, key))
-    percent = _number(obj["percent_off"], _at(where, "percent_off"))
+            raise InvalidInput(f"{key} is required", field_at(where, key))
+    percent = json_number(obj["percent_off"], field_at(where, "percent_off"))
     if not 0 < percent <= 100:
-        raise InvalidInput("must be more than 0 and at most 100", _at(where, "percent_off"))
+        raise InvalidInput("must be more than 0 and at most 100", field_at(where, "percent_off"))
     prefix = obj["prefix"]
     if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
-        raise InvalidInput("must be 1-12 letters or digits (A-Z, 0-9)", _at(where, "prefix"))
-    hours = _number(obj["valid_hours"], _at(where, "valid_hours"))
+        raise InvalidInput("must be 1-12 letters or digits (A-Z, 0-9)", field_at(where, "prefix"))
+    hours = json_number(obj["valid_hours"], field_at(where, "valid_hours"))
     if not 0 < hours <= MAX_VALID_HOURS:
-        raise InvalidInput(f"must be more than 0 and at most {MAX_VALID_HOURS:g} hours", _at(where, "valid_hours"))
+        raise InvalidInput(f"must be more than 0 and at most {MAX_VALID_HOURS:g} hours", field_at(where, "valid_hours"))
     return CouponSpec(percent, prefix.upper(), hours)
 
 
 def _parse_limits(value: Any, where: str) -> Limits:
-    obj = _object(value, where, ("per_device_per_day", "min_minutes_between"))
+    obj = json_object(value, where, ("per_device_per_day", "min_minutes_between"))
     per_day = None
     if obj.get("per_device_per_day") is not None:
-        at = _at(where, "per_device_per_day")
-        per_day = _integer(obj["per_device_per_day"], at)
+        at = field_at(where, "per_device_per_day")
+        per_day = json_integer(obj["per_device_per_day"], at)
         if not 1 <= per_day <= MAX_PER_DAY:
             raise InvalidInput(f"must be between 1 and {MAX_PER_DAY}", at)
     gap = None
     if obj.get("min_minutes_between") is not None:
-        at = _at(where, "min_minutes_between")
-        gap = _number(obj["min_minutes_between"], at)
+        at = field_at(where, "min_minutes_between")
+        gap = json_number(obj["min_minutes_between"], at)
         if not 0 <= gap <= MAX_MINUTES_BETWEEN:
             raise InvalidInput(f"must be between 0 and {MAX_MINUTES_BETWEEN:g} minutes", at)
     return Limits(per_day, gap)
 
 
 def _parse_quiet_hours(value: Any, where: str) -> QuietHours:
-    obj = _object(value, where, ("start", "end", "mode", "timezone"))
+    obj = json_object(value, where, ("start", "end", "mode", "timezone"))
     for key in ("start", "end"):
         if obj.get(key) is None:
-            raise InvalidInput(f"{key} is required", _at(where, key))
-    start = parse_hhmm(obj["start"], _at(where, "start"))
-    end = parse_hhmm(obj["end"], _at(where, "end"))
+            raise InvalidInput(f"{key} is required", field_at(where, key))
+    start = parse_hhmm(obj["start"], field_at(where, "start"))
+    end = parse_hhmm(obj["end"], field_at(where, "end"))
     if start == end:
-        raise InvalidInput("end must differ from start", _at(where, "end"))
+        raise InvalidInput("end must differ from start", field_at(where, "end"))
     mode = obj.get("mode")
     if mode is None:
         mode = "hold"
     elif mode not in ("hold", "drop"):
-        raise InvalidInput('must be "hold" or "drop"', _at(where, "mode"))
+        raise InvalidInput('must be "hold" or "drop"', field_at(where, "mode"))
     tz = obj.get("timezone")
-    tz = "UTC" if tz is None else validate_timezone(tz, _at(where, "timezone"))
+    tz = "UTC" if tz is None else validate_timezone(tz, field_at(where, "timezone"))
     return QuietHours(hhmm(start), hhmm(end), mode, tz)
 
 
 def _parse_ttl(value: Any, where: str) -> int:
-    ttl = _integer(value, where)
+    ttl = json_integer(value, where)
     if not 0 < ttl <= MAX_TTL_SECONDS:
         raise InvalidInput(f"must be between 1 and {MAX_TTL_SECONDS:,} seconds (28 days)", where)
     return ttl
 
 
 def _parse_schedule(value: Any, where: str) -> Schedule | None:
-    obj = _object(value, where, ("start_at", "end_at"))
+    obj = json_object(value, where, ("start_at", "end_at"))
     start = _opt(obj, "start_at", _timestamp, None, where)
     end = _opt(obj, "end_at", _timestamp, None, where)
     if start is not None and end is not None and not start < end:
-        raise InvalidInput("end_at must be after start_at", _at(where, "end_at"))
+        raise InvalidInput("end_at must be after start_at", field_at(where, "end_at"))
     if start is None and end is None:
         return None
     return Schedule(start, end)

@@ -351,6 +351,8 @@ def publish(deps: Deps, device: Device, campaign: Campaign | None, did: str, con
     status: str
     reason: str | None
     extra: dict[str, Any]
+    # Only a device with push consent and an endpoint gets this far (decide()).
+    assert deps.push is not None and device.endpoint_arn is not None
     try:
         message_id = deps.push.publish(device.endpoint_arn, device.platform, message)
     except EndpointDisabled:

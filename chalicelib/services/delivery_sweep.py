@@ -74,6 +74,7 @@ def release_held(deps: Deps, limit: int = 100) -> dict[str, int]:
             continue
         if not deps.deliveries.update_delivery(d.delivery_id, {"status": PUBLISHING, "release_at": None, "updated_at": now}, expect_status=HELD):
             continue  # another run took it
+        assert device is not None  # else a reason was set above
         content = {"title": d.title, "body": d.body, "deep_link": d.deep_link, "coupon_code": d.coupon_code}
         out = publish(deps, device, campaign, d.delivery_id, content, ttl)
         metrics.delivery(out.status, out.reason)
@@ -110,11 +111,11 @@ def rebuild_trigger(deps: Deps, d: Delivery, device: Device, now: float) -> Trig
         wx = conditions_at(deps.weather, [(st.lat, st.lng)], now)[0] if st is not None else None
         return replace(trigger, weather=wx) if wx else trigger
     if d.trigger_type == "weather_alert" and d.trigger_key.startswith("alert:"):
-        rec = deps.weather.get_alert_records([d.trigger_ref]).get(d.trigger_ref) or {}
-        if not isinstance(rec.get("vars"), dict):
+        alert = deps.weather.get_alert_records([d.trigger_ref]).get(d.trigger_ref) or {}
+        if not isinstance(alert.get("vars"), dict):
             return None
-        ends_at = rec.get("ends_at")
-        return Trigger("weather_alert", d.trigger_key, d.trigger_ref, d.created_at, alert=rec["vars"],
+        ends_at = alert.get("ends_at")
+        return Trigger("weather_alert", d.trigger_key, d.trigger_ref, d.created_at, alert=alert["vars"],
                        needs_location=True, ends_at=float(ends_at) if isinstance(ends_at, (int, float)) else None)
     return None
 

@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from chalicelib.cache import VersionCache
+from chalicelib.services.fence_cache import VersionCache
 from chalicelib.clock import Clock, Sleep, system_clock, system_sleep
 from chalicelib.ports import AreaResolver, FanoutQueue, PushGateway
 from chalicelib.services.delivery import CampaignCache

@@ -212,9 +212,8 @@ def audience_estimate(deps: Deps, body: Any) -> dict:
         # Circles (geodesic) and H3 regions: the polygon above covers them;
         # the fence's own exact test decides.
         shape = FenceShape.from_definition(d)
-        devices = deps.devices.get_devices(ids)
-        ids = [i for i in ids if i in devices and devices[i].state is not None
-               and shape.covers(devices[i].state.lat, devices[i].state.lng)]
+        states = {i: dev.state for i, dev in deps.devices.get_devices(ids).items()}
+        ids = [i for i in ids if (st := states.get(i)) is not None and shape.covers(st.lat, st.lng)]
     reachable = len(ids)
     return {"reachable": reachable, "as_of": iso(now)}
 

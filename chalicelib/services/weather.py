@@ -109,7 +109,7 @@ def _process(deps: Deps, alert: Alert, known: dict[str, dict], now: float) -> di
     if verdict.action == "ignore":
         return {"status": "ignored", "reason": verdict.reason, "devices_targeted": 0, "deliveries": 0}
     if verdict.action == "end_lineage":
-        deps.weather.end_lineage(lineage, verdict.reason, now, keep_until)
+        deps.weather.end_lineage(lineage, verdict.reason or verdict.action, now, keep_until)
         _record(deps, alert, lineage, "cancelled", now)
         log.info("alert lineage ended", extra={"alert_id": alert.id, "lineage": lineage, "reason": verdict.reason})
         return {"status": "cancelled", "reason": verdict.reason, "lineage": lineage, "devices_targeted": 0, "deliveries": 0}

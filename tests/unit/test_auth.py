@@ -114,15 +114,15 @@ def test_device_secrets_are_32_random_bytes():
 def test_a_new_device_gets_its_secret_once_and_only_the_hash_is_stored(mem_deps):
     first = register(mem_deps)
     secret = first["device_secret"]
-    stored = mem_deps.store.devices["d1"]
+    stored = mem_deps.devices.devices["d1"]
     assert stored.secret_hash == auth.hash_token(secret)
     assert secret not in repr(vars(stored))
     again = register(mem_deps, secret=secret)
     assert "device_secret" not in again and again["device_id"] == "d1"
     by_admin = register(mem_deps, role=auth.ADMIN, push_token="tok-new")
     assert "device_secret" not in by_admin
-    assert mem_deps.store.devices["d1"].secret_hash == auth.hash_token(secret)  # re-registrations keep it
-    assert mem_deps.store.devices["d1"].push_token == "tok-new"
+    assert mem_deps.devices.devices["d1"].secret_hash == auth.hash_token(secret)  # re-registrations keep it
+    assert mem_deps.devices.devices["d1"].push_token == "tok-new"
     ping(mem_deps, secret=secret)  # still the device's secret
 
 
@@ -147,11 +147,11 @@ CALLS = {"re-register": reregister, "ping": ping, "ping-batch": lambda *a, **k: 
 def test_app_calls_without_the_devices_secret_are_403_and_change_nothing(two_devices, call, presented):
     deps, secrets = two_devices
     secret = {"missing": None, "wrong": "x" * 43, "other-device": secrets["d2"], "the-hash": auth.hash_token(secrets["d1"])}[presented]
-    before = copy.deepcopy(deps.store.devices), dict(deps.store.deliveries)
+    before = copy.deepcopy(deps.devices.devices), dict(deps.deliveries.deliveries)
     with pytest.raises(Forbidden) as exc:
         call(deps, "d1", secret=secret)
     assert exc.value.status == 403 and exc.value.code == "forbidden" and exc.value.field == "X-Device-Secret"
-    assert (deps.store.devices, dict(deps.store.deliveries)) == before
+    assert (deps.devices.devices, dict(deps.deliveries.deliveries)) == before
 
 
 @pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
@@ -169,10 +169,10 @@ def test_admin_keys_need_no_device_secret(two_devices, call):
 def test_an_app_key_batch_for_two_devices_is_403_even_with_a_secret(two_devices):
     deps, secrets = two_devices
     body = {"pings": [{"device_id": "d1", "lat": 1, "lng": 1}, {"device_id": "d2", "lat": 1, "lng": 1}]}
-    before = copy.deepcopy(deps.store.devices)
+    before = copy.deepcopy(deps.devices.devices)
     with pytest.raises(Forbidden) as exc:
         handle_pings(deps, body, role=auth.APP, secret=secrets["d1"])
-    assert exc.value.field == "pings" and deps.store.devices == before
+    assert exc.value.field == "pings" and deps.devices.devices == before
     out = handle_pings(deps, body, role=auth.ADMIN)  # an admin batch may mix devices
     assert [r["accepted"] for r in out["results"]] == [True, True]
 
@@ -221,7 +221,7 @@ def test_a_ping_racing_a_delete_and_a_new_registration_never_lands_on_the_new_de
     state version moved), the replay re-reads — and the old secret no
     longer matches: 403, the new device untouched."""
     deps, secrets = two_devices
-    store = deps.store
+    store = deps.devices
     real_save = store.save_state
     raced = {}
 
@@ -255,10 +255,10 @@ def test_a_creation_that_landed_though_its_retry_failed_still_answers_its_secret
             raise ConcurrentUpdate(device.device_id)
         return True
 
-    monkeypatch.setattr(mem_deps.store, "save_profile", lost_answer)
+    monkeypatch.setattr(mem_deps.devices, "save_profile", lost_answer)
     answer = register(mem_deps)
     assert calls == [True]
-    assert mem_deps.store.devices["d1"].secret_hash == auth.hash_token(answer["device_secret"])
+    assert mem_deps.devices.devices["d1"].secret_hash == auth.hash_token(answer["device_secret"])
     ping(mem_deps, secret=answer["device_secret"])
 
 
@@ -299,7 +299,7 @@ def test_concurrent_first_registrations_hand_out_exactly_one_secret(mem_deps, ro
     answers = _race_first_registrations(mem_deps, role)
     secrets = [a["device_secret"] for a in answers if isinstance(a, dict) and "device_secret" in a]
     assert len(secrets) == 1
-    assert mem_deps.store.devices["dup"].secret_hash == auth.hash_token(secrets[0])
+    assert mem_deps.devices.devices["dup"].secret_hash == auth.hash_token(secrets[0])
     losers = [a for a in answers if not (isinstance(a, dict) and "device_secret" in a)]
     if role == auth.APP:  # the public key without the winner's secret may not update its device
         assert len(losers) == 7 and all(isinstance(a, Forbidden) and a.field == "X-Device-Secret" for a in losers)

@@ -11,14 +11,15 @@ import logging
 import pytest
 
 from chalicelib import metrics
-from chalicelib.cache import VersionCache
+from chalicelib.services.fence_cache import VersionCache
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.services.deps import Deps
 from chalicelib.services import campaigns as campaign_service
 from chalicelib.services import weather
 from chalicelib.services.delivery import CampaignCache
 from chalicelib.settings import Settings
-from chalicelib.store.memory import InMemoryStore
+from chalicelib.store import memory_stores
+from chalicelib.store.memory_weather import MemoryWeather
 from chalicelib.settings import fanout_queue_name
 from chalicelib.weather.poller import ERROR, NOT_MODIFIED
 
@@ -31,7 +32,7 @@ CAMPAIGN = {
 }
 
 
-class FlakyFeedStore(InMemoryStore):
+class FlakyFeedStore(MemoryWeather):
     """The feed state is unreadable while ``broken`` (no HTTP is attempted
     then); else it says the last response is still fresh (no HTTP either)."""
 
@@ -45,10 +46,14 @@ class FlakyFeedStore(InMemoryStore):
         return {"etag": None, "last_modified": None, "status": "ok", "fetched_at": T0, "max_age": 60.0}
 
 
-def make_deps(store: InMemoryStore, settings: Settings | None = None) -> Deps:
+def make_deps(weather: MemoryWeather | None = None, settings: Settings | None = None) -> Deps:
+    """Deps over the in-memory twins; ``weather``: the weather repository to use instead of the twin's."""
     settings = settings or Settings(stage="test", campaign_cache_s=0)
-    return Deps(store=store, settings=settings, clock=lambda: T0, cache=VersionCache(), push=FakePushGateway(),
-                campaign_cache=CampaignCache(0))
+    stores = memory_stores(clock=lambda: T0)
+    if weather is not None:
+        stores.weather = weather
+    return Deps.over(stores, settings, clock=lambda: T0, cache=VersionCache(), push=FakePushGateway(),
+                     campaign_cache=CampaignCache(0))
 
 
 @pytest.fixture(autouse=True)
@@ -96,8 +101,8 @@ def test_a_poll_that_works_resets_the_count(caplog: pytest.LogCaptureFixture) ->
 
 # ---------------------------------------------------------------- campaigns
 def test_a_stored_campaign_that_no_longer_compiles_is_an_error_line_and_a_metric(caplog: pytest.LogCaptureFixture) -> None:
-    store = InMemoryStore()
-    deps = make_deps(store)
+    deps = make_deps()
+    store = deps.campaigns
     campaign_service.put_campaign(deps, "good", CAMPAIGN)
     # Stored by an older version whose rules were looser: it no longer parses.
     store.put_campaign("broken", {**CAMPAIGN, "trigger": {"type": "no_such_trigger"}}, "2026-06-01T00:00:00Z")

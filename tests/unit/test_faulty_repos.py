@@ -1,6 +1,6 @@
-"""The fault-injection scenarios with every repository wrapped on its own
-(:func:`tests.faults.faulty_stores`), as the services will use them after
-the split: the same guarantees as with the one-object store."""
+"""The fault-injection worlds wrap every repository on its own
+(:func:`tests.faults.faulty_stores`), as the services use them: the same
+guarantees as ``test_faults.py``, on other seeds."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from tests.faults import FaultyRepo, Rates
 
 
 @pytest.fixture(autouse=True)
-def split(monkeypatch):
+def quiet_logs():
     logging.disable(logging.WARNING)
-    monkeypatch.setattr(faults, "SPLIT_REPOS", True)
     yield
     logging.disable(logging.NOTSET)
 
@@ -25,7 +24,8 @@ def test_each_repository_is_wrapped():
     stores = faults.faulty_stores(memory_stores(clock=lambda: faults.T0), faults.Faults(1, Rates.none()))
     assert all(isinstance(getattr(stores, f), FaultyRepo) for f in ("fences", "devices", "campaigns", "deliveries", "weather"))
     world = faults.make_world(1, Rates.none())
-    assert isinstance(world.deps.store.stores.deliveries, FaultyRepo)
+    assert all(isinstance(getattr(world.deps, f), FaultyRepo) for f in ("fences", "devices", "campaigns", "deliveries", "weather"))
+    assert world.deps.deliveries.inner is world.stores.deliveries  # the checks read the real twins
 
 
 def test_storm_under_faults_with_split_repositories():

@@ -45,7 +45,8 @@ def world(mem_deps):
 
 def stepper_for(deps, pings):
     cells = PingCells.of(pings, deps.settings.max_accuracy_m)
-    devices, rows = deps.store.read_for_pings(sorted({p.device_id for p in pings}), cells.all_cells)
+    devices = deps.devices.get_devices(sorted({p.device_id for p in pings}))
+    rows = deps.fences.lookup_cells(cells.all_cells)
     return read_stepper(deps, pings, cells, devices, rows), devices
 
 
@@ -168,6 +169,6 @@ def test_write_gives_up_after_too_many_races(world, monkeypatch):
     def always_raced(*a, **k):
         raise ConcurrentUpdate("d1")
 
-    monkeypatch.setattr(world.store, "save_state", always_raced)
+    monkeypatch.setattr(world.devices, "save_state", always_raced)
     with pytest.raises(Unavailable):
         write_device(world, stepper, PendingWrite(devices["d1"], [p], run), T0, role=auth.ADMIN, secret=None)

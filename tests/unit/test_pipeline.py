@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chalicelib.cache import VersionCache
+from chalicelib.services.fence_cache import VersionCache
 from chalicelib.services.deps import Deps
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.model import FenceContext, PushError, Trigger
@@ -19,7 +19,7 @@ from chalicelib.services import campaigns as campaign_service
 from chalicelib.services import delivery, engagement
 from chalicelib.services.delivery import CampaignCache
 from chalicelib.settings import Settings
-from chalicelib.store.memory import InMemoryStore
+from chalicelib.store import memory_stores
 
 # 2026-07-15 12:00 UTC: 08:00 in New York, 21:00 in Tokyo.
 T0 = datetime(2026, 7, 15, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
@@ -39,9 +39,9 @@ class Clock:
 @pytest.fixture
 def deps():
     settings = Settings(stage="test", coupon_secret="test-coupon-secret", campaign_cache_s=0)
-    return Deps(
-        store=InMemoryStore(), settings=settings, clock=Clock(T0), cache=VersionCache(), push=FakePushGateway(), campaign_cache=CampaignCache(0)
-    )
+    clock = Clock(T0)
+    return Deps.over(memory_stores(clock=clock), settings, clock=clock, cache=VersionCache(), push=FakePushGateway(),
+                     campaign_cache=CampaignCache(0))
 
 
 def campaign(**over):
@@ -137,7 +137,7 @@ def test_crash_after_publish_is_not_sent_again(deps, monkeypatch):
             raise RuntimeError("Lambda timed out")
         return real(did, changes, **kw)
 
-    monkeypatch.setattr(deps.store, "update_delivery", flaky)
+    monkeypatch.setattr(deps.deliveries, "update_delivery", flaky)
     ping(deps, OUTSIDE, 0)
     with pytest.raises(RuntimeError):
         ping(deps, INSIDE, 60)
@@ -398,7 +398,7 @@ def test_events_survive_a_crash_before_their_pushes_are_decided(deps, monkeypatc
             raise RuntimeError("DynamoDB went away")
         return real_claim(d)
 
-    monkeypatch.setattr(deps.store, "claim_delivery", flaky_claim)
+    monkeypatch.setattr(deps.deliveries, "claim_delivery", flaky_claim)
     ping(deps, OUTSIDE, 0)
     with pytest.raises(RuntimeError):
         ping(deps, INSIDE, 60)
@@ -424,7 +424,7 @@ def test_a_crash_after_publish_is_cleared_without_a_second_push(deps, monkeypatc
             raise RuntimeError("Lambda timed out")
         return real(did, changes, **kw)
 
-    monkeypatch.setattr(deps.store, "update_delivery", flaky)
+    monkeypatch.setattr(deps.deliveries, "update_delivery", flaky)
     ping(deps, OUTSIDE, 0)
     with pytest.raises(RuntimeError):
         ping(deps, INSIDE, 60)

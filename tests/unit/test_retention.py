@@ -14,7 +14,7 @@ from chalicelib.services.devices import get_device, register_device
 from chalicelib.services.geofences import put_geofence
 from chalicelib.services.pings import handle_pings
 from chalicelib.services import engagement
-from chalicelib.store.memory import InMemoryStore
+from chalicelib.store.memory_devices import MemoryDevices
 
 DAY = 86400.0
 SHOP = (38.44, -122.7)
@@ -88,7 +88,7 @@ def test_the_sweep_erases_expired_locations_and_keeps_the_profile(deps):
     deps.clock.now += 20 * DAY
     handle_pings(deps, {"device_id": "d2", "lat": FAR[0], "lng": FAR[1], "timestamp": deps.clock()})
     deps.clock.now += 10 * DAY + 1  # d1 expired, d2 not
-    store: InMemoryStore = deps.store
+    store: MemoryDevices = deps.devices
     v1 = store.devices["d1"].state_version
     assert retention.sweep_expired_locations(deps) == {"removed": 1, "complete": True, "segment": 0, "segments": 1}
     d1, d2 = store.devices["d1"], store.devices["d2"]
@@ -101,8 +101,7 @@ def test_the_sweep_erases_expired_locations_and_keeps_the_profile(deps):
 
 
 def test_the_sweep_is_bounded_and_segmented(mem_deps):
-    store = InMemoryStore(clock=mem_deps.clock)
-    mem_deps.store = store
+    store: MemoryDevices = mem_deps.devices
     for i in range(50):
         register_device(mem_deps, f"d{i}", {"platform": "ios", "push_token": f"tok-{i}", "consent": {"push": True, "location": True}})
         handle_pings(mem_deps, {"device_id": f"d{i}", "lat": 40.0 + i / 1000, "lng": -74.0, "timestamp": mem_deps.clock()})
@@ -124,6 +123,6 @@ def test_only_the_last_accepted_location_is_kept(deps):
         ping(deps, where)
     d = deps.devices.get_device("d1")
     assert (d.state.lat, d.state.lng) == places[-1]
-    dumped = repr(vars(deps.store.stores.devices))
+    dumped = repr(vars(deps.devices))
     for lat, lng in places[:-1]:
         assert repr(lat) not in dumped and repr(lng) not in dumped

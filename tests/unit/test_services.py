@@ -59,7 +59,7 @@ def test_put_get_replace_delete(mem_deps):
     assert lookup(mem_deps, 38.44, -122.7) == {"fences": []}
     assert lookup(mem_deps, 38.44, -122.6)["fences"][0]["name"] == "Moved"
     delete_geofence(mem_deps, "store-1")
-    assert mem_deps.store.cells == {}  # no index row left
+    assert mem_deps.fences.cells == {}  # no index row left
     with pytest.raises(NotFound):
         get_geofence(mem_deps, "store-1")
     with pytest.raises(NotFound):
@@ -85,7 +85,7 @@ def test_import_accepts_and_rejects_each_feature_on_its_own(mem_deps):
         (2, None, "features[2].id"),
         (3, "a", "features[3].id"),
     ]
-    assert set(mem_deps.store.fences) == {"a"}
+    assert set(mem_deps.fences.fences) == {"a"}
 
 
 def test_list_by_tag_is_paginated(mem_deps):
@@ -142,14 +142,14 @@ def test_device_validation(mem_deps, body, field):
     with pytest.raises(InvalidInput) as exc:
         register_device(mem_deps, "d1", body)
     assert exc.value.field == field
-    assert mem_deps.store.devices == {}
+    assert mem_deps.devices.devices == {}
 
 
 def test_withdrawing_location_consent_forgets_the_location(mem_deps):
     register(mem_deps)
     ping(mem_deps, 38.44, -122.7, 0)
     register(mem_deps, location=False)
-    assert mem_deps.store.devices["d1"].state is None
+    assert mem_deps.devices.devices["d1"].state is None
 
 
 # ------------------------------------------------------------------ pings
@@ -194,7 +194,7 @@ def test_deleted_fence_ends_visit_quietly(fenced):
     ping(fenced, 38.44, -122.70, 0)
     delete_geofence(fenced, "shop")
     assert kinds(ping(fenced, 38.44, -122.70, 10)) == []
-    assert fenced.store.devices["d1"].state.inside == {}
+    assert fenced.devices.devices["d1"].state.inside == {}
 
 
 def test_duplicate_and_out_of_order(fenced):
@@ -208,7 +208,7 @@ def test_duplicate_and_out_of_order(fenced):
 def test_inaccurate_ping(fenced):
     r = ping(fenced, 38.44, -122.70, 0, acc=5000.0)
     assert (r["accepted"], r["reason"], r["events"]) == (False, "inaccurate", [])
-    assert fenced.store.devices["d1"].state is None
+    assert fenced.devices.devices["d1"].state is None
 
 
 def test_single_ping_unknown_device_and_no_consent(fenced):
@@ -217,7 +217,7 @@ def test_single_ping_unknown_device_and_no_consent(fenced):
     register(fenced, "d2", location=False)
     with pytest.raises(Forbidden):
         ping(fenced, 38.44, -122.70, 0, device_id="d2")
-    assert fenced.store.devices["d2"].state is None
+    assert fenced.devices.devices["d2"].state is None
 
 
 def test_batch_in_timestamp_order_results_in_input_order(fenced):
@@ -263,28 +263,28 @@ def test_app_key_batches_touch_one_device(fenced):
     ],
 )
 def test_bad_pings_name_the_field_and_write_nothing(fenced, body, field):
-    before = fenced.store.writes
+    before = fenced.fences.tally.writes
     with pytest.raises(InvalidInput) as exc:
         handle_pings(fenced, body)
     assert exc.value.field == field
-    assert fenced.store.writes == before
+    assert fenced.fences.tally.writes == before
 
 
 def test_writes_only_when_something_changed(fenced):
     ping(fenced, 38.50, -122.70, 0)
-    writes = fenced.store.writes
+    writes = fenced.fences.tally.writes
     for k in range(1, 30):  # standing still, 29 pings within 290 s
         ping(fenced, 38.50, -122.70, k * 10)
-    assert fenced.store.writes == writes
+    assert fenced.fences.tally.writes == writes
     fenced.clock.now += 400  # the last-seen refresh is due
     ping(fenced, 38.50, -122.70, 400)
-    assert fenced.store.writes == writes + 1
+    assert fenced.fences.tally.writes == writes + 1
 
 
 def test_concurrent_update_replays_on_fresh_state(fenced, monkeypatch):
     """Two requests for one device race: the loser re-reads and replays, so
     neither the winner's enter nor the loser's exit is lost."""
-    store = fenced.store
+    store = fenced.devices
     ping(fenced, 38.50, -122.70, 0)  # outside
     real_save = store.save_state
     raced = {"done": False}
@@ -314,11 +314,11 @@ def test_batch_results_do_not_depend_on_input_order(mem_deps):
     ]
 
     def run(order):
-        from chalicelib.store.memory import InMemoryStore
+        from chalicelib.store import memory_stores
 
-        fresh = Deps(store=InMemoryStore(), settings=mem_deps.settings, clock=mem_deps.clock)
-        fresh.store.fences, fresh.store.versions = mem_deps.store.fences, mem_deps.store.versions
-        fresh.store.covers, fresh.store.cells = mem_deps.store.covers, mem_deps.store.cells
+        stores = memory_stores(clock=mem_deps.clock)
+        stores.fences = mem_deps.fences  # the same fences, fresh devices and deliveries
+        fresh = Deps.over(stores, mem_deps.settings, clock=mem_deps.clock)
         for d in ("d0", "d1", "d2"):
             register(fresh, d)
         out = handle_pings(fresh, {"pings": [pings[i] for i in order]})

@@ -35,13 +35,13 @@ def fail_once(monkeypatch, obj, name, exc, when=lambda *a, **k: True):
 
 
 def only_delivery(deps):
-    (d,) = deps.store.deliveries.values()
+    (d,) = deps.deliveries.deliveries.values()
     return d
 
 
 def test_a_throttled_decision_releases_its_claim_and_the_retry_finishes_it(deps, monkeypatch):
     setup(deps)
-    fail_once(monkeypatch, deps.store, "reserve_send", Unavailable("throttled"))
+    fail_once(monkeypatch, deps.deliveries, "reserve_send", Unavailable("throttled"))
     ping(deps, OUTSIDE, 0)
     with pytest.raises(Unavailable):
         ping(deps, INSIDE, 60)  # 503: the app retries
@@ -56,7 +56,7 @@ def test_a_throttled_decision_releases_its_claim_and_the_retry_finishes_it(deps,
 
 def test_a_claim_left_pending_by_a_dead_invocation_is_redriven_by_the_sweep(deps, monkeypatch):
     setup(deps)
-    fail_once(monkeypatch, deps.store, "reserve_send", Crash("Lambda timed out"))
+    fail_once(monkeypatch, deps.deliveries, "reserve_send", Crash("Lambda timed out"))
     ping(deps, OUTSIDE, 0)
     with pytest.raises(Crash):
         ping(deps, INSIDE, 60)
@@ -112,7 +112,7 @@ def test_a_late_retry_with_the_full_trigger_takes_a_stale_claim_over(deps, monke
             raise Crash("died after the claim")
         return out
 
-    monkeypatch.setattr(deps.store, "claim_delivery", claim_then_die)
+    monkeypatch.setattr(deps.deliveries, "claim_delivery", claim_then_die)
     device = deps.devices.get_device("d1")
     trig = Trigger.geofence("enter", FenceContext("store-1", "Main St store", ("shop",)), T0, T0)
     c = deps.campaign_cache.get(deps.campaigns, "c1", T0)
@@ -180,7 +180,7 @@ def test_a_stale_claim_of_a_deleted_campaign_or_device_is_suppressed(deps):
 def test_a_weather_decision_is_redriven_from_the_alert_record():
     world = faults.make_world(3, faults.Rates.none())
     faults._storm_setup(world, 20, 3)
-    deps, store = world.deps, world.store
+    deps, store = world.deps, world.stores.deliveries
     real = store.reserve_send
     left = {"n": 1}
 
@@ -217,7 +217,7 @@ def test_a_throttled_write_of_the_outcome_is_retried_not_lost(deps, monkeypatch)
             raise Unavailable("throttled")
         return real(did, changes, **kw)
 
-    monkeypatch.setattr(deps.store, "update_delivery", throttled)
+    monkeypatch.setattr(deps.deliveries, "update_delivery", throttled)
     ping(deps, OUTSIDE, 0)
     r = ping(deps, INSIDE, 60)
     assert record(deps, r["deliveries"][0]).status == "sent"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import shapely
 
-from chalicelib.cache import VersionCache
+from chalicelib.services.fence_cache import VersionCache
 from chalicelib.services.deps import Deps
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.services.devices import register_device
@@ -22,7 +22,8 @@ from chalicelib.services import campaigns as campaign_service
 from chalicelib.services import engagement, fanout
 from chalicelib.services.delivery import CampaignCache
 from chalicelib.settings import Settings
-from chalicelib.store.memory import InMemoryStore
+from chalicelib.store import memory_stores
+from chalicelib.store.memory_weather import MemoryWeather
 from chalicelib.services import weather
 from chalicelib.weather.alerts import Alert, classify, parse_alerts
 from chalicelib.weather.area import AreaResolver, CountyIndex
@@ -51,10 +52,11 @@ class Clock:
 
 def make_deps(now: float, chunk: int = 100, queue: bool = False) -> Deps:
     settings = Settings(stage="test", coupon_secret="s3cret", campaign_cache_s=0, region_shards=3, fanout_chunk=chunk)
-    return Deps(store=InMemoryStore(region_shards=settings.region_shards), settings=settings, clock=Clock(now),
-                cache=VersionCache(), push=FakePushGateway(),
-                campaign_cache=CampaignCache(0), resolver=AreaResolver(CountyIndex.load(), None),
-                queue=InlineQueue() if queue else None)
+    clock = Clock(now)
+    return Deps.over(memory_stores(clock=clock, region_shards=settings.region_shards), settings, clock=clock,
+                     cache=VersionCache(), push=FakePushGateway(),
+                     campaign_cache=CampaignCache(0), resolver=AreaResolver(CountyIndex.load(), None),
+                     queue=InlineQueue() if queue else None)
 
 
 STORM_CAMPAIGN = {
@@ -305,7 +307,7 @@ def test_conditions_at_reads_once_in_input_order() -> None:
 
     now = 1_790_000_000.0
     santa_rosa, portland = (38.4404, -122.7141), (45.5152, -122.6784)
-    store = InMemoryStore()
+    store = MemoryWeather()
     obs = {"lat": santa_rosa[0], "lng": santa_rosa[1], "observed_at": now - 600, "condition": "snow", "temperature_c": -1.0}
     store_observations(store, parse_observations({"observations": [obs]}, now=now), now)
     reads: list[list[int]] = []
