@@ -17,7 +17,6 @@ DEBUG only.
 from __future__ import annotations
 
 import logging
-import random
 import re
 import time
 from typing import TYPE_CHECKING, Any, Callable
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.push import payloads
+from chalicelib.retry import RetryPolicy
 from chalicelib.push.model import Endpoint, EndpointDisabled, PushError, PushMessage
 
 if TYPE_CHECKING:
@@ -86,9 +86,9 @@ class SnsGateway:
         throttling is retried here either way).
     :param settings: gives the platform application ARN per platform.
     :param sleep: called between throttled attempts (tests pass a recorder).
-    :param max_attempts: attempts per call when SNS throttles.
-    :param base_delay, max_delay: backoff ``base_delay * 2**n`` seconds,
-        capped, with "equal jitter" (a random half of it added to the other half).
+    :param retry: how throttled calls are retried (:class:`~chalicelib.retry.RetryPolicy`:
+        full jitter inside a time budget); by default at most 5 attempts,
+        waits of up to 0.05 s doubling to 2 s, within 5 s.
     """
 
     def __init__(
@@ -97,20 +97,12 @@ class SnsGateway:
         settings: "Settings",
         sleep: Callable[[float], None] = time.sleep,
         *,
-        max_attempts: int = 5,
-        base_delay: float = 0.05,
-        max_delay: float = 2.0,
-        rand: Callable[[], float] = random.random,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1")
         self.client = client
         self.settings = settings
-        self.sleep = sleep
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self.rand = rand
+        self.retry = retry or RetryPolicy(budget_s=5.0, base_s=0.05, cap_s=2.0, clock=time.monotonic, sleep=sleep,
+                                          max_attempts=5)
 
     # ------------------------------------------------------------ endpoints
     def ensure_endpoint(self, device_id: str, platform: str, token: str, endpoint_arn: str | None) -> Endpoint:
@@ -216,21 +208,20 @@ class SnsGateway:
         """One SNS call, retried while throttled. ``ClientError`` other than
         throttling propagates; connection problems become ``sns_unavailable``."""
         method = getattr(self.client, operation)
-        for attempt in range(self.max_attempts):
+        throttled: ClientError | None = None
+        tries = 0
+        for tries, _ in enumerate(self.retry.attempts(), start=1):
             try:
                 return method(**params)
             except ClientError as exc:
                 if _code(exc) not in THROTTLE_CODES:
                     raise
-                if attempt == self.max_attempts - 1:
-                    log.warning("SNS %s still throttled after %d attempts", operation, self.max_attempts)
-                    raise PushError("throttled", f"SNS {operation} throttled {self.max_attempts} times") from exc
-                delay = min(self.max_delay, self.base_delay * 2**attempt)
-                self.sleep(delay / 2 + self.rand() * delay / 2)
+                throttled = exc
             except BotoCoreError as exc:
                 log.warning("SNS %s unreachable: %s", operation, type(exc).__name__)
                 raise PushError("sns_unavailable", f"SNS {operation}: {exc}") from exc
-        raise AssertionError("unreachable")
+        log.warning("SNS %s still throttled after %d attempts", operation, tries)
+        raise PushError("throttled", f"SNS {operation} throttled {tries} times") from throttled
 
     @staticmethod
     def _push_error(operation: str, exc: ClientError) -> PushError:

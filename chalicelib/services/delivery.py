@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -53,6 +54,7 @@ from chalicelib.push.model import (
 )
 from chalicelib.push.quiet import quiet_release_at
 from chalicelib.push.render import RenderError
+from chalicelib.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from chalicelib.services.deps import Deps
@@ -69,6 +71,8 @@ log = logging.getLogger("hexcast.push")
 STALE_OPEN_S = 10 * 60.0
 #: Attempts of the store write that records what SNS did (see _settle).
 SETTLE_ATTEMPTS = 5
+#: ... and the time they may take (the record stays ``publishing`` for the sweep after).
+SETTLE_BUDGET_S = 5.0
 #: ``failed: interrupted`` — the invocation died while publishing (SNS may
 #: have delivered it; it is never published again), or a re-drive could not
 #: rebuild its trigger.
@@ -329,15 +333,16 @@ def _settle(deps: Deps, write: Callable[[], Any]) -> Any:
     DynamoDB is retried with backoff here (a sent push must not become an
     unknown one); after SETTLE_ATTEMPTS the error propagates and the record
     stays ``publishing`` until the sweep."""
-    delay = 0.05
-    for attempt in range(SETTLE_ATTEMPTS):
+    policy = RetryPolicy(budget_s=SETTLE_BUDGET_S, base_s=0.05, cap_s=1.0, clock=time.monotonic, sleep=deps.sleep,
+                         max_attempts=SETTLE_ATTEMPTS)
+    failure: Unavailable | None = None
+    for _ in policy.attempts():
         try:
             return write()
-        except Unavailable:
-            if attempt == SETTLE_ATTEMPTS - 1:
-                raise
-            deps.sleep(delay)
-            delay *= 2
+        except Unavailable as exc:
+            failure = exc
+    assert failure is not None
+    raise failure
 
 
 def publish(deps: Deps, device: Device, campaign: Campaign | None, did: str, content: dict, ttl: int | None) -> Outcome:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterable
 
+from chalicelib.retry import RetryPolicy
 from chalicelib.settings import fanout_queue_name
 
 SQS_BATCH = 10  # SendMessageBatch's limit
@@ -20,9 +21,11 @@ QUEUE_NAME = fanout_queue_name()
 class SqsQueue:
     """``SendMessageBatch`` in tens, failed entries retried with backoff."""
 
-    def __init__(self, client: Any, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, client: Any, sleep: Callable[[float], None] = time.sleep, retry: RetryPolicy | None = None) -> None:
         self.client = client
-        self.sleep = sleep
+        #: Entries SQS refused (throttled, or failed internally) are sent again.
+        self.retry = retry or RetryPolicy(budget_s=10.0, base_s=0.05, cap_s=2.0, clock=time.monotonic, sleep=sleep,
+                                          max_attempts=8)
         self._urls: dict[str, str] = {}
 
     def _url(self, name: str) -> str:
@@ -35,15 +38,12 @@ class SqsQueue:
         bodies = list(bodies)
         for start in range(0, len(bodies), SQS_BATCH):
             entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start:start + SQS_BATCH])]
-            delay = 0.05
-            for _ in range(8):
+            for _ in self.retry.attempts():
                 failed = self.client.send_message_batch(QueueUrl=url, Entries=entries).get("Failed", [])
                 if not failed:
                     break
                 ids = {f["Id"] for f in failed}
                 entries = [e for e in entries if e["Id"] in ids]
-                self.sleep(delay)
-                delay = min(delay * 2, 2.0)
             else:
                 raise RuntimeError(f"SQS kept refusing {len(entries)} fan-out messages")
         return len(bodies)
