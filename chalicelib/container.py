@@ -59,6 +59,7 @@ def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sl
     from chalicelib.store import dynamo_stores
     from chalicelib.weather import area
     from chalicelib.weather.fanout import SqsQueue
+    from chalicelib.weather.zones import ZoneFetcher
 
     settings = settings or get_settings()
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
@@ -66,7 +67,7 @@ def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sl
     pool = ContextThreadPool(max_workers=16, thread_name_prefix="hexcast-io")
     stores = dynamo_stores(boto3.client("dynamodb", config=config), settings, clock=clock, sleep=sleep)
     counties = LazyCounties(area.CountyIndex.load)
-    zones = area.ZoneFetcher(settings.weather_user_agent, settings.weather_http_timeout_s)
+    zones = ZoneFetcher(settings.weather_user_agent, settings.weather_http_timeout_s)
     return Deps.over(
         stores,
         settings,
@@ -75,7 +76,7 @@ def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sl
         pool=pool,
         push=SnsGateway(boto3.client("sns", config=config), settings, sleep),
         campaign_cache=CampaignCache(settings.campaign_cache_s),
-        resolver=area.AreaResolver(counties, zones),  # type: ignore[arg-type]  # any CountySet will do
+        resolver=area.AreaResolver(counties, zones),
         queue=SqsQueue(boto3.client("sqs", config=config), sleep),
         sleep=sleep,
     )

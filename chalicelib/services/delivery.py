@@ -53,6 +53,7 @@ from chalicelib.push.model import (
     delivery_id_for,
 )
 from chalicelib.push.quiet import quiet_release_at
+from chalicelib.push.lifecycle import open_since
 from chalicelib.push.render import RenderError
 from chalicelib.retry import RetryPolicy
 
@@ -77,13 +78,6 @@ SETTLE_BUDGET_S = 5.0
 #: have delivered it; it is never published again), or a re-drive could not
 #: rebuild its trigger.
 INTERRUPTED = "interrupted"
-
-
-def open_since(d: Delivery) -> float:
-    """Since when an open record has had no owner's attention: its
-    ``updated_at`` (``created_at`` when unset) — the rule the store's
-    ``open`` index (``stale_open``) sorts by."""
-    return d.updated_at if d.updated_at is not None else d.created_at
 
 
 # ---------------------------------------------------------------- campaigns

@@ -22,7 +22,6 @@ import logging
 import re
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -33,6 +32,7 @@ import shapely
 from shapely.geometry import shape
 
 if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.ports import CountySet, ZoneFetcher
     from chalicelib.weather.alerts import Alert
 
 log = logging.getLogger("hexcast.weather")
@@ -225,11 +225,9 @@ class CountyIndex:
         return merged, tuple(unresolved)
 
 
-# ---------------------------------------------------------------- zones over HTTP
+# ---------------------------------------------------------------- zone URLs
 _ZONE_PATH_RE = re.compile(r"^/zones/[a-z]{3,12}/[A-Z]{2}[A-Z][0-9]{3}\Z")
-ZONE_MAX_BYTES = 16 * 1024 * 1024
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
-_MISSING = object()
 
 
 def is_zone_url(url: Any) -> bool:
@@ -248,105 +246,11 @@ def is_zone_url(url: Any) -> bool:
             and port is None and not parts.query and not parts.fragment and bool(_ZONE_PATH_RE.match(parts.path)))
 
 
-class ZoneFetcher:
-    """NWS zone geometries by URL, over HTTP, cached in-process (LRU).
-
-    Negative results are cached for answers that will not change (404/410, a
-    zone Feature without a polygon); transient failures (timeouts, 5xx,
-    malformed bodies) are not, so a later alert tries again. URLs outside
-    ``https://api.weather.gov/zones/`` are refused without a request. Nothing
-    raises: failures are ``None`` and a WARNING log.
-    """
-
-    def __init__(self, user_agent: str, timeout_s: float = 10.0, session=None, max_cached: int = 2048) -> None:
-        self.user_agent = user_agent
-        self.timeout_s = timeout_s
-        self._session = session
-        self.max_cached = max_cached
-        self._cache: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @property
-    def session(self):
-        if self._session is None:
-            import requests
-
-            self._session = requests.Session()
-        return self._session
-
-    def geometry(self, url: str) -> Any | None:
-        """The polygon of the zone at ``url``, or ``None``."""
-        with self._lock:
-            hit = self._cache.get(url, _MISSING) if isinstance(url, str) else _MISSING
-            if hit is not _MISSING:
-                self._cache.move_to_end(url)
-                return hit
-        if not is_zone_url(url):
-            log.warning("zone url refused", extra={"url": str(url)[:200]})
-            return None
-        try:
-            geom, cacheable = self._fetch(url)
-        except Exception:  # a defensive boundary: a bad zone must never fail the alert
-            log.warning("zone geometry unavailable", extra={"url": url, "reason": "unexpected"}, exc_info=True)
-            return None
-        if cacheable:
-            with self._lock:
-                self._cache[url] = geom
-                self._cache.move_to_end(url)
-                while len(self._cache) > self.max_cached:
-                    self._cache.popitem(last=False)
-        return geom
-
-    def _fetch(self, url: str) -> tuple[Any | None, bool]:
-        import requests
-
-        def fail(reason: str, cacheable: bool = False, **extra) -> tuple[None, bool]:
-            log.warning("zone geometry unavailable", extra={"url": url, "reason": reason, **extra})
-            return None, cacheable
-
-        try:
-            resp = self.session.get(url, headers={"User-Agent": self.user_agent, "Accept": "application/geo+json"},
-                                    timeout=self.timeout_s, allow_redirects=False, stream=True)
-        except requests.Timeout:
-            return fail("timeout")
-        except requests.RequestException as exc:
-            return fail("http_error", error=type(exc).__name__)
-        try:
-            if resp.status_code in (404, 410):
-                return fail("not_found", cacheable=True, status=resp.status_code)
-            if resp.status_code != 200:
-                return fail("http_status", status=resp.status_code)
-            chunks, size = [], 0
-            for chunk in resp.iter_content(64 * 1024):
-                size += len(chunk)
-                if size > ZONE_MAX_BYTES:
-                    return fail("too_large")
-                chunks.append(chunk)
-            body = json.loads(b"".join(chunks))
-        except requests.RequestException as exc:
-            return fail("http_error", error=type(exc).__name__)
-        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, absurd nesting
-            return fail("malformed_json")
-        finally:
-            resp.close()
-        raw = body.get("geometry") if isinstance(body, dict) else None
-        if isinstance(raw, str):  # JSON-LD answers carry WKT
-            try:
-                geom = polygonal(shapely.from_wkt(raw))
-            except shapely.errors.ShapelyError:
-                geom = None
-        else:
-            geom = geojson_polygonal(raw)
-        if geom is None:
-            return fail("no_polygon", cacheable=isinstance(body, dict) and body.get("type") == "Feature")
-        return geom, True
-
-
 # ---------------------------------------------------------------- resolution
 class AreaResolver:
     """Polygon → SAME counties → zones → ``None`` (see the module docs)."""
 
-    def __init__(self, counties: CountyIndex | None = None, zones: ZoneFetcher | None = None, *,
+    def __init__(self, counties: CountySet | None = None, zones: ZoneFetcher | None = None, *,
                  max_zones: int = 100, zone_budget_s: float = 20.0) -> None:
         self.counties = counties
         self.zones = zones
@@ -403,7 +307,7 @@ def _zone_code(url: str) -> str:
 
 
 __all__ = [
-    "Area", "AreaResolver", "CountyIndex", "ZoneFetcher", "SAME_ALIASES", "SAME_MERGED", "APPROXIMATE_SAME",
+    "Area", "AreaResolver", "CountyIndex", "SAME_ALIASES", "SAME_MERGED", "APPROXIMATE_SAME",
     "CT_PLANNING_REGIONS", "same_to_fips", "is_approximate", "explain_same", "is_zone_url", "polygonal",
     "geojson_polygonal",
 ]

@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "chalicelib.push.platform_apps": 7,
     "chalicelib.weather.fanout": 7,
     "chalicelib.weather.poller": 7,
+    "chalicelib.weather.zones": 7,
     # the ports and the records they exchange
     "chalicelib.ports": 6,
     # domain: pure rules
@@ -70,12 +71,40 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
-def _imports(name: str, path: Path) -> set[str]:
-    """chalicelib modules ``name`` imports (resolved to modules that exist)."""
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:`` (annotations only)."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            out |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return out
+
+
+def _all_imports(path: Path) -> list[tuple[ast.AST, list[str]]]:
+    """Every runtime import statement of a file (late ones included) with the
+    dotted names it imports."""
     tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_only(tree)
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out.append((node, [a.name for a in node.names]))
+        elif isinstance(node, ast.ImportFrom):
+            out.append((node, [node.module or ""]))
+    return out
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """chalicelib modules ``name`` imports at run time (resolved to modules that exist)."""
+    tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_only(tree)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
@@ -169,6 +198,24 @@ def test_no_package_cycles():
         if node not in state:
             cycle = visit(node)
             assert cycle is None, " -> ".join(cycle)
+
+
+#: What only adapters and the composition root may import.
+SDKS = ("boto3", "botocore", "chalice", "requests", "moto")
+
+
+def test_domain_and_services_use_no_sdk():
+    """AWS, HTTP and the web framework stay in the adapters, the api and the
+    composition root: the rules and use cases run the same over fakes."""
+    wrong = sorted(
+        f"{name} imports {target}"
+        for name, path in MODULES.items()
+        if _layer(name) < ADAPTERS or name.startswith("chalicelib.services")
+        for _, targets in _all_imports(path)
+        for target in targets
+        if target.split(".")[0] in SDKS
+    )
+    assert wrong == []
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

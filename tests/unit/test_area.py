@@ -28,11 +28,11 @@ from chalicelib.weather.area import (
     Area,
     AreaResolver,
     CountyIndex,
-    ZoneFetcher,
     explain_same,
     is_zone_url,
     same_to_fips,
 )
+from chalicelib.weather.zones import ZoneFetcher
 from tests.strategies import small_polygons
 from tests.unit.test_alerts import BUNDLES, NWS, resolve_relative, ts
 
