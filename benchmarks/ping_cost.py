@@ -1,5 +1,6 @@
 """(b) DynamoDB cost of pings, and (c)'s in-process baseline: the real
-``DynamoStore`` and ``services.pings.handle_pings`` on moto (``mock_aws``), with
+DynamoDB repositories (``chalicelib.store.dynamo_stores``) and
+``services.pings.handle_pings`` on moto (``mock_aws``), with
 every DynamoDB call metered (:mod:`benchmarks.meter`).
 
 Scenarios:
@@ -54,7 +55,7 @@ PRICES = {
     "lambda_memory_gb": 0.5,
 }
 BATCH = 100
-POOL_WIDTH = 16  # threads of DynamoStore's pool: calls in flight at once
+POOL_WIDTH = 16  # threads of the repositories' pool (chalicelib.store.POOL_WORKERS): calls in flight at once
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -88,10 +89,10 @@ def moto_env():
     from botocore.config import Config
     from moto import mock_aws
 
-    from chalicelib.cache import VersionCache
+    from chalicelib.services.fence_cache import VersionCache
     from chalicelib.services.deps import Deps
     from chalicelib.settings import Settings
-    from chalicelib.store.dynamo import DynamoStore
+    from chalicelib.store import dynamo_stores
     from chalicelib.store.schema import create_tables
     from tools.moto_speedups import apply as speed_up_moto
 
@@ -111,9 +112,12 @@ def moto_env():
             meter = Meter(client, peek, classify=_device_write_cause(settings.devices_table)).install()
             clock = SimClock(1_472_389_000.0)
             pool = ThreadPoolExecutor(max_workers=POOL_WIDTH, thread_name_prefix="hexcast-io")
-            deps = Deps(
-                store=DynamoStore(client, settings),
-                settings=settings,
+            # The repositories run their batch chunks on their own pool (as
+            # build_deps leaves them); the ping's two reads go out together on
+            # deps.pool (deps.both): one round trip.
+            deps = Deps.over(
+                dynamo_stores(client, settings, clock=clock),
+                settings,
                 clock=clock,
                 cache=VersionCache(settings.geometry_cache_size),
                 pool=pool,

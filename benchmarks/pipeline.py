@@ -3,8 +3,9 @@
 Decisions per second through :func:`chalicelib.services.delivery.decide` —
 consent → experiment arm → exactly-once claim → quiet hours → coupon →
 Liquid render → frequency caps → publish to :class:`FakePushGateway` →
-record — over ``InMemoryStore``, beside the bare python-liquid render rate of
-the same compiled templates measured in the same run and process.
+record — over the in-memory repositories (``memory_stores``), beside the
+bare python-liquid render rate of the same compiled templates measured in
+the same run and process.
 
 * Devices: ``N`` registered through ``services.devices.register_device`` (20,000;
   ``--quick`` 2,000), seeded: ``first_name`` (some blank, some
@@ -116,18 +117,19 @@ class Clock:
 
 
 def make_deps():
-    from chalicelib.cache import VersionCache
+    from chalicelib.services.fence_cache import VersionCache
     from chalicelib.push.fake import FakePushGateway
     from chalicelib.services.deps import Deps
     from chalicelib.services.delivery import CampaignCache
     from chalicelib.settings import Settings
-    from chalicelib.store.memory import InMemoryStore
+    from chalicelib.store import memory_stores
 
     settings = Settings(stage="bench", coupon_secret="bench-coupon-secret", campaign_cache_s=3600.0)
-    return Deps(
-        store=InMemoryStore(),
-        settings=settings,
-        clock=Clock(T0),
+    clock = Clock(T0)
+    return Deps.over(
+        memory_stores(clock=clock),
+        settings,
+        clock=clock,
         cache=VersionCache(),
         push=FakePushGateway(),
         campaign_cache=CampaignCache(settings.campaign_cache_s),

@@ -3,7 +3,8 @@ through the device region index (:mod:`chalicelib.weather.targets`).
 
 * In memory — 1,000,000 devices (200,000 with ``--quick``) spread over the
   US around the 1,000 largest cities in proportion to population
-  (``tests/fixtures/us_cities_top_1k.csv``), in an ``InMemoryStore``:
+  (``tests/fixtures/us_cities_top_1k.csv``), in the in-memory device
+  repository (``memory_stores(...).devices``):
   ``plan_targets`` + chunking the ids into fan-out messages of 100, beside
   a brute-force pass over every device (consent/age filters in Python, one
   vectorised prepared ``intersects_xy`` over all remaining points). The two
@@ -12,7 +13,7 @@ through the device region index (:mod:`chalicelib.weather.targets`).
 * DynamoDB — the same storm against the ``by_region`` GSI on moto with
   20,000 devices (4,000 with ``--quick``; moto's GSI ``Query`` walks the
   whole table): Queries, items and read units (:mod:`benchmarks.meter`)
-  beside the baseline's parallel ``Scan`` (``scan_locations``), items per
+  beside the baseline's parallel ``Scan`` (:func:`scan_located`), items per
   device of the population, and both extrapolated to 1,000,000 devices:
   the Queries do not depend on the device count, items and the Scan grow
   in proportion. The two target lists are asserted equal.
@@ -93,6 +94,34 @@ def brute_force(devices, area) -> list[str]:
     return sorted(i for i, k in zip(ids, keep.tolist()) if k)
 
 
+#: What the baseline's Scan projects: the attributes a whole Device is built from.
+DEVICE_ATTRS = (
+    "device_id", "platform", "push_token", "user_id", "attrs", "consent", "push_enabled",
+    "created_at", "updated_at", "st", "sv", "wa", "endpoint_arn",
+)
+
+
+def scan_located(devices, segments: int = 4):
+    """The baseline without an index: a parallel ``Scan`` of the devices
+    table (one segment per thread of the repository's pool) for the devices
+    with a location state, projecting what a Device is built from.
+    ``devices``: the DynamoDB device repository (its table's client and pool)."""
+    from chalicelib.store.devices import device_from_item
+
+    table = devices.table
+    names = {f"#a{i}": a for i, a in enumerate(DEVICE_ATTRS)}
+    state = f"#a{DEVICE_ATTRS.index('st')}"
+
+    def run(segment: int) -> list[dict]:
+        return list(table.items("scan", ProjectionExpression=", ".join(names), FilterExpression=f"attribute_exists({state})",
+                                ExpressionAttributeNames=names, Segment=segment, TotalSegments=segments))
+
+    futures = [table.pool.submit(run, seg) for seg in range(segments)]
+    for f in futures:
+        for item in f.result():
+            yield device_from_item(item)
+
+
 def _timed(fn, repeat: int):
     wall, cpu, out = [], [], None
     for _ in range(repeat):
@@ -106,14 +135,14 @@ def _timed(fn, repeat: int):
 # ------------------------------------------------------------ in memory
 def run_memory(quick: bool, storm) -> list[Figure]:
     from chalicelib.presence import LocationState
-    from chalicelib.store.memory import InMemoryStore
     from chalicelib.ports import Device
+    from chalicelib.store import memory_stores
     from chalicelib.weather.targets import plan_targets
 
     n = 200_000 if quick else 1_000_000
     repeat = 3 if quick else 5
     ids, lats, lngs, cells, push, loc, enabled, ts = population(n, seed=20261123)
-    store = InMemoryStore(region_shards=SHARDS)
+    store = memory_stores(clock=lambda: NOW, region_shards=SHARDS).devices
     t0 = time.perf_counter()
     for i, did in enumerate(ids):
         consent = {"push": bool(push[i]), "location": bool(loc[i])}
@@ -135,7 +164,7 @@ def run_memory(quick: bool, storm) -> list[Figure]:
         return plan, chunked(plan.device_ids)
 
     def baseline():
-        return chunked(brute_force(store.devices.values(), storm))
+        return chunked(brute_force(store.devices.values(), storm))  # the twin's every stored device
 
     try:
         wall, cpu, (plan, chunks) = _timed(ours, repeat)
@@ -210,7 +239,7 @@ def run_dynamo(quick: bool, storm) -> list[Figure]:
     ids, lats, lngs, cells, push, loc, enabled, ts = population(n, seed=20261124)
     figures = []
     with moto_env() as env:
-        store = env.deps.store
+        store = env.deps.devices
         table = env.settings.devices_table
         assert store.region_shards == SHARDS
         states = [
@@ -247,7 +276,7 @@ def run_dynamo(quick: bool, storm) -> list[Figure]:
         t_ours = time.perf_counter() - t0
         calls = env.meter.take()
         t0 = time.perf_counter()
-        b_targets = brute_force(store.scan_locations(segments=4), storm)
+        b_targets = brute_force(scan_located(store, segments=4), storm)
         t_scan = time.perf_counter() - t0
         b_calls = env.meter.take()
         env.meter.counting = False
@@ -275,7 +304,7 @@ def run_dynamo(quick: bool, storm) -> list[Figure]:
         f"{n:,} devices ({located:,} with a location), {len(plan.device_ids):,} targets; ours: {queries:,} Queries "
         f"({pages:,} pages) on by_region in {waves(calls)} wave(s), {items:,} items ({items / n:.2%} of the devices, "
         f"{size:.0f} bytes each as projected), {rru:.0f} read units, {t_ours:.1f} s with 10 ms simulated latency per "
-        f"call and {store.pool._max_workers} in flight; baseline: parallel Scan (4 segments), {scans} pages, {located:,} items, "
+        f"call and {store.table.pool._max_workers} in flight; baseline: parallel Scan (4 segments), {scans} pages, {located:,} items, "
         f"{b_rru:.0f} read units, {t_scan:.1f} s. At 1,000,000 devices (same model): the same {queries:,} Queries and "
         f"≈{items * scale:,.0f} items ≈ {rru_1m:,.0f} read units, against a Scan of ≈{b_rru * scale:,.0f} units "
         f"(counted on the items it returns: a lower bound) in ≈{scan_pages_1m:,} pages of 1 MB ({full:.0f}-byte items). Seeding (BatchWriteItem, not timed): {t_seed:.1f} s"

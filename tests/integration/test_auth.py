@@ -29,7 +29,7 @@ from chalicelib.errors import Forbidden
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.services.pings import handle_pings
 from chalicelib.settings import get_settings
-from chalicelib.store.memory import InMemoryStore
+from chalicelib.store import dynamo_stores, memory_stores
 from chalicelib.ports import ConcurrentUpdate, Device
 from tests.conftest import ADMIN_KEY, APP_KEY, FakeClock, moto_app_client
 from tests.unit.test_auth import _race_first_registrations
@@ -288,9 +288,10 @@ def test_an_unknown_device_is_404_for_an_app_key(fresh):
 # ---------------------------------------------------------------- the store contract and the race
 @pytest.fixture(params=["memory", "dynamodb"])
 def store(request):
+    """The device repository: the in-memory twin, or DynamoDB on moto."""
     if request.param == "memory":
-        return InMemoryStore()
-    return request.getfixturevalue("dynamo_store")
+        return memory_stores(clock=FakeClock()).devices
+    return request.getfixturevalue("dynamo_repos").devices
 
 
 def _dev(secret_hash=None, token="tok"):
@@ -355,9 +356,10 @@ class _AtomicWrites:
 
 
 @pytest.mark.parametrize("role", [auth.APP, auth.ADMIN])
-def test_concurrent_first_registrations_in_dynamodb_hand_out_exactly_one_secret(dynamo_store, role):
-    dynamo_store.client = _AtomicWrites(dynamo_store.client)
-    deps = Deps(store=dynamo_store, settings=get_settings(), clock=FakeClock(), push=FakePushGateway())
+def test_concurrent_first_registrations_in_dynamodb_hand_out_exactly_one_secret(moto_aws, role):
+    clock = FakeClock()
+    stores = dynamo_stores(_AtomicWrites(boto3.client("dynamodb")), get_settings(), clock=clock)
+    deps = Deps.over(stores, get_settings(), clock=clock, push=FakePushGateway())
     answers = _race_first_registrations(deps, role)
     secrets = [a["device_secret"] for a in answers if isinstance(a, dict) and "device_secret" in a]
     assert len(secrets) == 1

@@ -14,7 +14,11 @@ from chalicelib.services.devices import register_device
 from chalicelib.services.geofences import put_geofence
 from chalicelib.services.pings import handle_pings
 from chalicelib.settings import Settings, fanout_queue_name, get_settings
-from chalicelib.store.dynamo import DynamoStore
+from chalicelib.store.campaigns import DynamoCampaigns
+from chalicelib.store.deliveries import DynamoDeliveries
+from chalicelib.store.devices import DynamoDevices
+from chalicelib.store.fences import DynamoFences
+from chalicelib.store.weather import DynamoWeather
 from chalicelib.weather import area
 from chalicelib.weather.fanout import SqsQueue
 
@@ -42,10 +46,19 @@ def test_build_deps_wires_one_clock_one_sleep_and_standard_retries(moto_aws, cou
     clock, slept = (lambda: T0), []
     deps = build_deps(get_settings(), clock=clock, sleep=slept.append)
     assert isinstance(deps, Deps) and deps.clock is clock and deps.sleep == slept.append
-    assert isinstance(deps.store, DynamoStore) and deps.store.clock is clock
-    assert isinstance(deps.push, SnsGateway) and deps.push.sleep == slept.append
-    assert isinstance(deps.queue, SqsQueue) and deps.queue.sleep == slept.append
-    for client in (deps.store.client, deps.push.client, deps.queue.client):
+    assert isinstance(deps.fences, DynamoFences) and isinstance(deps.devices, DynamoDevices)
+    assert isinstance(deps.campaigns, DynamoCampaigns) and isinstance(deps.weather, DynamoWeather)
+    # The one repository that reads the clock reads the services' clock.
+    assert isinstance(deps.deliveries, DynamoDeliveries) and deps.deliveries.clock is clock
+    # Every repository's table sits on the one DynamoDB client.
+    tables = (deps.fences.geofences, deps.fences.cells, deps.devices.table, deps.campaigns.table,
+              deps.deliveries.table, deps.weather.table)
+    (ddb,) = {id(t.client): t.client for t in tables}.values()
+    # … and their retries (unprocessed batch items, lost cap races) wait with the one sleep.
+    assert all(t.retry.sleep == slept.append for t in tables) and deps.deliveries.cap_retry.sleep == slept.append
+    assert isinstance(deps.push, SnsGateway) and deps.push.retry.sleep == slept.append
+    assert isinstance(deps.queue, SqsQueue) and deps.queue.retry.sleep == slept.append
+    for client in (ddb, deps.push.client, deps.queue.client):
         # botocore counts the first try too: 3 retries = 4 attempts, no adaptive rate limiter.
         assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 4}
     assert deps.settings.fanout_queue == fanout_queue_name()  # the environment of this process

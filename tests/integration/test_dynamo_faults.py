@@ -13,7 +13,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
-from chalicelib.cache import VersionCache
+from chalicelib.services.fence_cache import VersionCache
 from chalicelib.services.deps import Deps
 from chalicelib.errors import Unavailable
 from chalicelib.services import campaigns as campaign_service
@@ -24,7 +24,7 @@ from chalicelib.services.geofences import put_geofence
 from chalicelib.services.pings import handle_pings
 from chalicelib.services.delivery import STALE_OPEN_S, CampaignCache
 from chalicelib.settings import get_settings
-from chalicelib.store.dynamo import DynamoStore
+from chalicelib.store import dynamo_stores
 from tests.faults import Crash
 
 T0 = 1_790_000_000.0
@@ -60,13 +60,18 @@ def throttle(client, operation: str, plan: list[str]) -> list[str]:
 
 
 @pytest.fixture
-def deps(moto_aws):
+def client(moto_aws):
+    """The one DynamoDB client under every repository of ``deps`` (faults go in here)."""
     # botocore's own retries off: the injected throttle reaches the adapter.
-    client = boto3.client("dynamodb", config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    return boto3.client("dynamodb", config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+
+
+@pytest.fixture
+def deps(client):
     settings, clock = get_settings(), Clock(T0)
-    # The store's clock is the services' clock: listings never depend on today's date.
-    d = Deps(store=DynamoStore(client, settings, clock=clock), settings=settings, clock=clock, cache=VersionCache(),
-             push=FakePushGateway(), campaign_cache=CampaignCache(0), sleep=lambda s: None)
+    # The repositories' clock is the services' clock: listings never depend on today's date.
+    d = Deps.over(dynamo_stores(client, settings, clock=clock), settings, clock=clock, cache=VersionCache(),
+                  push=FakePushGateway(), campaign_cache=CampaignCache(0), sleep=lambda s: None)
     put_geofence(d, "store-1", {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-122.7, 38.44]},
                                          "properties": {"radius_m": 200, "name": "Main St store"}})
     register_device(d, "d1", {"platform": "ios", "push_token": "tok-d1", "attributes": {"first_name": "Ana"},
@@ -86,10 +91,10 @@ def deliveries(deps):
     return deps.deliveries.list_deliveries()[0]
 
 
-def test_a_throttled_state_write_is_unavailable_and_writes_nothing(deps):
+def test_a_throttled_state_write_is_unavailable_and_writes_nothing(deps, client):
     ping(deps, OUTSIDE, 0)
     before = deps.devices.get_device("d1", consistent=True)
-    throttle(deps.store.client, "UpdateItem", ["throttle"])
+    throttle(client, "UpdateItem", ["throttle"])
     with pytest.raises(Unavailable):
         ping(deps, INSIDE, 60)
     after = deps.devices.get_device("d1", consistent=True)
@@ -98,10 +103,10 @@ def test_a_throttled_state_write_is_unavailable_and_writes_nothing(deps):
     assert [d.status for d in deliveries(deps)] == ["sent"]
 
 
-def test_a_claim_left_pending_is_found_through_the_open_index_and_sent(deps):
+def test_a_claim_left_pending_is_found_through_the_open_index_and_sent(deps, client):
     ping(deps, OUTSIDE, 0)
     # save_state passes; pending → publishing and the release of the claim are throttled.
-    done = throttle(deps.store.client, "UpdateItem", ["pass", "throttle", "throttle"])
+    done = throttle(client, "UpdateItem", ["pass", "throttle", "throttle"])
     with pytest.raises(Unavailable):
         ping(deps, INSIDE, 60)
     assert done == ["pass", "throttle", "throttle"]
@@ -172,7 +177,6 @@ class FakeTime:
 
 def _stores(moto_aws, t: FakeTime, budget_s: float = 5.0):
     from chalicelib.retry import RetryPolicy
-    from chalicelib.store import dynamo_stores
 
     client = boto3.client("dynamodb", config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
     retry = RetryPolicy(budget_s=budget_s, base_s=0.02, cap_s=1.0, clock=t.clock, sleep=t.sleep, max_attempts=10)

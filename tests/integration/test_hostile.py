@@ -31,7 +31,7 @@ REPORT = os.environ.get("HEXCAST_HOSTILE_REPORT")
 @pytest.fixture
 def harness(api, monkeypatch):
     """The app over moto, seeded; zone geometries never fetched over the network."""
-    from chalicelib.weather.area import ZoneFetcher
+    from chalicelib.weather.zones import ZoneFetcher
 
     monkeypatch.setattr(ZoneFetcher, "_fetch", lambda self, url: (None, True))
     h = hostile.Harness(api)

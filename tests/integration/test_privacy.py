@@ -192,8 +192,8 @@ def test_delivery_records_carry_no_coordinates(api):
 
 
 # ---------------------------------------------------------------- the sweep
-def test_the_sweep_erases_expired_locations_in_dynamodb(dynamo_store):
-    store = dynamo_store
+def test_the_sweep_erases_expired_locations_in_dynamodb(dynamo_repos):
+    store = dynamo_repos.devices
     now = time.time()
     for i, written in enumerate((now - 31 * DAY, now - 29 * DAY, now - 40 * DAY)):
         did = f"d{i}"
@@ -215,8 +215,8 @@ def test_the_sweep_erases_expired_locations_in_dynamodb(dynamo_store):
     assert store.expire_locations(before) == (0, True)
 
 
-def test_the_sweep_by_segments_visits_each_device_once_and_stops_at_its_limit(dynamo_store):
-    store = dynamo_store
+def test_the_sweep_by_segments_visits_each_device_once_and_stops_at_its_limit(dynamo_repos):
+    store = dynamo_repos.devices
     old = time.time() - 60 * DAY
     for i in range(30):
         did = f"s{i}"

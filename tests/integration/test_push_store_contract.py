@@ -534,7 +534,7 @@ def test_get_devices_returns_whole_devices_with_and_without_a_state(store):
 
 # ---------------------------------------------------------------- schema
 def test_both_twins_implement_every_repository_method(store):
-    from chalicelib.store import ports
+    from chalicelib import ports
 
     for field, port in (("fences", ports.FenceRepo), ("devices", ports.DeviceRepo), ("campaigns", ports.CampaignRepo),
                         ("deliveries", ports.DeliveryRepo), ("weather", ports.WeatherRepo)):

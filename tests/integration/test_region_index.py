@@ -40,17 +40,17 @@ class Harness:
         self.n += 1
         did = device_id or f"dev-{self.n:06d}"
         consent = {"push": True, "location": True} if consent is None else consent
-        self.devices.save_profile(Device(did, "android", f"tok-{did}", consent=consent, push_enabled=push_enabled))
+        self.store.save_profile(Device(did, "android", f"tok-{did}", consent=consent, push_enabled=push_enabled))
         state = None
         if consent.get("location"):
             state = LocationState(lat, lng, ts, latlng_to_cell(lat, lng, FINEST), 10.0, {f: Visit(ts) for f in inside})
-            self.devices.save_state(did, 0, state, NOW)  # a new profile's state version is 0
+            self.store.save_state(did, 0, state, NOW)  # a new profile's state version is 0
         self.devices[did] = (consent, push_enabled, state)
         return did
 
     def move(self, did: str, state: LocationState | None) -> None:
-        cur = self.devices.get_device(did, consistent=True)
-        self.devices.save_state(did, cur.state_version, state, NOW)
+        cur = self.store.get_device(did, consistent=True)
+        self.store.save_state(did, cur.state_version, state, NOW)
         consent, push, _ = self.devices.get(did, (cur.consent, cur.push_enabled, None))
         self.devices[did] = (consent, push, state)
 
@@ -99,7 +99,7 @@ def test_a_location_write_indexes_the_device(harness):
     d = got[did]
     assert d.consent == {"push": True, "location": True} and d.push_enabled is True
     assert d.state.cell == cell and d.state.lat == 38.44 and d.state.ts == NOW
-    assert d.state_version == harness.devices.get_device(did).state_version
+    assert d.state_version == harness.store.get_device(did).state_version
 
 
 def test_a_device_that_moves_leaves_its_old_range(harness):
@@ -128,12 +128,12 @@ def test_consent_withdrawal_and_erasure_leave_the_index(harness):
     c = harness.add(38.4402, -122.7102)
     q = query_for(h3i.cell_to_parent(latlng_to_cell(38.44, -122.71, FINEST), 5))
     assert set(found(harness.store, q)) == {a, b, c}
-    harness.devices.save_profile(Device(a, "android", "tok", consent={"push": True, "location": False}))
-    harness.devices.delete_device(b)
+    harness.store.save_profile(Device(a, "android", "tok", consent={"push": True, "location": False}))
+    harness.store.delete_device(b)
     harness.move(c, None)
     assert found(harness.store, q) == {}
     # consent given again: back in the index at the next location write
-    harness.devices.save_profile(Device(a, "android", "tok", consent={"push": True, "location": True}))
+    harness.store.save_profile(Device(a, "android", "tok", consent={"push": True, "location": True}))
     assert found(harness.store, q) == {}
     harness.move(a, LocationState(38.44, -122.71, NOW + 5, latlng_to_cell(38.44, -122.71, FINEST)))
     assert set(found(harness.store, q)) == {a}
@@ -141,7 +141,7 @@ def test_consent_withdrawal_and_erasure_leave_the_index(harness):
 
 def test_a_profile_update_keeps_the_device_indexed(harness):
     a = harness.add(38.44, -122.71)
-    harness.devices.save_profile(Device(a, "ios", "tok2", consent={"push": True, "location": True}, push_enabled=False))
+    harness.store.save_profile(Device(a, "ios", "tok2", consent={"push": True, "location": True}, push_enabled=False))
     got = found(harness.store, query_for(h3i.cell_to_parent(latlng_to_cell(38.44, -122.71, FINEST), 3)))
     assert list(got) == [a] and got[a].push_enabled is False
 
@@ -269,7 +269,7 @@ def test_a_state_with_a_coarser_cell_is_filed_under_its_location(harness):
     """States hold the resolution-9 cell of the ping; one that does not
     (older data, other writers) is filed under its lat/lng's cell."""
     did = harness.add(38.44, -122.71, consent={"push": True, "location": False})
-    harness.devices.save_profile(Device(did, "android", "tok", consent={"push": True, "location": True}))
+    harness.store.save_profile(Device(did, "android", "tok", consent={"push": True, "location": True}))
     state = LocationState(38.44, -122.71, NOW, h3i.latlng_to_cell(38.44, -122.71, 5), 10.0, {})
     harness.move(did, state)
     cell9 = latlng_to_cell(38.44, -122.71, FINEST)
