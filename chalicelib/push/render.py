@@ -38,6 +38,15 @@ is python-liquid's, with its line), and output over the stream limit.
 ``tests/unit/test_render_fastpath.py`` checks plan == python-liquid on
 random templates and contexts.
 
+The plan reads python-liquid's parse tree and calls its internals
+(``ContentNode``, ``FilteredExpression``, ``Path``, the literal classes,
+``RenderContext``'s builtin names), which a new release may change without
+notice. So it is built only on the release it was written and checked
+against (:data:`LIQUID_FAST_PATH_VERSION`, the pin of ``requirements.txt``);
+on any other release :data:`FAST_PATH` is False, a warning is logged once
+at import, and every template renders through python-liquid (slower, same
+text).
+
 Measured (``tests/unit/test_render.py::bench``: the SPEC §3 example body
 with ``default``, ``downcase`` and a coupon, a static title and deep link;
 Python 3.11, one core): ~130,000 ``Campaign.render`` calls/s, ~7.5 µs each,
@@ -48,6 +57,7 @@ static title costs nothing (no Liquid run), and the costlier context values
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from dataclasses import dataclass
 from dataclasses import field as _field
@@ -56,6 +66,7 @@ from functools import partial, wraps
 from io import StringIO
 from typing import Any, Callable, Mapping
 
+import liquid
 from liquid import Environment
 from liquid.builtin.content import ContentNode
 from liquid.builtin.expressions import FilteredExpression, KeywordArgument, Nil, Path, PositionalArgument
@@ -227,6 +238,25 @@ ENV = build_environment()
 
 
 # ---------------------------------------------------------------- fast path
+#: The python-liquid release the fast plan was written and checked against.
+LIQUID_FAST_PATH_VERSION = "2.3.6"
+
+
+def fast_path_supported(liquid_version: str) -> bool:
+    """Whether the fast plan may be used with this python-liquid release."""
+    return liquid_version == LIQUID_FAST_PATH_VERSION
+
+
+#: Whether :func:`compile_template` builds fast plans (False: python-liquid
+#: renders every template). Tests and benchmarks may switch it off.
+FAST_PATH: bool = fast_path_supported(liquid.__version__)
+if not FAST_PATH:
+    logging.getLogger("hexcast.render").warning(
+        "python-liquid %s is installed, the render fast path was written for %s: rendering with python-liquid only",
+        liquid.__version__,
+        LIQUID_FAST_PATH_VERSION,
+    )
+
 #: Filters a fast plan may call: pure functions of their input and arguments
 #: (no render context, no clock), called as python-liquid calls them.
 FAST_FILTERS = frozenset(
@@ -298,8 +328,9 @@ class _Plan:
 
 def fast_plan(template: Any) -> _Plan | None:
     """A flat plan of a parsed python-liquid template, or None when it has
-    anything but text and plain outputs (see the module docstring)."""
-    if ENV.autoescape:
+    anything but text and plain outputs (see the module docstring), or
+    when the fast path is off (:data:`FAST_PATH`)."""
+    if not FAST_PATH or ENV.autoescape:
         return None
     # Names python-liquid resolves before or after the globals.
     taken = set(template.make_partial_namespace(False, {})) | set(_liquid_builtin_names)
