@@ -136,12 +136,12 @@ def test_line_of_a_runtime_error():
         '{% assign a = s | split: "" %}{{ a | join: "--------------------------------------------------------------------------------------------------------------------------------------------------------------" }}',
     ],
 )
-def test_hostile_templates_stop_quickly(source):
+def test_hostile_templates_stop_at_a_resource_limit(source):
+    """A limit stops each one before it loops or allocates much (no timing:
+    the limit that fired is the check)."""
     tpl = compile_template(source, "message.body")
-    started = time.perf_counter()
-    with pytest.raises(RenderError):
+    with pytest.raises(RenderError, match=r"(is too large|limit reached)$"):
         tpl.render({"s": "abc" * 200})
-    assert time.perf_counter() - started < 0.5
 
 
 @settings(max_examples=150, deadline=None)
