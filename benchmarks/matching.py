@@ -30,13 +30,16 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 import numpy as np
 import shapely
 
 from benchmarks import data
 from benchmarks.report import Figure
+
+if TYPE_CHECKING:
+    from chalicelib.services import Deps
 
 T = TypeVar("T")
 BATCH = 100  # pings per request, as handle_pings accepts
@@ -79,7 +82,7 @@ def make_pings(n: int, boundary_polys: np.ndarray, seed: int = 7, clearance_deg:
     return lats, lngs
 
 
-def build_deps(defs: Sequence, covers: Sequence) -> object:
+def build_deps(defs: Sequence, covers: Sequence) -> Deps:
     """Service deps over an ``InMemoryStore`` holding every fence, stored as
     ``services._store_definition`` stores them (record, version, cover), but
     from the cached covers instead of recomputing them."""
@@ -100,7 +103,7 @@ def build_deps(defs: Sequence, covers: Sequence) -> object:
     return services.Deps(store=store, settings=settings, clock=lambda: 0.0, cache=VersionCache(settings.geometry_cache_size))
 
 
-def lookup_all(deps: object, lats: np.ndarray, lngs: np.ndarray) -> list[frozenset[str]]:
+def lookup_all(deps: Deps, lats: np.ndarray, lngs: np.ndarray) -> list[frozenset[str]]:
     """``services.lookup`` per ping: the fence ids it answers."""
     from chalicelib import services
 
@@ -108,7 +111,7 @@ def lookup_all(deps: object, lats: np.ndarray, lngs: np.ndarray) -> list[frozens
     return [frozenset(f["id"] for f in lookup(deps, la, ln)["fences"]) for la, ln in zip(lats.tolist(), lngs.tolist())]
 
 
-def handle_pings_match(deps: object, lats: Sequence[float], lngs: Sequence[float]) -> list[frozenset[str]]:
+def handle_pings_match(deps: Deps, lats: Sequence[float], lngs: Sequence[float]) -> list[frozenset[str]]:
     """The matching steps of ``services.handle_pings`` for one batch."""
     from chalicelib import services
     from chalicelib.geo.cells import FINEST, latlng_to_cell
@@ -117,9 +120,9 @@ def handle_pings_match(deps: object, lats: Sequence[float], lngs: Sequence[float
     cells9 = np.array([latlng_to_cell(la, ln, FINEST) for la, ln in zip(lats, lngs)], dtype=np.uint64)
     ladders = services._ladder(cells9)
     anc_of = [[int(c) for c in row] for row in ladders]
-    rows = deps.store.lookup_cells(sorted({int(c) for c in ladders.ravel()}))  # type: ignore[attr-defined]
+    rows = deps.store.lookup_cells(sorted({int(c) for c in ladders.ravel()}))
     entries_of = [newest_entries(rows, anc) for anc in anc_of]
-    versions = deps.cache.get_many(deps.store, {(f, e.version) for ents in entries_of for f, e in ents.items()})  # type: ignore[attr-defined]
+    versions = deps.cache.get_many(deps.store, {(f, e.version) for ents in entries_of for f, e in ents.items()})
     return [frozenset(services._match(la, ln, ents, versions).covering) for la, ln, ents in zip(lats, lngs, entries_of)]
 
 
@@ -184,11 +187,11 @@ def run(quick: bool, use_cache: bool) -> list[Figure]:
     _check("handle_pings' matching", got_b, want)
 
     matches = sum(len(s) for s in want)
-    hits, misses = deps.cache.hits, deps.cache.misses  # type: ignore[attr-defined]
+    hits, misses = deps.cache.hits, deps.cache.misses
     scale = f"{n_fences:,} fences ({len(data.county_features()):,} counties, {n_circles:,} circles), {n_pings:,} pings"
     note = (
         f"{scale}; {matches:,} matches, every ping's fence set identical to the baseline's; index {n_cells:,} cells "
-        f"in {len(deps.store.cells):,} rows; version cache {hits / max(hits + misses, 1):.0%} hits; "  # type: ignore[attr-defined]
+        f"in {len(deps.store.cells):,} rows; version cache {hits / max(hits + misses, 1):.0%} hits; "
         f"parse {t_parse:.1f} s, covers {t_cover:.1f} s ({'disk cache' if cached else 'computed on all cores'}); median of {repeat}"
     )
     per = f"{n_pings // 1000}k pings"

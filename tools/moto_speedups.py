@@ -87,8 +87,8 @@ def apply() -> bool:
                               scan_index_forward, projection_expressions, index_name, *args, **kwargs)
 
     _originals.update(query=original_query, all_items=original_all_items)
-    Table.all_items = all_items
-    Table.query = query
+    Table.all_items = all_items  # type: ignore[method-assign]
+    Table.query = query  # type: ignore[method-assign]
     return True
 
 
@@ -98,5 +98,5 @@ def remove() -> None:
         return
     from moto.dynamodb.models.table import Table
 
-    Table.query = _originals.pop("query")
-    Table.all_items = _originals.pop("all_items")
+    Table.query = _originals.pop("query")  # type: ignore[method-assign]
+    Table.all_items = _originals.pop("all_items")  # type: ignore[method-assign]
