@@ -13,7 +13,14 @@ DRY_RUN ?=
 # `import app`, `import chalicelib` and `import tools` work from the repository root.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: venv test serve demo bench soak hostile package deploy clean
+.PHONY: help venv typecheck test serve demo bench soak hostile package deploy clean
+.DEFAULT_GOAL := help
+
+## help: list the targets (also what plain `make` does)
+help:
+	@echo "hexcast — make <target>:"
+	@sed -n 's/^## \([a-z][a-z-]*\): \(.*\)/\1\t\2/p' $(MAKEFILE_LIST) | \
+	  awk -F '\t' '{ printf "  %-9s %s\n", $$1, $$2 }'
 
 ## venv: create .venv and install requirements-dev.txt (again only when a requirements file changes)
 venv: $(STAMP)
@@ -29,8 +36,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@$(PY) -m pip install --quiet --disable-pip-version-check --progress-bar off -r requirements-dev.txt
 	@touch $@
 
-## test: run the test suite (PYTEST_ARGS="-k pump" to narrow it)
-test: venv
+## typecheck: mypy over chalicelib/ and tools/ (mypy.ini); part of make test
+typecheck: venv
+	$(VENV)/bin/mypy
+
+## test: the type checker, then the test suite and the doctests (PYTEST_ARGS="-k pump" to narrow it)
+test: typecheck
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## serve: run the local stack in the foreground (PORT, HEXCAST_ADMIN_KEY, HEXCAST_APP_KEY)
@@ -65,5 +76,5 @@ deploy: venv
 
 ## clean: remove the virtualenv, caches and generated output
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis dist out
+	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis dist out
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -2,16 +2,16 @@
 
 Production answers "which fences contain this ping" with the H3 ladder of the
 store's index: the ping's resolution-9 cell and its ancestors
-(``services._ladder``), the index rows of those cells
+(``services.geofences.ladder``), the index rows of those cells
 (``store.lookup_cells``), the newest entry per fence
 (``store.ports.newest_entries``), the fence versions through the warm
 ``VersionCache`` and the exact ``FenceShape.covers`` test where a row is a
-boundary row (``services._match``). Measured two ways, over an
-``InMemoryStore`` filled with the fences of the old benchmark (all counties +
+boundary row (``services.geofences.match_fences``). Measured two ways, over an
+in-memory fences repository filled with the fences of the old benchmark (all counties +
 store-sized fences around cities), so the figure is the application's own
 CPU cost with no network:
 
-* ``services.lookup(deps, lat, lng)``, one call per ping (``GET /v1/lookup``);
+* ``services.geofences.lookup(deps, lat, lng)``, one call per ping (``GET /v1/lookup``);
 * the matching half of ``services.handle_pings`` on batches of 100 pings:
   cells and ladders of the batch at once, one ``lookup_cells`` of every
   ladder cell, then ``newest_entries`` + versions + ``_match`` per ping —
@@ -39,7 +39,7 @@ from benchmarks import data
 from benchmarks.report import Figure
 
 if TYPE_CHECKING:
-    from chalicelib.services import Deps
+    from chalicelib.services.deps import Deps
 
 T = TypeVar("T")
 BATCH = 100  # pings per request, as handle_pings accepts
@@ -83,47 +83,46 @@ def make_pings(n: int, boundary_polys: np.ndarray, seed: int = 7, clearance_deg:
 
 
 def build_deps(defs: Sequence, covers: Sequence) -> Deps:
-    """Service deps over an ``InMemoryStore`` holding every fence, stored as
-    ``services._store_definition`` stores them (record, version, cover), but
+    """Service deps over an in-memory fences repository holding every fence, stored as
+    ``services.geofences.store_definition`` stores them (record, version, cover), but
     from the cached covers instead of recomputing them."""
-    from chalicelib import services
-    from chalicelib.cache import VersionCache
     from chalicelib.geo.shape import FenceShape
+    from chalicelib.ports import FenceRecord, FenceVersion
+    from chalicelib.services.deps import Deps
+    from chalicelib.services.fence_cache import VersionCache
     from chalicelib.settings import Settings
-    from chalicelib.store.memory import InMemoryStore
-    from chalicelib.store.ports import FenceRecord, FenceVersion
+    from chalicelib.store import memory_stores
 
     settings = Settings(stage="bench")
-    store = InMemoryStore()
+    stores = memory_stores(clock=lambda: 0.0)
+    store = stores.fences
     now = "2026-07-15T00:00:00Z"
     for d, cover in zip(defs, covers):
         record = FenceRecord(d.fence_id, 0, d.kind, d.name, d.tags, d.enabled, d.area_km2, len(cover), d.feature(), now, now)
         version = FenceVersion(d.fence_id, 0, d.name, d.tags, d.dwell_minutes, FenceShape.from_definition(d))
         store.put_fence(record, version, cover)
-    return services.Deps(store=store, settings=settings, clock=lambda: 0.0, cache=VersionCache(settings.geometry_cache_size))
+    return Deps.over(stores, settings, clock=lambda: 0.0, cache=VersionCache(settings.geometry_cache_size))
 
 
 def lookup_all(deps: Deps, lats: np.ndarray, lngs: np.ndarray) -> list[frozenset[str]]:
     """``services.lookup`` per ping: the fence ids it answers."""
-    from chalicelib import services
-
-    lookup = services.lookup
+    from chalicelib.services.geofences import lookup
     return [frozenset(f["id"] for f in lookup(deps, la, ln)["fences"]) for la, ln in zip(lats.tolist(), lngs.tolist())]
 
 
 def handle_pings_match(deps: Deps, lats: Sequence[float], lngs: Sequence[float]) -> list[frozenset[str]]:
     """The matching steps of ``services.handle_pings`` for one batch."""
-    from chalicelib import services
     from chalicelib.geo.cells import FINEST, latlng_to_cell
-    from chalicelib.store.ports import newest_entries
+    from chalicelib.ports import newest_entries
+    from chalicelib.services.geofences import ladder, match_fences
 
     cells9 = np.array([latlng_to_cell(la, ln, FINEST) for la, ln in zip(lats, lngs)], dtype=np.uint64)
-    ladders = services._ladder(cells9)
+    ladders = ladder(cells9)
     anc_of = [[int(c) for c in row] for row in ladders]
-    rows = deps.store.lookup_cells(sorted({int(c) for c in ladders.ravel()}))
+    rows = deps.fences.lookup_cells(sorted({int(c) for c in ladders.ravel()}))
     entries_of = [newest_entries(rows, anc) for anc in anc_of]
-    versions = deps.cache.get_many(deps.store, {(f, e.version) for ents in entries_of for f, e in ents.items()})
-    return [frozenset(services._match(la, ln, ents, versions).covering) for la, ln, ents in zip(lats, lngs, entries_of)]
+    versions = deps.cache.get_many(deps.fences, {(f, e.version) for ents in entries_of for f, e in ents.items()})
+    return [frozenset(match_fences(la, ln, ents, versions).covering) for la, ln, ents in zip(lats, lngs, entries_of)]
 
 
 def _sets(n: int, p: np.ndarray, f: np.ndarray, ids: Sequence[str]) -> list[frozenset[str]]:
@@ -191,7 +190,7 @@ def run(quick: bool, use_cache: bool) -> list[Figure]:
     scale = f"{n_fences:,} fences ({len(data.county_features()):,} counties, {n_circles:,} circles), {n_pings:,} pings"
     note = (
         f"{scale}; {matches:,} matches, every ping's fence set identical to the baseline's; index {n_cells:,} cells "
-        f"in {len(deps.store.cells):,} rows; version cache {hits / max(hits + misses, 1):.0%} hits; "
+        f"in {len(deps.fences.cells):,} rows; version cache {hits / max(hits + misses, 1):.0%} hits; "
         f"parse {t_parse:.1f} s, covers {t_cover:.1f} s ({'disk cache' if cached else 'computed on all cores'}); median of {repeat}"
     )
     per = f"{n_pings // 1000}k pings"
@@ -199,5 +198,5 @@ def run(quick: bool, use_cache: bool) -> list[Figure]:
         Figure("a", f"services.lookup, one call per ping, {per}", t_lookup, "STRtree.query(intersects), one call", t_base, unit="s", note=note),
         Figure("a", f"services.lookup, one call per ping, {per}", t_lookup, "STRtree.query(intersects), one call per ping", t_base_1, unit="s"),
         Figure("a", f"handle_pings' matching, batches of {BATCH}, {per}", t_batch, f"STRtree.query(intersects), calls of {BATCH}", t_base_b, unit="s"),
-        Figure("a", "build: InMemoryStore.put_fence of every fence (covers given)", t_build, "STRtree build", t_tree, unit="s"),
+        Figure("a", "build: fences.put_fence of every fence (covers given)", t_build, "STRtree build", t_tree, unit="s"),
     ]

@@ -1,5 +1,5 @@
 """(b) DynamoDB cost of pings, and (c)'s in-process baseline: the real
-``DynamoStore`` and ``services.handle_pings`` on moto (``mock_aws``), with
+``DynamoStore`` and ``services.pings.handle_pings`` on moto (``mock_aws``), with
 every DynamoDB call metered (:mod:`benchmarks.meter`).
 
 Scenarios:
@@ -83,13 +83,13 @@ class Env:
 @contextmanager
 def moto_env():
     """moto in-process with hexcast's tables, a metered client and Deps
-    built as ``chalicelib.deps.build_deps`` does."""
+    built as ``chalicelib.container.build_deps`` does."""
     import boto3
     from botocore.config import Config
     from moto import mock_aws
 
     from chalicelib.cache import VersionCache
-    from chalicelib.services import Deps
+    from chalicelib.services.deps import Deps
     from chalicelib.settings import Settings
     from chalicelib.store.dynamo import DynamoStore
     from chalicelib.store.schema import create_tables
@@ -131,22 +131,22 @@ def moto_env():
 
 
 def import_features(env: Env, features: list[dict], chunk: int = 500) -> float:
-    """``services.import_geofences`` in chunks; returns seconds."""
-    from chalicelib import services
+    """``services.geofences.import_geofences`` in chunks; returns seconds."""
+    from chalicelib.services.geofences import import_geofences
 
     t0 = time.perf_counter()
     for i in range(0, len(features), chunk):
-        out = services.import_geofences(env.deps, {"type": "FeatureCollection", "features": features[i : i + chunk]})
+        out = import_geofences(env.deps, {"type": "FeatureCollection", "features": features[i : i + chunk]})
         if out["rejected"]:
             raise RuntimeError(f"import rejected {out['rejected'][:3]}")
     return time.perf_counter() - t0
 
 
 def register(env: Env, device_ids) -> None:
-    from chalicelib import services
+    from chalicelib.services.devices import register_device
 
     body = {"platform": "android", "push_token": "bench-token", "consent": {"push": True, "location": True}}
-    list(env.deps.pool.map(lambda d: services.register_device(env.deps, d, body), device_ids))
+    list(env.deps.pool.map(lambda d: register_device(env.deps, d, body), device_ids))
 
 
 # ------------------------------------------------------------ replay
@@ -172,7 +172,7 @@ class Replay:
 
 
 def replay(env: Env, batches: list[list[dict]], *, count: bool = True, out: Replay | None = None) -> Replay:
-    from chalicelib import services
+    from chalicelib.services.pings import handle_pings
     from chalicelib.geo.cells import ladder_ancestors, latlng_to_cell
 
     out = out or Replay()
@@ -185,11 +185,11 @@ def replay(env: Env, batches: list[list[dict]], *, count: bool = True, out: Repl
         env.meter.take()
         moto0, hook0 = env.moto_cpu.seconds, env.meter.hook_cpu
         cpu0 = time.process_time()
-        status, body = services.handle_pings(env.deps, {"pings": batch})
+        body = handle_pings(env.deps, {"pings": batch})
         cpu = time.process_time() - cpu0 - (env.moto_cpu.seconds - moto0) - (env.meter.hook_cpu - hook0)
         env.meter.counting = False
         calls = env.meter.take()
-        if status != 200 or not all(r["accepted"] for r in body["results"]):
+        if not all(r["accepted"] for r in body["results"]):
             bad = [r for r in body["results"] if not r["accepted"]][:3]
             raise RuntimeError(f"pings were not accepted: {bad}")
         if not count:

@@ -1,12 +1,12 @@
 """(e) The push delivery pipeline on one core, with fakes (no network).
 
-Decisions per second through :func:`chalicelib.push.pipeline.decide` —
+Decisions per second through :func:`chalicelib.services.delivery.decide` —
 consent → experiment arm → exactly-once claim → quiet hours → coupon →
 Liquid render → frequency caps → publish to :class:`FakePushGateway` →
 record — over ``InMemoryStore``, beside the bare python-liquid render rate of
 the same compiled templates measured in the same run and process.
 
-* Devices: ``N`` registered through ``services.register_device`` (20,000;
+* Devices: ``N`` registered through ``services.devices.register_device`` (20,000;
   ``--quick`` 2,000), seeded: ``first_name`` (some blank, some
   whitespace-only, some absent), ``loyalty_tier`` (15% gold), ``language``,
   ``timezone`` across six US zones (2% none: the campaign's UTC), iOS/Android.
@@ -15,7 +15,7 @@ the same compiled templates measured in the same run and process.
   ``fence.name`` and the coupon, a ``gold`` variant, arms A/B (B with its
   own message) after a 10% control group, a coupon, caps (2/day, 60 min
   apart), quiet hours 21:00-08:00 ``hold``, a TTL. Stored through
-  ``service.put_campaign`` and compiled by the warm ``CampaignCache``.
+  ``campaigns.put_campaign`` and compiled by the warm ``CampaignCache``.
 * Clock fixed at 2026-07-15 01:30 UTC: 21:30 in New York (quiet: held),
   18:30-20:30 in Chicago/Denver/Phoenix/Los Angeles, 15:30 in Honolulu.
 * hexcast: one ``decide(deps, campaign, device, trigger)`` per device, each
@@ -25,14 +25,14 @@ the same compiled templates measured in the same run and process.
   5 runs, each on a freshly built store; the garbage collector stays on.
 * Baseline: the same compiled templates (the device's variant/arm message,
   title + body) rendered by python-liquid (``BoundTemplate.render`` of
-  ``chalicelib.push.render.ENV``: its AST walk, never the app's fast plan)
+  ``chalicelib.push.liquid_env.ENV``: its AST walk, never the app's fast plan)
   with a plain, precomputed dict context per device. Also
   ``Campaign.render`` (the app's lazy context, variant choice, text caps,
   and the fast plan of ``compile_template``) on the same inputs.
 * ``matching(deps, trigger)`` with 200 stored campaigns (warm cache): the
   scan every event pays before any decision.
 * Fast path on vs off: the same ``decide`` runs with
-  ``chalicelib.push.render.FAST_PATH`` off (every template rendered by
+  ``chalicelib.push.render_plan.FAST_PATH`` off (every template rendered by
   python-liquid), interleaved with the runs with it on, best of 5 each; the
   run asserts both publish the same messages. What the fast path buys on the
   real path is then estimated with one DynamoDB and one SNS round trip per
@@ -131,8 +131,8 @@ class Clock:
 def make_deps():
     from chalicelib.cache import VersionCache
     from chalicelib.push.fake import FakePushGateway
-    from chalicelib.push.pipeline import CampaignCache
-    from chalicelib.services import Deps
+    from chalicelib.services.deps import Deps
+    from chalicelib.services.delivery import CampaignCache
     from chalicelib.settings import Settings
     from chalicelib.store.memory import InMemoryStore
 
@@ -143,7 +143,7 @@ def make_deps():
         clock=Clock(T0),
         cache=VersionCache(),
         push=FakePushGateway(),
-        campaigns=CampaignCache(settings.campaign_cache_s),
+        campaign_cache=CampaignCache(settings.campaign_cache_s),
     )
 
 
@@ -204,23 +204,23 @@ class World:
 
 
 def build_world(bodies, fence_list) -> World:
-    from chalicelib import services
-    from chalicelib.push import service
+    from chalicelib.services import campaigns as campaign_service
+    from chalicelib.services.devices import register_device
 
     deps = make_deps()
     t0 = time.perf_counter()
     for device_id, body in bodies:
-        services.register_device(deps, device_id, body)
+        register_device(deps, device_id, body)
     register_s = time.perf_counter() - t0
-    service.put_campaign(deps, CAMPAIGN_ID, CAMPAIGN)
-    campaign = deps.campaigns.get(deps.store, CAMPAIGN_ID, T0)
-    devices = [deps.store.get_device(d) for d, _ in bodies]
+    campaign_service.put_campaign(deps, CAMPAIGN_ID, CAMPAIGN)
+    campaign = deps.campaign_cache.get(deps.campaigns, CAMPAIGN_ID, T0)
+    devices = [deps.devices.get_device(d) for d, _ in bodies]
     return World(deps, campaign, devices, triggers_for(len(devices), fence_list), register_s)
 
 
 def run_decisions(world: World, clock: Callable[[], float] = time.perf_counter) -> tuple[float, Counter]:
     """Seconds of ``clock`` (wall by default) for one ``decide`` per device."""
-    from chalicelib.push.pipeline import decide
+    from chalicelib.services.delivery import decide
 
     deps, campaign = world.deps, world.campaign
     outcomes = []
@@ -239,7 +239,7 @@ def run_decisions(world: World, clock: Callable[[], float] = time.perf_counter) 
 @contextmanager
 def fast_path(enabled: bool) -> Iterator[None]:
     """Templates compiled inside take the fast plan only when ``enabled``."""
-    from chalicelib.push import render
+    from chalicelib.push import render_plan as render
 
     was = render.FAST_PATH
     render.FAST_PATH = enabled and was
@@ -258,7 +258,7 @@ def run_fast_path_ab(bodies, fence_list) -> dict:
     interleaved (on, off, on, off, ...) so both see the same machine load,
     timed in CPU seconds of this thread (``time.thread_time``: waiting for a
     core busy with other jobs is not counted)."""
-    from chalicelib.push import render
+    from chalicelib.push import render_plan as render
 
     best = {True: float("inf"), False: float("inf")}
     texts: dict[bool, list] = {}
@@ -287,7 +287,7 @@ class RenderInputs:
 
 
 def render_inputs(world: World) -> RenderInputs:
-    from chalicelib.push.pipeline import coupon_for
+    from chalicelib.services.delivery import coupon_for
     from chalicelib.push.render import coupon_context
 
     c = world.campaign
@@ -362,17 +362,18 @@ def matching_campaigns(n: int, seed: int = 11) -> list[tuple[str, dict]]:
 
 
 def run_matching(calls: int, n_campaigns: int = 200) -> dict:
-    from chalicelib.push import pipeline, service
+    from chalicelib.services import campaigns as campaign_service
+    from chalicelib.services import delivery
 
     deps = make_deps()
     for cid, body in matching_campaigns(n_campaigns):
-        service.put_campaign(deps, cid, body)
+        campaign_service.put_campaign(deps, cid, body)
     fence_list = fences(200)
     trigs = triggers_for(calls, fence_list)
     t0 = time.perf_counter()
-    first = pipeline.matching(deps, trigs[0])  # cold: list + compile every campaign
+    first = delivery.matching(deps, trigs[0])  # cold: list + compile every campaign
     cold_s = time.perf_counter() - t0
-    assert len(deps.campaigns.all(deps.store, T0)) == n_campaigns
+    assert len(deps.campaign_cache.all(deps.campaigns, T0)) == n_campaigns
     best = float("inf")
     hits = 0
     for _ in range(REPEATS):
@@ -380,7 +381,7 @@ def run_matching(calls: int, n_campaigns: int = 200) -> dict:
         t0 = time.perf_counter()
         hits = 0
         for trig in trigs:
-            hits += len(pipeline.matching(deps, trig))
+            hits += len(delivery.matching(deps, trig))
         best = min(best, time.perf_counter() - t0)
     return {"per_call_s": best / calls, "cold_s": cold_s, "mean_hits": hits / calls, "first_hits": len(first)}
 
@@ -389,7 +390,7 @@ def run_matching(calls: int, n_campaigns: int = 200) -> dict:
 def profile_decisions(bodies, fence_list, top: int = 30) -> str:
     """cProfile of one run of ``decide`` (cumulative, then own time)."""
     world = build_world(bodies, fence_list)
-    from chalicelib.push.pipeline import decide
+    from chalicelib.services.delivery import decide
 
     prof = cProfile.Profile()
     prof.enable()

@@ -107,7 +107,7 @@ def _timed(fn, repeat: int):
 def run_memory(quick: bool, storm) -> list[Figure]:
     from chalicelib.presence import LocationState
     from chalicelib.store.memory import InMemoryStore
-    from chalicelib.store.ports import Device
+    from chalicelib.ports import Device
     from chalicelib.weather.targets import plan_targets
 
     n = 200_000 if quick else 1_000_000
@@ -203,7 +203,7 @@ def run_dynamo(quick: bool, storm) -> list[Figure]:
     from benchmarks.ping_cost import moto_env
     from benchmarks.meter import item_size, waves
     from chalicelib.presence import LocationState
-    from chalicelib.store.ports import Device
+    from chalicelib.ports import Device
     from chalicelib.weather.targets import plan_targets
 
     n = 4_000 if quick else 20_000

@@ -1,4 +1,4 @@
-"""Roles, API key hashes and device secrets (SPEC §3 "auth").
+"""Roles, API key hashes and device secrets (the README's "Security model").
 
 API keys and device secrets are random tokens of 24-32 bytes, so a plain
 SHA-256 is what stands between a leaked hash and the token: there is no

@@ -2,7 +2,8 @@
 invocation and written as a few JSON log lines when it ends.
 
 The code calls one-line hooks (:func:`pings`, :func:`delivery`,
-:func:`event`, :func:`fanout_lag`); outside an invocation they do nothing.
+:func:`event`, :func:`fanout_lag`, :func:`feed_failure`,
+:func:`campaign_compile_error`); outside an invocation they do nothing.
 The middleware (:mod:`chalicelib.api.observability`) opens an
 :class:`Invocation` per request, SQS message or scheduled run and, when it
 ends, logs one line per dimension set through the ``hexcast.metrics`` logger
@@ -15,7 +16,12 @@ CloudWatch Logs extracts them (namespace ``hexcast``, dimension ``stage``):
 * ``events`` (Count) by ``[stage, type]``: ``enter``, ``exit``, ``dwell``
   from pings; ``push_opened``, ``conversion`` from the app;
 * ``deliveries`` (Count) by ``[stage, status, reason]`` (``reason`` is ``-``
-  when there is none, e.g. ``sent``).
+  when there is none, e.g. ``sent``);
+* ``feed_failures`` (Count) and ``feed_consecutive_failures`` (Count: the
+  polls in a row that failed, as this warm process saw them), dimensions
+  ``[stage]``: alarm on them, a feed that fails forever otherwise only logs;
+* ``campaign_compile_errors`` (Count), dimensions ``[stage]``: stored
+  campaigns that no longer compile (they send nothing until fixed).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import functools
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, ParamSpec, Protocol, TypeVar
 
 NAMESPACE = "hexcast"
 NO_REASON = "-"
@@ -152,11 +158,28 @@ def delivery(status: str, reason: str | None = None, duplicate: bool = False) ->
         inv.add("deliveries", status=str(status), reason=str(reason or NO_REASON))
 
 
-def counts_outcome(fn: Callable) -> Callable:
+class Decided(Protocol):
+    """What a pipeline decision returns (``services.delivery.Outcome``)."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+    @property
+    def duplicate(self) -> bool: ...
+
+
+_P = ParamSpec("_P")
+_D = TypeVar("_D", bound=Decided)
+
+
+def counts_outcome(fn: Callable[_P, _D]) -> Callable[_P, _D]:
     """Decorator for a function returning a pipeline ``Outcome``."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _D:
         out = fn(*args, **kwargs)
         if _current.get() is not None:
             delivery(out.status, out.reason, out.duplicate)
@@ -172,3 +195,19 @@ def fanout_lag(queued_at: Any, now: float) -> None:
     if inv is None or not isinstance(queued_at, (int, float)) or isinstance(queued_at, bool):
         return
     inv.observe("fanout_lag_s", round(max(0.0, now - float(queued_at)), 3))
+
+
+def feed_failure(consecutive: int) -> None:
+    """A poll of the weather feed failed; ``consecutive``: how many in a row."""
+    inv = _current.get()
+    if inv is None:
+        return
+    inv.add("feed_failures")
+    inv.observe("feed_consecutive_failures", float(consecutive))
+
+
+def campaign_compile_error() -> None:
+    """A stored campaign definition no longer compiles (it sends nothing)."""
+    inv = _current.get()
+    if inv is not None:
+        inv.add("campaign_compile_errors")

@@ -2,7 +2,7 @@
 
 Given a device's last state, one ping and what the index says about the
 ping's location, :func:`step` returns the new state and the enter / exit /
-dwell events. Rules (SPEC §3 "Location pings"):
+dwell events. Rules:
 
 * pings less accurate than ``max_accuracy_m`` change nothing;
 * a ping not after the last processed one (older, or a duplicate) changes
@@ -16,7 +16,6 @@ dwell events. Rules (SPEC §3 "Location pings"):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
@@ -150,18 +149,14 @@ def step(
             events.append(Event("exit", fid, ping.ts, visit.enter_ts))
     for fid in sorted(covering):
         info = covering[fid]
-        visit = inside.get(fid)
-        if visit is None:
+        current = inside.get(fid)
+        if current is None:
             inside[fid] = Visit(ping.ts)
             events.append(Event("enter", fid, ping.ts, ping.ts))
-        elif not visit.dwelled and info.dwell_minutes is not None and ping.ts - visit.enter_ts >= info.dwell_minutes * 60.0:
-            inside[fid] = replace(visit, dwelled=True)
-            events.append(Event("dwell", fid, ping.ts, visit.enter_ts))
+        elif not current.dwelled and info.dwell_minutes is not None and ping.ts - current.enter_ts >= info.dwell_minutes * 60.0:
+            inside[fid] = replace(current, dwelled=True)
+            events.append(Event("dwell", fid, ping.ts, current.enter_ts))
     events.sort(key=lambda e: (_ORDER[e.type], e.fence_id))
     new_state = LocationState(ping.lat, ping.lng, ping.ts, cell, ping.accuracy_m, inside)
     changed = state is None or bool(events) or state.cell != cell or set(state.inside) != set(inside)
     return Step(True, None, new_state, tuple(events), changed)
-
-
-def is_far(d: float | None) -> bool:
-    return d is not None and math.isinf(d)

@@ -83,7 +83,7 @@ def sweep_expired_locations(deps, *, segment: int = 0, segments: int = 1, limit:
     ``limit`` of them. → ``{"removed", "complete", "segment", "segments"}``."""
     ttl = location_ttl_s(deps.settings)
     before = deps.clock() - ttl
-    removed, complete = deps.store.expire_locations(before, segment=segment, segments=segments, limit=limit)
+    removed, complete = deps.devices.expire_locations(before, segment=segment, segments=segments, limit=limit)
     out = {"removed": removed, "complete": complete, "segment": segment, "segments": segments}
     if not complete:
         log.warning("location sweep stopped at its limit", extra=out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from chalicelib import __version__
 from chalicelib.auth import key_hashes, parse_key_hashes
@@ -26,6 +27,15 @@ def _role_hashes(env: dict[str, str], role: str) -> tuple[str, ...]:
     hashed here: a plaintext key is not kept."""
     name, plain = f"HEXCAST_{role}_KEY_HASHES", f"HEXCAST_{role}_KEY"
     return key_hashes(parse_key_hashes(env.get(name, ""), name), _keys(env.get(plain, "")), f"{name} + {plain}")
+
+
+def fanout_queue_name(env: Mapping[str, str] | None = None) -> str:
+    """The weather fan-out queue's name: ``HEXCAST_FANOUT_QUEUE``, else per
+    stage. One function for both readers: :class:`Settings` (the sender) and
+    the ``@on_sqs_message`` consumer, whose decorator needs the name when
+    ``app.py`` is imported, before any settings exist."""
+    env = os.environ if env is None else env
+    return env.get("HEXCAST_FANOUT_QUEUE") or f"hexcast-{env.get('HEXCAST_STAGE', 'local')}-fanout"
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,7 @@ class Settings:
             campaigns_table=env.get("HEXCAST_CAMPAIGNS_TABLE", f"{prefix}-campaigns"),
             deliveries_table=env.get("HEXCAST_DELIVERIES_TABLE", f"{prefix}-deliveries"),
             alerts_table=env.get("HEXCAST_ALERTS_TABLE", f"{prefix}-alerts"),
-            fanout_queue=env.get("HEXCAST_FANOUT_QUEUE", f"{prefix}-fanout"),
+            fanout_queue=fanout_queue_name(env),
             admin_key_hashes=_role_hashes(env, "ADMIN"),
             app_key_hashes=_role_hashes(env, "APP"),
             log_level=env.get("HEXCAST_LOG_LEVEL", "INFO"),

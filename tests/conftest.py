@@ -6,14 +6,14 @@ import contextlib
 
 import pytest
 
-from chalicelib import deps as deps_module
+from chalicelib import container as deps_module
 from chalicelib.auth import hash_token
-from chalicelib.cache import VersionCache
+from chalicelib.services.fence_cache import VersionCache
+from chalicelib.services.deps import Deps
 from chalicelib.push.fake import FakePushGateway
-from chalicelib.push.pipeline import CampaignCache
-from chalicelib.services import Deps
+from chalicelib.services.delivery import CampaignCache
 from chalicelib.settings import Settings, reset_settings
-from chalicelib.store.memory import InMemoryStore
+from chalicelib.store import memory_stores
 from tools import moto_speedups
 
 moto_speedups.apply()
@@ -43,9 +43,9 @@ def settings() -> Settings:
 
 @pytest.fixture
 def mem_deps(settings, clock) -> Deps:
-    """Services wired to the in-memory fakes."""
-    return Deps(store=InMemoryStore(), settings=settings, clock=clock, cache=VersionCache(), push=FakePushGateway(),
-                campaigns=CampaignCache(0))
+    """Services wired to the in-memory fakes (the twins: ``mem_deps.devices.devices`` etc.)."""
+    return Deps.over(memory_stores(clock=clock, region_shards=4), settings, clock=clock, cache=VersionCache(),
+                     push=FakePushGateway(), campaign_cache=CampaignCache(0))
 
 
 #: Fake credentials and the test stage: moto, never AWS.
@@ -102,13 +102,47 @@ def moto_aws(aws_env, monkeypatch):
 
 
 @pytest.fixture
-def dynamo_store(moto_aws):
+def dynamo_repos(moto_aws, clock):
+    """The DynamoDB repositories (moto) as one bundle, on the ``clock``
+    fixture (not parametrised, unlike ``dynamo_stores``), retries not
+    sleeping. A test that wraps the client builds its own:
+    ``dynamo_stores(Wrapped(boto3.client("dynamodb")), get_settings(), clock=clock)``."""
     import boto3
 
     from chalicelib.settings import get_settings
-    from chalicelib.store.dynamo import DynamoStore
+    from chalicelib.store import dynamo_stores as build
 
-    return DynamoStore(boto3.client("dynamodb"), get_settings())
+    return build(boto3.client("dynamodb"), get_settings(), clock=clock, sleep=lambda s: None)
+
+
+#: The store contract runs at the fixed clock and 60 days later: nothing in
+#: it may depend on the day the tests run (the unfiltered delivery listing
+#: reads a window of days back from the store's clock).
+STORE_CLOCK_OFFSETS = {"t0": 0.0, "t0+60d": 60 * 86400.0}
+
+
+@pytest.fixture(params=list(STORE_CLOCK_OFFSETS))
+def store_clock(request) -> FakeClock:
+    return FakeClock(1_790_000_000.0 + STORE_CLOCK_OFFSETS[request.param])
+
+
+@pytest.fixture
+def dynamo_stores(moto_aws, store_clock):
+    """The DynamoDB repositories (moto), on ``store_clock``, retries not sleeping."""
+    import boto3
+
+    from chalicelib.settings import get_settings
+    from chalicelib.store import dynamo_stores as build
+
+    return build(boto3.client("dynamodb"), get_settings(), clock=store_clock, sleep=lambda s: None)
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def stores(request, store_clock):
+    """Every repository, in memory and on DynamoDB (moto): one contract."""
+    if request.param == "memory":
+        return memory_stores(clock=store_clock, region_shards=4)
+    return request.getfixturevalue("dynamo_stores")
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """Fault injection for the service layer, seeded, and the two measured
 scenarios of issue 5 (RELIABILITY.md "Fault injection"):
 
-* :class:`FaultyStore` wraps the :class:`InMemoryStore`: DynamoDB throttling
-  (:class:`~chalicelib.errors.Unavailable` before a call runs, as
-  ``DynamoStore._call`` raises it once botocore's retries give up),
+* :class:`FaultyRepo` wraps any repository (:func:`faulty_stores` wraps
+  each one of a bundle): DynamoDB throttling (:class:`~chalicelib.errors.Unavailable`
+  before a call runs, as :class:`chalicelib.store.table.Table` raises it
+  once botocore's retries give up),
   conditional-check races (another writer moves the device before
   ``save_state``; another worker claims the delivery first and dies) and
   crashes before or after a call (the call's effect stays, its answer is
@@ -41,24 +42,29 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from dataclasses import fields as dataclass_fields
+from typing import Any
 
-from chalicelib import services
-from chalicelib.cache import VersionCache
+from chalicelib.services.fence_cache import VersionCache
+from chalicelib.services.deps import Deps
 from chalicelib.errors import Unavailable
-from chalicelib.push import pipeline
-from chalicelib.push import service as push_service
+from chalicelib.services import delivery
+from chalicelib.services import campaigns as campaign_service
+from chalicelib.services import engagement
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.model import FINAL_STATUSES, PENDING, PUBLISHING, SENT, Delivery
-from chalicelib.push.pipeline import STALE_OPEN_S, CampaignCache
-from chalicelib.services import Deps
+from chalicelib.services.devices import register_device
+from chalicelib.services.geofences import put_geofence
+from chalicelib.services.pings import handle_pings
+from chalicelib.services.delivery import STALE_OPEN_S, CampaignCache
 from chalicelib.settings import Settings
-from chalicelib.store.memory import InMemoryStore
-from chalicelib.weather import fanout
-from chalicelib.weather import service as weather
+from chalicelib.services import fanout as fanout_service
+from chalicelib.services import weather
+from chalicelib.store import Stores, memory_stores
 from chalicelib.weather.area import AreaResolver
 
 T0 = 1_790_000_000.0  # 2026-09-21 13:33 UTC
@@ -91,18 +97,18 @@ class Rates:
     crash_chunk: float = 0.0
 
     @classmethod
-    def none(cls) -> "Rates":
+    def none(cls) -> Rates:
         return cls()
 
     @classmethod
-    def default(cls) -> "Rates":
+    def default(cls) -> Rates:
         """The soak's rates: every kind often enough to be counted in the
         thousands, rarely enough that invocations still finish."""
         return cls(ddb_throttle=0.003, state_race=0.05, claim_race=0.003, sns_throttle=0.05,
                    endpoint_disabled=0.002, crash=0.05, crash_chunk=0.2)
 
     @classmethod
-    def harsh(cls) -> "Rates":
+    def harsh(cls) -> Rates:
         """The tests' rates: small runs that still see every kind many times."""
         return cls(ddb_throttle=0.01, state_race=0.15, claim_race=0.02, sns_throttle=0.15,
                    endpoint_disabled=0.01, crash=0.15, crash_chunk=0.3)
@@ -163,15 +169,37 @@ class Faults:
             self.counts[kind] += n
 
 
-class FaultyStore:
-    """Every store method of ``inner``, with faults injected around it.
-    ``jitter_s``: a random pause before the device reads and writes of a
-    ping, so that concurrent requests really interleave (without it the
-    GIL runs a short request to its end before switching)."""
+def _state_race(inner: Any, faults: Faults, args: tuple) -> None:
+    """Another request wrote the device first: its version moves on."""
+    if faults.roll("state_race"):
+        cur = inner.devices.get(args[0])
+        if cur is not None:
+            inner.save_state(cur.device_id, cur.state_version, cur.state, cur.written_at)
 
-    JITTERED = frozenset({"read_for_pings", "save_state", "get_device"})
 
-    def __init__(self, inner: InMemoryStore, faults: Faults, jitter_s: float = 0.0) -> None:
+def _claim_race(inner: Any, faults: Faults, args: tuple) -> None:
+    """Another worker claimed the same delivery first, then died."""
+    if faults.roll("claim_race"):
+        d: Delivery = args[0]
+        inner.claim_delivery(Delivery.from_dict(d.to_dict()))
+    faults.count("claims")
+
+
+#: Races injected before a call, by method name: (hook(inner, faults, args)).
+RACES: dict[str, Callable[[Any, Faults, tuple], None]] = {"save_state": _state_race, "claim_delivery": _claim_race}
+#: Calls paused by ``jitter_s`` (a ping's device reads and writes).
+JITTERED = frozenset({"get_devices", "save_state", "get_device"})
+
+
+class FaultyRepo:
+    """Every public method of ``inner`` — any repository — with faults
+    injected around it:
+    throttling, the races of :data:`RACES`, crashes before or after the
+    call. ``jitter_s``: a random pause before the :data:`JITTERED` calls, so
+    that concurrent requests really interleave (without it the GIL runs a
+    short request to its end before switching)."""
+
+    def __init__(self, inner: Any, faults: Faults, jitter_s: float = 0.0) -> None:
         self.inner = inner
         self.faults = faults
         self.jitter_s = jitter_s
@@ -181,25 +209,16 @@ class FaultyStore:
         if name.startswith("_") or not callable(attr):
             return attr
         faults, inner = self.faults, self.inner
-
-        jitter = self.jitter_s if name in self.JITTERED else 0.0
+        jitter = self.jitter_s if name in JITTERED else 0.0
+        race = RACES.get(name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             if jitter:
                 time.sleep(faults.pick(1000) * jitter / 1000)
             if faults.roll("ddb_throttle"):
                 raise Unavailable("injected: the database is throttling; retry shortly")
-            if name == "save_state" and faults.roll("state_race"):
-                # Another request wrote the device first: its version moves on.
-                cur = inner.devices.get(args[0])
-                if cur is not None:
-                    inner.save_state(cur.device_id, cur.state_version, cur.state, cur.written_at)
-            if name == "claim_delivery" and faults.roll("claim_race"):
-                # Another worker claimed the same delivery first, then died.
-                d: Delivery = args[0]
-                inner.claim_delivery(Delivery.from_dict(d.to_dict()))
-            if name == "claim_delivery":
-                faults.count("claims")
+            if race is not None:
+                race(inner, faults, args)
             crash = faults.crash_here()
             if crash and faults.pick(2) == 0:
                 faults.count("crash_store_before")
@@ -212,6 +231,11 @@ class FaultyStore:
 
         setattr(self, name, call)  # later lookups skip __getattr__
         return call
+
+
+def faulty_stores(stores: Stores, faults: Faults, jitter_s: float = 0.0) -> Stores:
+    """Each repository of ``stores`` wrapped in a :class:`FaultyRepo`."""
+    return Stores(**{f.name: FaultyRepo(getattr(stores, f.name), faults, jitter_s) for f in dataclass_fields(Stores)})
 
 
 class FaultyGateway:
@@ -287,8 +311,8 @@ class ListQueue:
 
 @dataclass
 class World:
-    deps: Deps
-    store: InMemoryStore  # the real one (checks read it directly)
+    deps: Deps  # over the repositories of ``stores``, each wrapped in a FaultyRepo
+    stores: Stores  # the real in-memory twins (checks read them directly)
     push: FakePushGateway
     faults: Faults
     clock: Clock
@@ -298,15 +322,16 @@ def make_world(seed: int, rates: Rates, *, chunk: int = 50, jitter_s: float = 0.
     settings = Settings(stage="test", coupon_secret="fault-injection-secret", campaign_cache_s=1e9,
                         region_shards=4, fanout_chunk=chunk)
     faults = Faults(seed, rates)
-    store, push, clock = InMemoryStore(region_shards=4), FakePushGateway(), Clock(T0)
-    deps = Deps(store=FaultyStore(store, faults, jitter_s), settings=settings, clock=clock, cache=VersionCache(),
-                push=FaultyGateway(push, faults), campaigns=CampaignCache(1e9), resolver=AreaResolver(None, None),
-                queue=ListQueue(), sleep=lambda s: None)
-    return World(deps, store, push, faults, clock)
+    clock = Clock(T0)
+    stores, push = memory_stores(clock=clock, region_shards=4), FakePushGateway()
+    deps = Deps.over(faulty_stores(stores, faults, jitter_s), settings, clock=clock, cache=VersionCache(),
+                     push=FaultyGateway(push, faults), campaign_cache=CampaignCache(1e9),
+                     resolver=AreaResolver(None, None), queue=ListQueue(), sleep=lambda s: None)
+    return World(deps, stores, push, faults, clock)
 
 
 def _register(deps: Deps, device_id: str, rng: random.Random, consent: dict | None = None) -> None:
-    services.register_device(deps, device_id, {
+    register_device(deps, device_id, {
         "platform": rng.choice(["ios", "android"]), "push_token": f"tok-{device_id}",
         "attributes": {"first_name": rng.choice(["Ana", "Bo", "Cy", "  ", ""]), "tier": rng.choice(["gold", "basic"])},
         "consent": consent or {"push": True, "location": True}})
@@ -317,21 +342,26 @@ def settle(world: World, max_rounds: int = 40) -> Counter:
     left open (a crashed sweep is simply run again)."""
     swept: Counter = Counter()
     for r in range(max_rounds):
-        if not open_records(world.store):
+        if not open_records(world.stores):
             return swept
         world.clock.now += STALE_OPEN_S + 60.0
 
         def run() -> dict:
-            push_service.release_held(world.deps)
-            return push_service.sweep_open(world.deps)
+            engagement.release_held(world.deps)
+            return engagement.sweep_open(world.deps)
 
         swept.update(invoke(world.faults, f"sweep:{r}", run, retry_kind="retry_sweep", crash_within=2000))
-    assert not open_records(world.store), "records still open after the sweeps"
+    assert not open_records(world.stores), "records still open after the sweeps"
     return swept
 
 
-def open_records(store: InMemoryStore) -> list[Delivery]:
-    return [d for d in store.deliveries.values() if d.status in (PENDING, PUBLISHING)]
+def records(stores: Stores) -> dict[str, Delivery]:
+    """Every delivery record of the in-memory twin, by delivery id."""
+    return stores.deliveries.deliveries  # type: ignore[attr-defined]
+
+
+def open_records(stores: Stores) -> list[Delivery]:
+    return [d for d in records(stores).values() if d.status in (PENDING, PUBLISHING)]
 
 
 # ---------------------------------------------------------------- the report
@@ -382,8 +412,8 @@ def injected(counts: Counter) -> Counter:
 
 
 def compare(name: str, oracle: World, world: World, swept: Counter, inputs: dict, started: float) -> Report:
-    want = oracle.store.deliveries
-    got = world.store.deliveries
+    want = records(oracle.stores)
+    got = records(world.stores)
     published = Counter(m.delivery_id for _, _, m, _ in world.push.published)
     counts = world.faults.counts
     rep = Report(name, expected=len(want), records=len(got), publishes=sum(published.values()), swept=swept,
@@ -399,7 +429,7 @@ def compare(name: str, oracle: World, world: World, swept: Counter, inputs: dict
         rep.statuses[d.status if d.status == SENT else f"{d.status}:{d.reason}"] += 1
         if d.status == SENT and published[did] != 1:
             rep.sent_unpublished += 1
-        if d.reason == pipeline.INTERRUPTED and published[did]:
+        if d.reason == delivery.INTERRUPTED and published[did]:
             rep.published_interrupted += 1
         w = want.get(did)
         if w is not None and (w.status, w.reason) != (d.status, d.reason):
@@ -446,7 +476,7 @@ def _storm_setup(world: World, n_devices: int, seed: int) -> None:
     rng = random.Random(f"{seed}:storm-setup")
     deps = world.deps
     for cid, body in STORM_CAMPAIGNS.items():
-        push_service.put_campaign(deps, cid, body)
+        campaign_service.put_campaign(deps, cid, body)
     lat0, lng0, lat1, lng1 = BOX
     for i in range(n_devices):
         did = f"s{i:06d}"
@@ -458,7 +488,7 @@ def _storm_setup(world: World, n_devices: int, seed: int) -> None:
         lng = rng.uniform(lng0 + 0.001, lng1 - 0.001)
         age = rng.uniform(60, 12 * 3600)  # minutes to 12 h ago
         try:
-            services.handle_pings(deps, {"device_id": did, "lat": lat, "lng": lng, "timestamp": T0 - age, "accuracy_m": 20})
+            handle_pings(deps, {"device_id": did, "lat": lat, "lng": lng, "timestamp": T0 - age, "accuracy_m": 20})
         except Exception:  # noqa: BLE001 — no location consent: 403, not placed
             pass
 
@@ -479,7 +509,7 @@ def storm(seed: int, n_devices: int, rates: Rates, *, workers: int = 4, redelive
     # The oracle: one post, each message once, in order.
     weather.post_alerts(oracle.deps, alert)
     for body in oracle.deps.queue.messages:
-        fanout.send_chunk(oracle.deps, body)
+        fanout_service.send_chunk(oracle.deps, body)
 
     f = world.faults
     invoke(f, "alert", lambda: weather.post_alerts(world.deps, alert), retry_kind="retry_alert", crash_within=200)
@@ -493,7 +523,7 @@ def storm(seed: int, n_devices: int, rates: Rates, *, workers: int = 4, redelive
 
     def deliver(item: tuple[str, str]) -> None:
         label, body = item
-        invoke(f, label, lambda: fanout.send_chunk(world.deps, body), retry_kind="sqs_redelivery_after_failure",
+        invoke(f, label, lambda: fanout_service.send_chunk(world.deps, body), retry_kind="sqs_redelivery_after_failure",
                crash_within=4 * chunk, crash_rate=rates.crash_chunk)  # ~4 calls per decision of one campaign
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -542,10 +572,10 @@ def _ping_setup(world: World, n_devices: int, seed: int) -> None:
         props = {"radius_m": FENCE_RADIUS_M, "name": f"Store {fid}", "tags": tags}
         if n % 3 == 0:
             props["dwell_minutes"] = 5
-        services.put_geofence(deps, fid, {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lng, lat]},
+        put_geofence(deps, fid, {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lng, lat]},
                                           "properties": props})
     for cid, body in PING_CAMPAIGNS.items():
-        push_service.put_campaign(deps, cid, body)
+        campaign_service.put_campaign(deps, cid, body)
     for i in range(n_devices):
         _register(deps, f"p{i:06d}", rng)
 
@@ -612,7 +642,7 @@ def ping_replay(seed: int, n_devices: int, per_device: int, rates: Rates, *, wor
             now = max(p["timestamp"] for p in round_pings) + 1.0
             oracle.clock.now = world.clock.now = now
             for p in round_pings:
-                services.handle_pings(oracle.deps, dict(p))
+                handle_pings(oracle.deps, dict(p))
             bodies = _requests(rng, round_pings, batch_share)
             jobs: list[tuple[str, dict, bool]] = [(f"r{r}.late{k}", b, False) for k, b in enumerate(late)]
             late = []
@@ -628,13 +658,13 @@ def ping_replay(seed: int, n_devices: int, per_device: int, rates: Rates, *, wor
             def run(job: tuple[str, dict, bool]) -> None:
                 label, body, raced = job
                 if not raced:
-                    invoke(f, label, lambda: services.handle_pings(world.deps, body), retry_kind="ping_retry")
+                    invoke(f, label, lambda: handle_pings(world.deps, body), retry_kind="ping_retry")
                     return
                 gate = threading.Barrier(2)
 
                 def twin_run(side: str) -> None:
                     gate.wait()
-                    invoke(f, f"{label}.{side}", lambda: services.handle_pings(world.deps, body), retry_kind="ping_retry")
+                    invoke(f, f"{label}.{side}", lambda: handle_pings(world.deps, body), retry_kind="ping_retry")
 
                 t = threading.Thread(target=twin_run, args=("b",))
                 t.start()
@@ -643,7 +673,7 @@ def ping_replay(seed: int, n_devices: int, per_device: int, rates: Rates, *, wor
 
             list(pool.map(run, jobs))
     for body in late:  # the last round's late duplicates
-        invoke(f, "final.late", lambda body=body: services.handle_pings(world.deps, body), retry_kind="ping_retry")
+        invoke(f, "final.late", lambda body=body: handle_pings(world.deps, body), retry_kind="ping_retry")
     swept = settle(world)
     inputs = {"devices": n_devices, "pings": n_devices * per_device, "requests": n_requests,
               "fences": FENCE_GRID * FENCE_GRID, "campaigns": len(PING_CAMPAIGNS)}
@@ -708,12 +738,12 @@ def concurrent_pairs(seed: int, n_devices: int, rates: Rates, *, workers: int = 
         _ping_setup(w, n_devices, seed)
         w.clock.now = T0 + 1200
         for p0, _, _ in pairs:
-            services.handle_pings(w.deps, dict(p0))
+            handle_pings(w.deps, dict(p0))
     for p0, p1, p2 in pairs:
-        services.handle_pings(worlds["p1p2"].deps, dict(p1))
-        services.handle_pings(worlds["p1p2"].deps, dict(p2))
-        services.handle_pings(worlds["p2p1"].deps, dict(p2))
-        services.handle_pings(worlds["p2p1"].deps, dict(p1))
+        handle_pings(worlds["p1p2"].deps, dict(p1))
+        handle_pings(worlds["p1p2"].deps, dict(p2))
+        handle_pings(worlds["p2p1"].deps, dict(p2))
+        handle_pings(worlds["p2p1"].deps, dict(p1))
     world = worlds["faulty"]
     f = world.faults
 
@@ -723,7 +753,7 @@ def concurrent_pairs(seed: int, n_devices: int, rates: Rates, *, workers: int = 
 
         def one(side: str, body: dict) -> None:
             gate.wait()
-            invoke(f, f"pair{k}.{side}", lambda: services.handle_pings(world.deps, dict(body)), retry_kind="ping_retry")
+            invoke(f, f"pair{k}.{side}", lambda: handle_pings(world.deps, dict(body)), retry_kind="ping_retry")
 
         first, second = (("p1", p1), ("p2", p2)) if k % 2 else (("p2", p2), ("p1", p1))
         t = threading.Thread(target=one, args=first)
@@ -737,12 +767,12 @@ def concurrent_pairs(seed: int, n_devices: int, rates: Rates, *, workers: int = 
 
     def by_device(w: World) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
-        for d in w.store.deliveries.values():
+        for d in records(w.stores).values():
             out.setdefault(d.device_id, set()).add(d.delivery_id)
         return out
 
     def inside(w: World, did: str) -> tuple:
-        st = w.store.devices[did].state
+        st = w.stores.devices.devices[did].state  # type: ignore[attr-defined]
         return tuple(sorted((f, v.enter_ts) for f, v in st.inside.items())) if st else ()
 
     a, b, got = by_device(worlds["p1p2"]), by_device(worlds["p2p1"]), by_device(world)
@@ -760,7 +790,7 @@ def concurrent_pairs(seed: int, n_devices: int, rates: Rates, *, workers: int = 
             rep.matched_neither += 1
     published = Counter(m.delivery_id for _, _, m, _ in world.push.published)
     rep.publishes_duplicated = sum(1 for n in published.values() if n > 1)
-    for d in world.store.deliveries.values():
+    for d in records(world.stores).values():
         rep.enters += d.trigger_type == "geofence_enter"
         rep.exits += d.trigger_type == "geofence_exit"
     rep.seconds = time.perf_counter() - started

@@ -1,4 +1,4 @@
-"""Hostile input for every route (SPEC §6, issue 5 item 2): what to send, and
+"""Hostile input for every route: what to send, and
 how to judge each answer.
 
 * :func:`requests` — a hypothesis strategy of bad requests for every route:

@@ -1,6 +1,6 @@
 """``python tools/_moto_server.py -H HOST -p PORT``: moto's server, tied to its parent.
 
-Started by :class:`tools.localstack.MotoServer`. The parent holds this
+Started by :class:`tools.emulator.MotoServer`. The parent holds this
 process's stdin open and never writes to it: end of file means the parent is
 gone — however it died, even by ``SIGKILL`` — and the server leaves at once
 instead of lingering on its port.

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Sequence, TextIO
@@ -178,8 +179,9 @@ def print_timeline(events: Sequence[TimelineEvent], names: dict[str, str], start
 
 
 def print_pushes(admin: HexcastClient, stack, out: TextIO, device_id: str = DEVICE_ID) -> int:
-    """Every decision for the device (``GET /v1/deliveries``), and the pushes
-    as the phone got them: read back from the emulator's SNS endpoint.
+    """The pushes as the phone got them — read back from the emulator's SNS
+    endpoint, so only what was published — then how many other decisions
+    (``GET /v1/deliveries``: suppressed, held, failed) were made, by reason.
     → the number of pushes received."""
     import json
 
@@ -189,16 +191,25 @@ def print_pushes(admin: HexcastClient, stack, out: TextIO, device_id: str = DEVI
           "and the replay runs the 3-hour race in seconds)\n", file=out)
     rows = []
     for d in reversed(decisions):
-        fence = d["trigger"].get("fence_id", "")
-        if d["status"] != "sent":
-            rows.append([d["campaign_id"], fence, f"{d['status']}: {d.get('reason', '')}", "", "", ""])
+        if d["status"] != "sent" or d.get("sns_message_id") not in received:
             continue
         payload = json.loads(received[d["sns_message_id"]]["APNS"])
         alert = payload["aps"]["alert"]
-        rows.append([d["campaign_id"], fence, "sent", alert["title"], alert["body"], payload.get("coupon_code", "")])
-    headers = ["campaign", "fence", "decision", "title", "body", "coupon"]
-    print_table(headers, rows, out)
-    return sum(1 for d in decisions if d["status"] == "sent")
+        rows.append([d["campaign_id"], d["trigger"].get("fence_id", ""), alert["title"], alert["body"],
+                     payload.get("coupon_code", "")])
+    print_table(["campaign", "fence", "title", "body", "coupon"], rows, out)
+    print_not_sent([d for d in decisions if d["status"] != "sent"], out)
+    return len(rows)
+
+
+def print_not_sent(decisions: Sequence[dict[str, Any]], out: TextIO) -> None:
+    """One line for the decisions that sent nothing (nothing reached the
+    endpoint for them), counted by status and reason."""
+    if not decisions:
+        return
+    counts = Counter(f"{d['status']}: {d.get('reason', '')}".rstrip(": ") for d in decisions)
+    print(f"\nnot sent ({len(decisions)} decisions): " + ", ".join(f"{k} × {n}" for k, n in sorted(counts.items())),
+          file=out)
 
 
 # ---------------------------------------------------------------- map

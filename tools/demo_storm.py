@@ -106,11 +106,7 @@ def run_storm(admin: HexcastClient, app: HexcastClient, stack, out: TextIO, out_
     reached = []
     for device_id, place, *_ in DEVICES:
         d = by_device.get(device_id)
-        if d is None:
-            rows.append([device_id, place, "not targeted", "", ""])
-            continue
-        if d["status"] != "sent":
-            rows.append([device_id, place, f"{d['status']}: {d.get('reason', '')}", "", ""])
+        if d is None or d["status"] != "sent" or d.get("sns_message_id") not in received:
             continue
         payload = received[d["sns_message_id"]]
         if "APNS" in payload:
@@ -118,9 +114,13 @@ def run_storm(admin: HexcastClient, app: HexcastClient, stack, out: TextIO, out_
         else:
             alert = json.loads(payload["GCM"])["fcmV1Message"]["message"]["notification"]
         reached.append(device_id)
-        rows.append([device_id, place, "sent", alert["title"], alert["body"]])
-    headers = ["device", "where", "decision", "title", "body"]
-    print_table(headers, rows, out)
+        rows.append([device_id, place, alert["title"], alert["body"]])
+    print_table(["device", "where", "title", "body"], rows, out)
+    others = [f"{device_id}, {place}: " + (f"{d['status']}: {d.get('reason', '')}".rstrip(": ") if d else "not targeted")
+              for device_id, place, *_ in DEVICES if device_id not in reached
+              for d in [by_device.get(device_id)]]
+    if others:
+        print("\nnot sent: " + "; ".join(others), file=out)
 
     path = os.path.join(out_dir, "demo_storm.png")
     write_storm_map(path, feature, reached)
@@ -142,11 +142,15 @@ def write_storm_map(path: str, feature: dict, reached: list[str]) -> None:
 
     from chalicelib.geo.cells import cell_polygons
     from chalicelib.geo.cover import cover_geometry
-    from chalicelib.weather.alerts import parse_alerts
+    from chalicelib.weather.alerts import Alert, parse_alerts
     from chalicelib.weather.area import AreaResolver, CountyIndex
 
     alert = parse_alerts(feature)[0]
+    if not isinstance(alert, Alert):
+        raise alert  # the recorded alert parses; a broken fixture should say why
     area = AreaResolver(CountyIndex.load(), None).resolve(alert)
+    if area is None:
+        raise RuntimeError(f"the demo alert {alert.id} has no resolvable area")
 
     fig, ax = plt.subplots(figsize=(10, 8.5))
     from chalicelib.weather.targets import PLAN_FINEST, PLAN_MAX_BOUNDARY

@@ -33,8 +33,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, TextIO
 
-import requests
 from tqdm import tqdm
+
+from tools.hexcast_client import DEFAULT_TIMEOUT_S, ApiError, HexcastClient, Unreachable
+
+__all__ = ["ApiError", "HexcastClient", "Unreachable", "upload", "upload_file", "print_report", "main"]
 
 #: The server's limit of features per import request.
 MAX_FEATURES_PER_REQUEST = 500
@@ -47,135 +50,10 @@ DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 #: Default features per request: about 2 s of server work for county-sized
 #: polygons, far from API Gateway's 29 s integration timeout.
 DEFAULT_BATCH = 100
-DEFAULT_TIMEOUT_S = 120.0
-#: Statuses worth retrying (the import replaces fences by id: retrying is safe).
-RETRY_STATUSES = (502, 503, 504)
-RETRIES = 3
 
 _ENVELOPE_HEAD = b'{"type":"FeatureCollection","features":['
 _ENVELOPE_TAIL = b"]}"
 _FEATURES_INDEX = re.compile(r"^features\[(\d+)\]")
-
-
-# ---------------------------------------------------------------- HTTP client
-class ApiError(Exception):
-    """An HTTP error answer, with the server's error body when it sent one."""
-
-    def __init__(self, status: int, code: str | None, message: str, field: str | None = None) -> None:
-        super().__init__(f"HTTP {status}" + (f" {code}" if code else "") + f": {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-
-    @property
-    def fatal(self) -> bool:
-        """True when no later request can succeed either (bad key, no route)."""
-        return self.status in (401, 403, 404, 405)
-
-    def describe(self) -> str:
-        text = f"HTTP {self.status}" + (f" {self.code}" if self.code else "") + f": {self.message}"
-        if self.field:
-            text += f" (field {self.field})"
-        return text
-
-
-class Unreachable(Exception):
-    """The server did not answer (connection refused, timeout, DNS)."""
-
-
-class HexcastClient:
-    """A small client for the hexcast HTTP API (admin routes)."""
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        *,
-        session: requests.Session | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        retries: int = RETRIES,
-    ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.api_key = api_key
-        self.session = session or requests.Session()
-        self.timeout = timeout
-        self.retries = retries
-
-    def request(self, method: str, path: str, *, body: bytes | None = None, json_body: Any = None,
-                params: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
-        """Send one request; the decoded JSON answer, or :class:`ApiError` /
-        :class:`Unreachable`. Retries 502/503/504 and dropped connections."""
-        if json_body is not None:
-            body = json.dumps(json_body, separators=(",", ":")).encode()
-        hdrs = {"X-Api-Key": self.api_key, "Accept": "application/json"}
-        if body is not None:
-            hdrs["Content-Type"] = "application/json"
-        hdrs.update(headers or {})
-        url = self.base_url + path
-        for attempt in range(self.retries + 1):
-            try:
-                resp = self.session.request(method, url, data=body, params=params, headers=hdrs, timeout=self.timeout)
-            except requests.ReadTimeout:
-                # The server may still be working on it: do not pile on.
-                raise Unreachable(f"{method} {url}: no answer within {self.timeout:g} s") from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt < self.retries and _dropped(exc):
-                    time.sleep(0.5 * 2**attempt)
-                    continue
-                raise Unreachable(f"{method} {url}: {_short(exc)}") from None
-            if resp.status_code in RETRY_STATUSES and attempt < self.retries:
-                time.sleep(_retry_after(resp, 0.5 * 2**attempt))
-                continue
-            return _decode(resp)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def import_collection(self, body: bytes, *, repair: bool = False) -> dict:
-        """``POST /v1/geofences/import`` with an already serialised collection."""
-        params = {"repair": "true"} if repair else None
-        return self.request("POST", "/v1/geofences/import", body=body, params=params)
-
-    def lookup(self, lat: float, lng: float) -> list[dict]:
-        """``GET /v1/geofences/lookup``: the fences that contain the point."""
-        return self.request("GET", "/v1/geofences/lookup", params={"lat": repr(lat), "lng": repr(lng)})["fences"]
-
-
-def _dropped(exc: Exception) -> bool:
-    """A connection dropped mid-request is worth a retry; a refused one, a
-    connect timeout or an unknown host will fail again."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return False
-    text = str(exc).lower()
-    return not any(s in text for s in ("refused", "name or service not known", "nodename", "failed to resolve"))
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    m = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-    return m.group(1).strip() if m else text[:200]
-
-
-def _retry_after(resp: requests.Response, default: float) -> float:
-    try:
-        return min(float(resp.headers.get("Retry-After", default)), 30.0)
-    except ValueError:
-        return default
-
-
-def _decode(resp: requests.Response) -> Any:
-    try:
-        data = resp.json()
-    except ValueError:
-        data = None
-    if resp.ok:
-        if data is None and resp.content:
-            raise ApiError(resp.status_code, None, f"answer is not JSON: {resp.text[:200]!r}")
-        return data
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict):
-        raise ApiError(resp.status_code, err.get("code"), str(err.get("message")), err.get("field"))
-    text = (resp.text or resp.reason or "").strip()[:200]
-    raise ApiError(resp.status_code, None, text or "(no body)")
 
 
 # ---------------------------------------------------------------- files
@@ -391,7 +269,7 @@ def upload_file(
                 if exc.fatal:
                     result.not_sent += len(send) - start
                     result.failures.append(exc.describe())
-                    exc.result = result  # type: ignore[attr-defined]
+                    exc.result = result
                     raise
                 result.not_sent += stop - start
                 first, last = send[start], send[stop - 1]
@@ -401,7 +279,7 @@ def upload_file(
             except Unreachable as exc:
                 result.not_sent += len(send) - start
                 result.failures.append(str(exc))
-                exc.result = result  # type: ignore[attr-defined]
+                exc.result = result
                 raise
             _record_answer(result, answer, path, send, start, stop)
             bar.update(stop - start)
@@ -430,7 +308,17 @@ def _record_answer(result: FileResult, answer: Any, path: str, send: list[int], 
         fld = err.get("field")
         if i >= 0 and fld:
             fld = _shift_field(fld, i - k) if _FEATURES_INDEX.match(fld) else fld
-        result.rejected.append(Rejection(path, i, rej.get("id"), str(err.get("code")), fld, str(err.get("message"))))
+        result.rejected.append(Rejection(path, i, rej.get("id"), str(err.get("code")), fld, cli_hint(str(err.get("message")))))
+
+
+def cli_hint(message: str) -> str:
+    """The API's advice in this CLI's terms: its query parameter
+    ``?repair=true`` is the ``--repair`` flag here.
+
+    >>> cli_hint("invalid polygon: self-intersection near lng 1, lat 2; pass ?repair=true to repair it")
+    'invalid polygon: self-intersection near lng 1, lat 2; re-run with --repair to repair it'
+    """
+    return message.replace("pass ?repair=true", "re-run with --repair").replace("?repair=true", "--repair")
 
 
 def upload(
@@ -459,7 +347,7 @@ def upload(
             report.files.append(upload_file(client, path, repair=repair, batch=batch, max_bytes=max_bytes,
                                             progress=progress, seen_ids=seen))
         except (ApiError, Unreachable) as exc:
-            report.files.append(exc.result)  # type: ignore[attr-defined]
+            report.files.append(exc.result)
             report.aborted = exc.describe() if isinstance(exc, ApiError) else str(exc)
             for rest in files[n + 1:]:
                 report.files.append(FileResult(rest, failures=["not uploaded (stopped after the error above)"]))

@@ -1,4 +1,4 @@
-"""The full hostile-input run (issue 5, item 2): ≥ 10,000 generated requests
+"""The full hostile-input run (`make hostile`): ≥ 10,000 generated requests
 across every route on top of the full catalogue (every documented limit,
 every id format edge on every route, every wrong type at every field).
 

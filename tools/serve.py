@@ -7,6 +7,11 @@ Environment:
   The app is given only their SHA-256 hashes, as a deployed stage is.
 * ``HEXCAST_SCHEDULE_INTERVAL_S`` — seconds between runs of scheduled
   functions (default 60; 0 disables).
+* ``HEXCAST_WEATHER_FEED_URL`` — an NWS alert feed for the scheduled poller
+  to read; or ``HEXCAST_WEATHER_FEED_FILE`` — a recorded feed (the JSON
+  ``api.weather.gov/alerts/active`` returns) served on ``127.0.0.1`` and
+  polled instead. With neither, the poller is off and nothing the stack runs
+  on its own reaches beyond ``127.0.0.1``.
 
 Prints the base URL and both keys once ``GET /v1/health`` answers 200, then
 runs until Ctrl-C or SIGTERM and stops everything it started.
@@ -38,6 +43,7 @@ def _banner(stack: LocalStack) -> str:
             f"  admin key     {stack.admin_key}",
             f"  app key       {stack.app_key}",
             f"  AWS emulator  {stack.aws_endpoint}  (moto: DynamoDB, SNS, SQS)",
+            f"  weather feed  {stack.feed_url or 'off (set HEXCAST_WEATHER_FEED_URL or HEXCAST_WEATHER_FEED_FILE)'}",
             "",
             f"  curl {stack.base_url}/v1/health",
             f"  curl -H 'X-Api-Key: {stack.admin_key}' '{stack.base_url}/v1/geofences/lookup?lat=40.7&lng=-74.0'",

@@ -1,93 +1,69 @@
-"""Campaigns, the delivery log, events and audience estimates (SPEC §3)."""
+"""Campaigns, the delivery log, events and audience estimates."""
 
 from __future__ import annotations
 
-from chalice import Blueprint, Rate, Response
+from typing import Any
 
-from chalicelib.api.common import ADMIN, APP, device_secret, handled, json_body, json_response, parse_limit, query_params, require
-from chalicelib.deps import get_deps
-from chalicelib.push import service
+from chalice import Blueprint, Rate
+
+from chalicelib.api.common import ADMIN, APP, Call, route
+from chalicelib.container import get_deps
+from chalicelib.services import campaigns, engagement
 
 bp = Blueprint(__name__)
 
 
-@bp.route("/v1/campaigns", methods=["GET"])
-@handled
-def list_campaigns():
-    req = bp.current_request
-    require(req, ADMIN)
-    params = query_params(req)
-    return json_response(service.list_campaigns(get_deps(), parse_limit(params), params.get("next_token")))
+@route(bp, "/v1/campaigns")
+def list_campaigns(call: Call) -> Any:
+    return campaigns.list_campaigns(call.deps, call.limit(), call.query.get("next_token"))
 
 
-@bp.route("/v1/campaigns/{campaign_id}", methods=["PUT"])
-@handled
-def put_campaign(campaign_id):
-    req = bp.current_request
-    require(req, ADMIN)
-    return json_response(service.put_campaign(get_deps(), campaign_id, json_body(req)))
+@route(bp, "/v1/campaigns/{campaign_id}", methods=["PUT"])
+def put_campaign(call: Call, campaign_id: str) -> Any:
+    return campaigns.put_campaign(call.deps, campaign_id, call.body())
 
 
-@bp.route("/v1/campaigns/{campaign_id}", methods=["GET"])
-@handled
-def get_campaign(campaign_id):
-    require(bp.current_request, ADMIN)
-    return json_response(service.get_campaign(get_deps(), campaign_id))
+@route(bp, "/v1/campaigns/{campaign_id}")
+def get_campaign(call: Call, campaign_id: str) -> Any:
+    return campaigns.get_campaign(call.deps, campaign_id)
 
 
-@bp.route("/v1/campaigns/{campaign_id}", methods=["DELETE"])
-@handled
-def delete_campaign(campaign_id):
-    require(bp.current_request, ADMIN)
-    service.delete_campaign(get_deps(), campaign_id)
-    return Response(body="", status_code=204)
+@route(bp, "/v1/campaigns/{campaign_id}", methods=["DELETE"])
+def delete_campaign(call: Call, campaign_id: str) -> None:
+    campaigns.delete_campaign(call.deps, campaign_id)
 
 
-@bp.route("/v1/campaigns/{campaign_id}/preview", methods=["POST"])
-@handled
-def preview_campaign(campaign_id):
-    req = bp.current_request
-    require(req, ADMIN)
-    return json_response(service.preview(get_deps(), campaign_id, json_body(req)))
+@route(bp, "/v1/campaigns/{campaign_id}/preview", methods=["POST"])
+def preview_campaign(call: Call, campaign_id: str) -> Any:
+    return campaigns.preview(call.deps, campaign_id, call.body())
 
 
-@bp.route("/v1/campaigns/{campaign_id}/stats", methods=["GET"])
-@handled
-def campaign_stats(campaign_id):
-    require(bp.current_request, ADMIN)
-    return json_response(service.stats(get_deps(), campaign_id))
+@route(bp, "/v1/campaigns/{campaign_id}/stats")
+def campaign_stats(call: Call, campaign_id: str) -> Any:
+    return engagement.stats(call.deps, campaign_id)
 
 
-@bp.route("/v1/deliveries", methods=["GET"])
-@handled
-def list_deliveries():
-    req = bp.current_request
-    require(req, ADMIN)
-    params = query_params(req)
-    return json_response(service.list_deliveries(get_deps(), params, parse_limit(params)))
+@route(bp, "/v1/deliveries")
+def list_deliveries(call: Call) -> Any:
+    params = call.query
+    return engagement.list_deliveries(call.deps, params, call.limit())
 
 
-@bp.route("/v1/events", methods=["POST"])
-@handled
-def post_event():
-    req = bp.current_request
-    role = require(req, ADMIN, APP)
-    return json_response(service.post_event(get_deps(), json_body(req), role=role, secret=device_secret(req)), 202)
+@route(bp, "/v1/events", methods=["POST"], roles=(ADMIN, APP), status=202)
+def post_event(call: Call) -> Any:
+    return engagement.post_event(call.deps, call.body(), role=call.role, secret=call.secret)
 
 
-@bp.route("/v1/audience/estimate", methods=["POST"])
-@handled
-def audience_estimate():
-    req = bp.current_request
-    require(req, ADMIN)
-    return json_response(service.audience_estimate(get_deps(), json_body(req)))
+@route(bp, "/v1/audience/estimate", methods=["POST"])
+def audience_estimate(call: Call) -> Any:
+    return engagement.audience_estimate(call.deps, call.body())
 
 
 @bp.schedule(Rate(1, unit=Rate.MINUTES), name="release_held")
-def release_held(event):
+def release_held(event: Any) -> dict[str, Any]:
     """Quiet hours in ``hold`` mode: send what is due now. Then the sweep:
     deliveries a dead invocation left ``pending`` (driven again) or
     ``publishing`` (``failed: interrupted``) for over 10 minutes."""
     deps = get_deps()
-    counts = service.release_held(deps)
-    return {"released": counts, "swept": service.sweep_open(deps)}
+    counts = engagement.release_held(deps)
+    return {"released": counts, "swept": engagement.sweep_open(deps)}

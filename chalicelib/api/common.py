@@ -5,14 +5,20 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from chalice import Response
+from chalice import Blueprint, Response
+from chalice.app import Request
 
 from chalicelib.auth import ADMIN, APP, DEVICE_SECRET_HEADER, role_for_key  # noqa: F401 (roles re-exported for the blueprints)
+from chalicelib.container import get_deps
 from chalicelib.errors import Forbidden, HexcastError, InvalidInput, PayloadTooLarge, Unauthorized
 from chalicelib.settings import get_settings
+from chalicelib.validation import float_param as parse_float
+from chalicelib.validation import lone_surrogate_path
+
+if TYPE_CHECKING:
+    from chalicelib.services.deps import Deps
 
 log = logging.getLogger("hexcast.api")
 
@@ -56,34 +62,10 @@ def json_body(request) -> Any:
     if _depth(data, MAX_NESTING) > MAX_NESTING:
         raise InvalidInput(f"JSON nested deeper than {MAX_NESTING} levels", "body")
     if "\\ud" in text or "\\uD" in text:
-        where = _lone_surrogate(data, "")
+        where = lone_surrogate_path(data)
         if where is not None:
-            raise InvalidInput("text is not valid Unicode (a lone surrogate escape)", where or "body")
+            raise InvalidInput("text is not valid Unicode (a lone surrogate escape)", where)
     return data
-
-
-def _lone_surrogate(obj: Any, path: str) -> str | None:
-    """The path of the first string (or key) holding a lone UTF-16 surrogate
-    — valid JSON, but no UTF-8 text: DynamoDB and SNS would refuse it later."""
-    stack = [(obj, path)]
-    while stack:
-        cur, where = stack.pop()
-        if isinstance(cur, str):
-            try:
-                cur.encode("utf-8")
-            except UnicodeEncodeError:
-                return where
-        elif isinstance(cur, dict):
-            for k, v in cur.items():
-                sub = f"{where}.{k}" if where else str(k)
-                try:
-                    k.encode("utf-8")
-                except UnicodeEncodeError:
-                    return where or "body"
-                stack.append((v, sub))
-        elif isinstance(cur, list):
-            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(cur))
-    return None
 
 
 def query_params(request) -> dict[str, str]:
@@ -160,18 +142,6 @@ def parse_limit(params: dict[str, str]) -> int:
     return value
 
 
-def parse_float(params: dict[str, str], name: str, lo: float, hi: float) -> float:
-    if name not in params:
-        raise InvalidInput(f"{name} is required", name)
-    try:
-        value = float(params[name])
-    except ValueError:
-        raise InvalidInput(f"{name} must be a number", name) from None
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise InvalidInput(f"{name} must be a number from {lo:g} to {hi:g}", name)
-    return value
-
-
 def parse_bool(params: dict[str, str], name: str) -> bool:
     raw = params.get(name, "false").lower()
     if raw in ("true", "1", "yes"):
@@ -179,3 +149,99 @@ def parse_bool(params: dict[str, str], name: str) -> bool:
     if raw in ("false", "0", "no", ""):
         return False
     raise InvalidInput(f"{name} must be true or false", name)
+
+
+# --------------------------------------------------------------------------
+# The one route decorator
+# --------------------------------------------------------------------------
+
+
+class Call:
+    """One HTTP call as a route body sees it: the caller's role, the
+    dependencies, and the request's pieces, each parsed only when asked for
+    (so the order of checks — and so which error a bad request gets — is
+    the order in which the route body asks)."""
+
+    def __init__(self, request: Request, role: str | None) -> None:
+        self.request = request
+        self._role = role
+
+    @property
+    def role(self) -> str:
+        """The caller's role (``ADMIN`` / ``APP``), checked against the
+        route's roles before the body runs. A public route has none."""
+        if self._role is None:
+            raise RuntimeError("a public route has no caller role")
+        return self._role
+
+    @property
+    def deps(self) -> Deps:
+        """The process's dependencies (built on first use)."""
+        return get_deps()
+
+    @functools.cached_property
+    def query(self) -> dict[str, str]:
+        """The query string's parameters (empty when there are none)."""
+        return query_params(self.request)
+
+    def body(self) -> Any:
+        """The request body as JSON (see :func:`json_body` for the 400/413s)."""
+        return json_body(self.request)
+
+    @property
+    def secret(self) -> str | None:
+        """The ``X-Device-Secret`` header, or None."""
+        return device_secret(self.request)
+
+    def limit(self) -> int:
+        """The ``limit`` query parameter: 1–1000, default 100."""
+        return parse_limit(self.query)
+
+    def flag(self, name: str) -> bool:
+        """A boolean query parameter (default false)."""
+        return parse_bool(self.query, name)
+
+    def number(self, name: str, lo: float, hi: float) -> float:
+        """A required finite number query parameter within ``[lo, hi]``."""
+        return parse_float(self.query, name, lo, hi)
+
+
+#: A route body: the call, then the URL's path parameters by name. It returns
+#: the JSON body, None (204, empty body) or a ready Response (its own status).
+RouteBody = Callable[..., Any]
+
+
+def route(
+    bp: Blueprint,
+    path: str,
+    *,
+    methods: Sequence[str] = ("GET",),
+    roles: Sequence[str] | None = (ADMIN,),
+    status: int = 200,
+) -> Callable[[RouteBody], RouteBody]:
+    """Register ``fn(call, **path_params)`` as the view of ``methods path``.
+
+    Around the body: the API key must belong to one of ``roles`` (401 without
+    a key, 403 for an unknown key or another role; ``roles=None``: a public
+    route), every :class:`~chalicelib.errors.HexcastError` becomes its error
+    body and anything else a logged 500 (:func:`handled`), and the returned
+    body is sent as JSON with ``status`` — or ``204`` with an empty body
+    when the body returns None."""
+    allowed = tuple(roles) if roles is not None else None
+
+    def decorate(fn: RouteBody) -> RouteBody:
+        @functools.wraps(fn)
+        def view(**path_params: str) -> Response:
+            request = bp.current_request
+            role = require(request, *allowed) if allowed is not None else None
+            result = fn(Call(request, role), **path_params)
+            if result is None:
+                return Response(body="", status_code=204)
+            if isinstance(result, Response):
+                return result
+            return json_response(result, status)
+
+        bp.route(path, methods=list(methods))(handled(view))
+        return fn
+
+    return decorate

@@ -1,34 +1,27 @@
+"""Device registration (admin or the device's app key), lookup and erasure."""
+
 from __future__ import annotations
 
-from chalice import Blueprint, Response
+from typing import Any
 
-from chalicelib import services
-from chalicelib.api.common import ADMIN, APP, device_secret, handled, json_body, json_response, require
-from chalicelib.deps import get_deps
+from chalice import Blueprint
+
+from chalicelib.services import devices
+from chalicelib.api.common import ADMIN, APP, Call, route
 
 bp = Blueprint(__name__)
 
 
-@bp.route("/v1/devices/{device_id}", methods=["PUT"])
-@handled
-def put_device(device_id):
-    req = bp.current_request
-    role = require(req, ADMIN, APP)
-    answer = services.register_device(get_deps(), device_id, json_body(req), role=role, secret=device_secret(req))
-    return json_response(answer)
+@route(bp, "/v1/devices/{device_id}", methods=["PUT"], roles=(ADMIN, APP))
+def put_device(call: Call, device_id: str) -> Any:
+    return devices.register_device(call.deps, device_id, call.body(), role=call.role, secret=call.secret)
 
 
-@bp.route("/v1/devices/{device_id}", methods=["GET"])
-@handled
-def get_device(device_id):
-    require(bp.current_request, ADMIN)
-    return json_response(services.get_device(get_deps(), device_id))
+@route(bp, "/v1/devices/{device_id}")
+def get_device(call: Call, device_id: str) -> Any:
+    return devices.get_device(call.deps, device_id)
 
 
-@bp.route("/v1/devices/{device_id}", methods=["DELETE"])
-@handled
-def delete_device(device_id):
-    req = bp.current_request
-    role = require(req, ADMIN, APP)
-    services.delete_device(get_deps(), device_id, role=role, secret=device_secret(req))
-    return Response(body="", status_code=204)
+@route(bp, "/v1/devices/{device_id}", methods=["DELETE"], roles=(ADMIN, APP))
+def delete_device(call: Call, device_id: str) -> None:
+    devices.delete_device(call.deps, device_id, role=call.role, secret=call.secret)

@@ -1,63 +1,47 @@
+"""Geofences: CRUD, bulk import and the point lookup (admin key)."""
+
 from __future__ import annotations
 
-from chalice import Blueprint, Response
+from typing import Any
 
-from chalicelib import services
-from chalicelib.api.common import ADMIN, handled, json_body, json_response, parse_bool, parse_float, parse_limit, query_params, require
-from chalicelib.deps import get_deps
+from chalice import Blueprint
+
+from chalicelib.services import geofences
+from chalicelib.api.common import Call, route
 
 bp = Blueprint(__name__)
 
 
-@bp.route("/v1/geofences/lookup", methods=["GET"])
-@handled
-def lookup():
-    req = bp.current_request
-    require(req, ADMIN)
-    q = query_params(req)
-    lat = parse_float(q, "lat", -90.0, 90.0)
-    lng = parse_float(q, "lng", -180.0, 180.0)
-    return json_response(services.lookup(get_deps(), lat, lng))
+@route(bp, "/v1/geofences/lookup")
+def lookup(call: Call) -> Any:
+    lat = call.number("lat", -90.0, 90.0)
+    lng = call.number("lng", -180.0, 180.0)
+    return geofences.lookup(call.deps, lat, lng)
 
 
-@bp.route("/v1/geofences/import", methods=["POST"])
-@handled
-def import_fences():
-    req = bp.current_request
-    require(req, ADMIN)
-    repair = parse_bool(query_params(req), "repair")
-    return json_response(services.import_geofences(get_deps(), json_body(req), repair=repair))
+@route(bp, "/v1/geofences/import", methods=["POST"])
+def import_fences(call: Call) -> Any:
+    repair = call.flag("repair")
+    return geofences.import_geofences(call.deps, call.body(), repair=repair)
 
 
-@bp.route("/v1/geofences", methods=["GET"])
-@handled
-def list_fences():
-    req = bp.current_request
-    require(req, ADMIN)
-    q = query_params(req)
-    page = services.list_geofences(get_deps(), q.get("tag"), parse_limit(q), q.get("next_token"))
-    return json_response(page)
+@route(bp, "/v1/geofences")
+def list_fences(call: Call) -> Any:
+    q = call.query
+    return geofences.list_geofences(call.deps, q.get("tag"), call.limit(), q.get("next_token"))
 
 
-@bp.route("/v1/geofences/{fence_id}", methods=["PUT"])
-@handled
-def put_fence(fence_id):
-    req = bp.current_request
-    require(req, ADMIN)
-    repair = parse_bool(query_params(req), "repair")
-    return json_response(services.put_geofence(get_deps(), fence_id, json_body(req), repair=repair))
+@route(bp, "/v1/geofences/{fence_id}", methods=["PUT"])
+def put_fence(call: Call, fence_id: str) -> Any:
+    repair = call.flag("repair")
+    return geofences.put_geofence(call.deps, fence_id, call.body(), repair=repair)
 
 
-@bp.route("/v1/geofences/{fence_id}", methods=["GET"])
-@handled
-def get_fence(fence_id):
-    require(bp.current_request, ADMIN)
-    return json_response(services.get_geofence(get_deps(), fence_id))
+@route(bp, "/v1/geofences/{fence_id}")
+def get_fence(call: Call, fence_id: str) -> Any:
+    return geofences.get_geofence(call.deps, fence_id)
 
 
-@bp.route("/v1/geofences/{fence_id}", methods=["DELETE"])
-@handled
-def delete_fence(fence_id):
-    require(bp.current_request, ADMIN)
-    services.delete_geofence(get_deps(), fence_id)
-    return Response(body="", status_code=204)
+@route(bp, "/v1/geofences/{fence_id}", methods=["DELETE"])
+def delete_fence(call: Call, fence_id: str) -> None:
+    geofences.delete_geofence(call.deps, fence_id)

@@ -1,18 +1,15 @@
+"""Location pings in (admin or the device's app key)."""
+
 from __future__ import annotations
 
 from chalice import Blueprint
 
-from chalicelib import services
-from chalicelib.api.common import ADMIN, APP, device_secret, handled, json_body, json_response, require
-from chalicelib.deps import get_deps
+from chalicelib.services import pings
+from chalicelib.api.common import ADMIN, APP, Call, route
 
 bp = Blueprint(__name__)
 
 
-@bp.route("/v1/pings", methods=["POST"])
-@handled
-def post_pings():
-    req = bp.current_request
-    role = require(req, ADMIN, APP)
-    status, body = services.handle_pings(get_deps(), json_body(req), role=role, secret=device_secret(req))
-    return json_response(body, status)
+@route(bp, "/v1/pings", methods=["POST"], roles=(ADMIN, APP))
+def post_pings(call: Call) -> dict:
+    return pings.handle_pings(call.deps, call.body(), role=call.role, secret=call.secret)

@@ -158,7 +158,3 @@ def _coarse_cells() -> tuple[np.ndarray, np.ndarray, shapely.STRtree]:
     )
     polys = cell_polygons(cells)
     return cells, polys, shapely.STRtree(polys)
-
-
-def cell_area_km2(cell: int) -> float:
-    return h3i.cell_area(int(cell), unit="km^2")

@@ -21,6 +21,9 @@ from shapely.geometry import mapping
 from chalicelib.errors import InvalidGeometry, InvalidInput
 from chalicelib.geo.cells import cell_polygons, cell_str
 from chalicelib.geo.sphere import destination_latlng, geometry_area_km2
+# Identifier and number rules live in one module; re-exported here for the
+# parsers below and their older importers.
+from chalicelib.validation import FENCE_ID_RE, MIN_NONZERO_MAGNITUDE, is_finite_number, validate_fence_id  # noqa: F401
 
 MAX_VERTICES = 10_000
 MAX_AREA_KM2 = 3_000_000.0
@@ -34,7 +37,6 @@ MAX_NAME_LEN = 256
 MAX_DWELL_MINUTES = 7 * 24 * 60
 CIRCLE_SEGMENTS = 64
 
-FENCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 KINDS = ("polygon", "circle", "h3")
 
 
@@ -66,7 +68,7 @@ class FenceDefinition:
         }
         if self.dwell_minutes is not None:
             props["dwell_minutes"] = self.dwell_minutes
-        if self.kind == "circle":
+        if self.kind == "circle" and self.center is not None:
             lat, lng = self.center
             geometry = {"type": "Point", "coordinates": [lng, lat]}
             props["radius_m"] = self.radius_m
@@ -85,39 +87,6 @@ def _lists(obj):
     if isinstance(obj, dict):
         return {k: _lists(v) for k, v in obj.items()}
     return obj
-
-
-def validate_fence_id(value: Any, field_name: str = "fence_id") -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InvalidInput("fence id must be a string", field_name)
-    text = str(value)
-    if not FENCE_ID_RE.match(text):
-        raise InvalidInput(
-            "fence id must be 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
-            field_name,
-        )
-    return text
-
-
-#: The smallest non-zero magnitude DynamoDB stores (a smaller number is refused
-#: with "Number underflow": a 500 after validation had accepted it).
-MIN_NONZERO_MAGNITUDE = 1e-130
-
-
-def is_finite_number(v: Any) -> bool:
-    """A JSON number that is finite, fits a float and could be stored (not a
-    bool, not 10**400, not a non-zero magnitude below 1e-130 such as 5e-324).
-
-    >>> is_finite_number(1.5), is_finite_number(True), is_finite_number(10**400), is_finite_number(float("nan"))
-    (True, False, False, False)
-    >>> is_finite_number(0.0), is_finite_number(1e-130), is_finite_number(5e-324), is_finite_number(-1e-200)
-    (True, True, False, False)
-    """
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, int):
-        return abs(v) < 1e300
-    return isinstance(v, float) and math.isfinite(v) and (v == 0.0 or abs(v) >= MIN_NONZERO_MAGNITUDE)
 
 
 _is_number = is_finite_number
@@ -312,7 +281,8 @@ def parse_feature(feature: Any, fence_id: str, *, where: str = "", repair: bool 
     props = props or {}
     geometry = feature["geometry"]
     gwhere = f"{pre}geometry"
-    center = radius = None
+    center: tuple[float, float] | None = None
+    radius: float | None = None
     h3_cells: tuple[int, ...] = ()
     repaired = False
     if geometry is None:
@@ -341,7 +311,7 @@ def parse_feature(feature: Any, fence_id: str, *, where: str = "", repair: bool 
             f"unsupported geometry type {geometry.get('type')!r}: use Polygon, MultiPolygon, Point (with radius_m) or null (with h3_cells)",
             f"{gwhere}.type",
         )
-    if kind == "circle":
+    if kind == "circle" and radius is not None:
         area = math.pi * radius**2 / 1e6
     else:
         area = geometry_area_km2(geom)

@@ -35,17 +35,25 @@ class FenceShape:
         if self.kind == "h3":
             self._h3_res = tuple(sorted({h3i.get_resolution(c) for c in self.h3_cells}))
 
+    def _circle(self) -> tuple[float, float, float]:
+        """(lat, lng, radius_m) of a circle fence."""
+        if self.center is None or self.radius_m is None:
+            raise ValueError("a circle needs a center and a radius")
+        return self.center[0], self.center[1], self.radius_m
+
     # -- exact containment ------------------------------------------------
     def covers(self, lat: float, lng: float) -> bool:
         if self.kind == "circle":
-            return float(haversine_m(lat, lng, self.center[0], self.center[1])) <= self.radius_m
+            clat, clng, radius = self._circle()
+            return float(haversine_m(lat, lng, clat, clng)) <= radius
         if self.kind == "h3":
             return any(h3i.latlng_to_cell(lat, lng, r) in self.h3_cells for r in self._h3_res)
         return bool(shapely.intersects_xy(self.geometry, lng, lat))
 
     def covers_many(self, lats: np.ndarray, lngs: np.ndarray) -> np.ndarray:
         if self.kind == "circle":
-            return haversine_m(lats, lngs, self.center[0], self.center[1]) <= self.radius_m
+            clat, clng, radius = self._circle()
+            return haversine_m(lats, lngs, clat, clng) <= radius
         if self.kind == "h3":
             return np.array([self.covers(a, b) for a, b in zip(lats, lngs)], dtype=bool)
         return shapely.intersects_xy(self.geometry, lngs, lats)
@@ -57,7 +65,8 @@ class FenceShape:
         if self.covers(lat, lng):
             return 0.0
         if self.kind == "circle":
-            return float(haversine_m(lat, lng, self.center[0], self.center[1])) - self.radius_m
+            clat, clng, radius = self._circle()
+            return float(haversine_m(lat, lng, clat, clng)) - radius
         # Clip to a small box around the point and measure in a local
         # equirectangular frame: exact enough at these distances.
         dlat = horizon_m / M_PER_DEG_LAT
@@ -79,10 +88,11 @@ class FenceShape:
         """Compact bytes for the geometry store (zlib-compressed WKB + params)."""
         import json
 
-        head = {"kind": self.kind}
+        head: dict[str, Any] = {"kind": self.kind}
         if self.kind == "circle":
-            head["center"] = list(self.center)
-            head["radius_m"] = self.radius_m
+            clat, clng, radius = self._circle()
+            head["center"] = [clat, clng]
+            head["radius_m"] = radius
         if self.kind == "h3":
             head["cells"] = [format(c, "x") for c in sorted(self.h3_cells)]
         header = json.dumps(head, separators=(",", ":")).encode()

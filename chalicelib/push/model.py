@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Iterator, Protocol
+from typing import Any
 
 from chalicelib.timeutil import iso
 
@@ -99,7 +99,7 @@ def delivery_id_for(campaign_id: str, device_id: str, trigger_key: str) -> str:
 
 @dataclass
 class Delivery:
-    """One delivery record (SPEC §3 "Deliveries and events")."""
+    """One delivery record."""
 
     delivery_id: str
     campaign_id: str
@@ -203,84 +203,3 @@ class PushError(Exception):
 class EndpointDisabled(PushError):
     def __init__(self, message: str = "the endpoint is disabled") -> None:
         super().__init__("endpoint_disabled", message)
-
-
-# ---------------------------------------------------------------- ports
-class PushGateway(Protocol):
-    """Amazon SNS mobile push (or a fake)."""
-
-    def ensure_endpoint(self, device_id: str, platform: str, token: str, endpoint_arn: str | None) -> Endpoint:
-        """AWS's endpoint lifecycle: create once (``endpoint_arn`` None);
-        otherwise read the endpoint's attributes, update a changed token and
-        re-enable; recreate when it is gone. Never creates blindly."""
-
-    def delete_endpoint(self, endpoint_arn: str) -> None:
-        """Idempotent: a missing endpoint is fine."""
-
-    def publish(self, endpoint_arn: str, platform: str, message: PushMessage) -> str:
-        """→ the SNS message id. Throttling is retried with backoff inside;
-        raises :class:`EndpointDisabled` or :class:`PushError` (with a reason)."""
-
-
-class CampaignStore(Protocol):
-    def put_campaign(self, campaign_id: str, definition: dict, now_iso: str) -> CampaignRecord:
-        """Create or replace; version = previous + 1; created_at kept."""
-
-    def get_campaign(self, campaign_id: str) -> CampaignRecord | None: ...
-
-    def delete_campaign(self, campaign_id: str) -> bool: ...
-
-    def list_campaigns(self) -> list[CampaignRecord]:
-        """Every campaign (few: hundreds at most), any order."""
-
-
-class DeliveryStore(Protocol):
-    def claim_delivery(self, delivery: Delivery) -> Delivery | None:
-        """Conditional create. ``None`` when this call created the record;
-        otherwise the existing record (its ``dups`` counter incremented)."""
-
-    def get_deliveries(self, delivery_ids: list[str]) -> dict[str, Delivery]: ...
-
-    def update_delivery(
-        self, delivery_id: str, changes: dict[str, Any], *, expect_status: str | None = None, absent: str | None = None,
-        updated_before: float | None = None,
-    ) -> bool:
-        """Set the given Delivery fields (``None`` removes one). Conditional on
-        ``status == expect_status``, the field ``absent`` not being set and/or
-        ``updated_at`` (``created_at`` when unset) ≤ ``updated_before`` (a
-        lease: of two take-overs of a stale record, the one that moves
-        ``updated_at`` on first wins); False when the condition failed or
-        the record does not exist. A record entering ``pending`` or
-        ``publishing`` from another status needs ``updated_at``."""
-
-    def list_deliveries(
-        self,
-        *,
-        campaign_id: str | None = None,
-        device_id: str | None = None,
-        status: str | None = None,
-        limit: int = 100,
-        next_token: str | None = None,
-    ) -> tuple[list[Delivery], str | None]:
-        """Newest first (created_at, then delivery_id, descending)."""
-
-    def campaign_deliveries(self, campaign_id: str) -> Iterator[Delivery]:
-        """All records of a campaign (stats)."""
-
-    def device_deliveries(self, device_id: str, since: float) -> list[Delivery]:
-        """The device's records created at or after ``since``, newest first."""
-
-    def due_held(self, now: float, limit: int = 100) -> list[Delivery]:
-        """Held records whose ``release_at`` ≤ now, oldest release first."""
-
-    def stale_open(self, before: float, limit: int = 100) -> list[Delivery]:
-        """Records still ``pending`` or ``publishing`` whose ``updated_at``
-        (``created_at`` when unset) ≤ ``before``, oldest first: what an
-        invocation that died left behind (an index, never a scan)."""
-
-    def reserve_send(
-        self, campaign_id: str, device_id: str, now: float, per_day: int | None, min_gap_s: float | None
-    ) -> bool:
-        """Frequency caps, race-safe (conditional write): True and the send is
-        counted when fewer than ``per_day`` sends in the last 24 h and none in
-        the last ``min_gap_s`` seconds; False otherwise (nothing changed)."""

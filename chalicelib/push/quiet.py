@@ -35,7 +35,7 @@ def parse_hhmm(value, field: str) -> int:
     >>> parse_hhmm("21:30", "quiet_hours.start")
     1290
     """
-    if not isinstance(value, str) or not _HHMM_RE.match(value):
+    if not isinstance(value, str) or not _HHMM_RE.fullmatch(value):
         raise InvalidInput('must be a time "HH:MM" between 00:00 and 23:59', field)
     return int(value[:2]) * 60 + int(value[3:])
 
@@ -64,7 +64,7 @@ def zone_for(name) -> ZoneInfo | None:
 @lru_cache(maxsize=2048)
 def _zone_for(name: str) -> ZoneInfo | None:
     """Cached: device time zones repeat, and this is on the render path."""
-    if not 0 < len(name) <= 64 or name in _NOT_ZONES or not _TZ_NAME_RE.match(name):
+    if not 0 < len(name) <= 64 or name in _NOT_ZONES or not _TZ_NAME_RE.fullmatch(name):
         return None
     try:
         return ZoneInfo(name)

@@ -1,5 +1,5 @@
 """Low-level DynamoDB attribute values and error checks shared by the
-adapters (``dynamo.py`` and its weather mixin)."""
+repositories (see :mod:`chalicelib.store.table`)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,8 @@ def num(v) -> dict:
 def conditional_failed(exc: ClientError) -> bool:
     """The write's condition did not hold (a lost race, an existing item)."""
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def n(v) -> dict:
+    """An integer (or Decimal) as a DynamoDB number, as ``str`` writes it."""
+    return {"N": str(v)}

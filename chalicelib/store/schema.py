@@ -48,7 +48,7 @@ follow the table name. Keys:
 * ``alerts`` — ``pk`` (S), TTL on ``expires_at`` (N): alert records
   (``A#``), lineages (``L#``), the feed poller's state (``FEED#``) and
   weather conditions per H3 cell (``W#``); see
-  :mod:`chalicelib.store.weather_dynamo`.
+  :mod:`chalicelib.store.weather`.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chalicelib.errors import InvalidInput
+from chalicelib.push.lifecycle import open_since  # noqa: F401  (re-exported until callers import it from there)
 from chalicelib.push.model import HELD, PENDING, PUBLISHING, Delivery
 
 #: Device attributes the ``by_region`` index projects (besides the keys).
@@ -250,12 +251,6 @@ def open_hash(delivery_id: str) -> str:
 def open_key(since: float, delivery_id: str) -> str:
     """``ot``: the ``open`` index's sort key (open since, then id)."""
     return f"{fixed(since)}#{delivery_id}"
-
-
-def open_since(d: Delivery) -> float:
-    """Since when an open record has had no owner's attention: its
-    ``updated_at`` (``created_at`` when unset)."""
-    return d.updated_at if d.updated_at is not None else d.created_at
 
 
 def day_of(ts: float) -> str:

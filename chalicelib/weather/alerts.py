@@ -184,6 +184,11 @@ def parse_alert(feature: Any, *, prefix: str = "") -> Alert:
             raise InvalidInput(f"{key} is longer than {max_len} characters", p + key)
         return value.strip()
 
+    def required_text(key: str, max_len: int) -> str:
+        value = text(key, required=True, max_len=max_len)
+        assert value is not None  # text() raised otherwise
+        return value
+
     def when(key: str, *, required: bool = False) -> float | None:
         value = props.get(key)
         if value is None:
@@ -206,15 +211,17 @@ def parse_alert(feature: Any, *, prefix: str = "") -> Alert:
         raise InvalidInput("parameters must be an object or null", p + "parameters")
     vtec = _strings(parameters.get("VTEC") if parameters else None, p + "parameters.VTEC")
 
+    sent = when("sent", required=True)
+    assert sent is not None  # when() raised otherwise
     return Alert(
         id=alert_id,
-        event=text("event", required=True, max_len=200),
-        status=text("status", required=True, max_len=40),
-        message_type=text("messageType", required=True, max_len=40),
+        event=required_text("event", 200),
+        status=required_text("status", 40),
+        message_type=required_text("messageType", 40),
         severity=_vocab(props.get("severity"), SEVERITIES),
         urgency=_vocab(props.get("urgency"), URGENCIES),
         certainty=_vocab(props.get("certainty"), CERTAINTIES),
-        sent=when("sent", required=True),
+        sent=sent,
         effective=when("effective"),
         onset=when("onset"),
         expires=when("expires"),

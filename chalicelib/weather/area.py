@@ -376,6 +376,8 @@ class AreaResolver:
         return None
 
     def _zones(self, alert: "Alert") -> Area | None:
+        if self.zones is None:
+            return None
         deadline = time.monotonic() + self.zone_budget_s
         geoms, missing = [], []
         for n, url in enumerate(alert.affected_zones):

@@ -1,72 +1,26 @@
-"""The weather fan-out: chunks of target devices travel through an SQS queue
-to a sender that runs the delivery pipeline for each device.
-
-A message is ``{"v": 1, "alert_id", "lineage", "campaign_ids", "device_ids",
-"alert", "ends_at", "queued_at"}`` (``queued_at``: when the alert was
-processed, for the fan-out lag metric). The sender is idempotent — every decision is claimed
-once per (campaign, device, lineage) — so a redelivered message, a retried
-Lambda or a replayed chunk never sends twice. Chalice has no partial-batch
-response, so the handler takes one message per invocation: a poison message
-fails alone and reaches the dead-letter queue after its retries.
-"""
+"""The weather fan-out's queue adapters: chunks of target devices travel
+through an SQS queue to the sender (:mod:`chalicelib.services.fanout`), or
+stay in memory (:class:`InlineQueue`) for tests and benchmarks."""
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import time
 from typing import Any, Callable, Iterable
 
-from chalicelib import metrics
-from chalicelib.errors import Unavailable
-from chalicelib.push import pipeline
-from chalicelib.push.model import Trigger
+from chalicelib.settings import fanout_queue_name
 
-log = logging.getLogger("hexcast.weather")
-
-MESSAGE_VERSION = 1
 SQS_BATCH = 10  # SendMessageBatch's limit
 
 
-def queue_name_from_env(env: dict[str, str] | None = None) -> str:
-    """The fan-out queue's name: ``HEXCAST_FANOUT_QUEUE``, else per stage."""
-    env = os.environ if env is None else env
-    return env.get("HEXCAST_FANOUT_QUEUE") or f"hexcast-{env.get('HEXCAST_STAGE', 'local')}-fanout"
-
-
-#: Read once at import, like the ``@on_sqs_message`` decorator that consumes
-#: it: the sender and the consumer always agree on the queue.
-QUEUE_NAME = queue_name_from_env()
-
-
-def weather_trigger(alert_id: str, lineage: str, alert_vars: dict, ends_at: float | None, at: float) -> Trigger:
-    """The occasion of a weather alert: its lineage, so an update never
-    re-notifies a device the lineage already reached."""
-    return Trigger("weather_alert", f"alert:{lineage}", alert_id, at, alert=alert_vars, needs_location=True, ends_at=ends_at)
-
-
-def make_messages(alert_id: str, lineage: str, campaign_ids: list[str], device_ids: list[str], alert_vars: dict,
-                  ends_at: float | None, chunk: int, queued_at: float | None = None) -> list[str]:
-    out = []
-    for i in range(0, len(device_ids), chunk):
-        out.append(json.dumps({
-            "v": MESSAGE_VERSION,
-            "alert_id": alert_id,
-            "lineage": lineage,
-            "campaign_ids": campaign_ids,
-            "device_ids": device_ids[i:i + chunk],
-            "alert": alert_vars,
-            "ends_at": ends_at,
-            "queued_at": queued_at,
-        }, separators=(",", ":")))
-    return out
+#: The consumer's queue, for the ``@on_sqs_message`` decorator, which needs
+#: it at import; the sender uses ``deps.settings.fanout_queue``.
+QUEUE_NAME = fanout_queue_name()
 
 
 class SqsQueue:
     """``SendMessageBatch`` in tens, failed entries retried with backoff."""
 
-    def __init__(self, client, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, client: Any, sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = client
         self.sleep = sleep
         self._urls: dict[str, str] = {}
@@ -96,9 +50,9 @@ class SqsQueue:
 
 
 class InlineQueue:
-    """For tests and benchmarks: keeps the messages; :meth:`drain` hands each
-    to the sender as the pump would (redeliveries can be simulated by
-    draining the same message twice)."""
+    """For tests and benchmarks: keeps the messages;
+    :func:`chalicelib.services.fanout.drain` hands each to the sender as the
+    SQS consumer would."""
 
     def __init__(self) -> None:
         self.messages: list[str] = []
@@ -107,45 +61,6 @@ class InlineQueue:
         bodies = list(bodies)
         self.messages.extend(bodies)
         return len(bodies)
-
-    def drain(self, deps) -> list[str]:
-        ids: list[str] = []
-        while self.messages:
-            ids += send_chunk(deps, self.messages.pop(0))
-        return ids
-
-
-def send_chunk(deps, body: str) -> list[str]:
-    """The sender: one fan-out message → a decision per (campaign, device).
-    Raises on a malformed message (it goes to the dead-letter queue after
-    its retries) and on store errors (retried); never sends twice. A
-    decision the store throttles does not stop the others: the chunk is
-    finished, then :class:`Unavailable` makes SQS redeliver the message,
-    whose decided devices are then cheap duplicates."""
-    msg = json.loads(body)
-    if not isinstance(msg, dict) or msg.get("v") != MESSAGE_VERSION:
-        raise ValueError("not a hexcast fan-out message")
-    now = deps.clock()
-    trigger = weather_trigger(msg["alert_id"], msg["lineage"], msg.get("alert") or {}, msg.get("ends_at"), now)
-    campaigns = [c for c in (deps.campaigns.get(deps.store, cid, now) for cid in msg["campaign_ids"]) if c is not None]
-    campaigns = [c for c in campaigns if c.in_schedule(now)]
-    devices, _ = deps.store.read_for_pings(msg["device_ids"], [])
-    ids: list[str] = []
-    throttled = 0
-    for device_id in msg["device_ids"]:
-        device = devices.get(device_id)
-        if device is None:
-            continue  # erased since the plan
-        for c in campaigns:
-            try:
-                ids.append(pipeline.decide(deps, c, device, trigger).delivery_id)
-            except Unavailable:
-                throttled += 1
-    if throttled:
-        raise Unavailable(f"{throttled} decisions of this fan-out chunk were throttled; it will be redelivered")
-    metrics.fanout_lag(msg.get("queued_at"), deps.clock())
-    log.info("fan-out chunk", extra={"alert_id": msg["alert_id"], "devices": len(msg["device_ids"]), "decisions": len(ids)})
-    return ids
 
 
 def sqs_records(event: Any) -> list[str]:

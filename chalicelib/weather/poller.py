@@ -1,5 +1,6 @@
-"""The scheduled alert-feed poller: one conditional GET of the configured
-feed per tick, the FeatureCollection handed to the alert code path.
+"""The alert-feed adapter: one conditional GET of the configured feed per
+tick, the FeatureCollection handed to ``handle`` (the use case,
+:func:`chalicelib.services.weather.poll_feed`, passes the alert code path).
 
 HTTP caching, as api.weather.gov asks of its clients:
 
@@ -12,7 +13,8 @@ HTTP caching, as api.weather.gov asks of its clients:
 
 Failures never escape :func:`poll`: HTTP errors, timeouts, connection
 errors, bodies that are not a GeoJSON FeatureCollection, and exceptions
-from ``handle`` are logged at WARNING and reported as ``status="error"``.
+from ``handle`` are logged at WARNING and reported as ``status="error"``;
+the use case turns each into an ERROR line and a metric.
 """
 
 from __future__ import annotations
@@ -21,15 +23,26 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
-import requests
+if TYPE_CHECKING:
+    import requests
+
+    from chalicelib.settings import Settings
 
 log = logging.getLogger("hexcast.weather")
 
 OK, NOT_MODIFIED, ERROR = "ok", "not_modified", "error"
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)\"?", re.I)
 _NO_CACHE = re.compile(r"(?:^|[,\s])(?:no-cache|no-store)(?:$|[,\s=])", re.I)
+
+
+class FeedStateStore(Protocol):
+    """Where the conditional-request state of a feed is kept."""
+
+    def get_feed_state(self, url: str) -> dict | None: ...
+
+    def put_feed_state(self, url: str, state: dict) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -40,7 +53,7 @@ class PollResult:
     reason: str | None = None
 
 
-def max_age_s(headers) -> float | None:
+def max_age_s(headers: Mapping[str, str]) -> float | None:
     """Seconds a response stays fresh per ``Cache-Control`` and ``Age``, or
     None when the response says nothing about it.
 
@@ -73,7 +86,8 @@ def _error(url: str, http_status: int | None, reason: str) -> PollResult:
     return PollResult(ERROR, http_status, 0, reason)
 
 
-def poll(store, settings, handle: Callable[[dict], Any], *, session=None, now: float) -> PollResult:
+def poll(store: FeedStateStore, settings: Settings, handle: Callable[[dict], Any], *,
+         session: requests.Session | None = None, now: float) -> PollResult:
     """Fetch ``settings.weather_feed_url`` unless the last response is still
     fresh or unchanged, and hand a new FeatureCollection to ``handle``.
 
@@ -81,6 +95,8 @@ def poll(store, settings, handle: Callable[[dict], Any], *, session=None, now: f
     ``put_feed_state``); ``session`` is a ``requests.Session`` (a new one
     when None).
     """
+    import requests  # here: only the scheduled poller pays for importing it
+
     url = settings.weather_feed_url
     try:
         state = store.get_feed_state(url)
@@ -95,7 +111,7 @@ def poll(store, settings, handle: Callable[[dict], Any], *, session=None, now: f
         headers["If-Modified-Since"] = state["last_modified"]
 
     own = session is None
-    http = requests.Session() if own else session
+    http = requests.Session() if session is None else session
     try:
         resp = http.get(url, headers=headers, timeout=settings.weather_http_timeout_s)
         content = resp.content
@@ -130,7 +146,8 @@ def poll(store, settings, handle: Callable[[dict], Any], *, session=None, now: f
     return PollResult(OK, 200, len(body["features"]), None)
 
 
-def _save(store, url: str, old: dict | None, headers, status: str, now: float, *, keep_validators: bool) -> None:
+def _save(store: FeedStateStore, url: str, old: dict | None, headers: Mapping[str, str], status: str, now: float, *,
+          keep_validators: bool) -> None:
     """Remember the validators and freshness of the response just handled.
     A 304 updates what it carries; what it omits stays as it was."""
     etag = headers.get("ETag")

@@ -29,7 +29,17 @@ import numpy as np
 
 from chalicelib.geo.cells import FINEST, latlng_to_cell, to_parents
 from chalicelib.geo.cover import Cover
-from chalicelib.store.ports import RegionQuery
+
+
+@dataclass(frozen=True)
+class RegionQuery:
+    """One partition of the device region index and the key ranges to read
+    in it: inclusive ranges of resolution-9 cells (ints), sorted and
+    disjoint. ``partition`` is an ``rc`` key (see
+    :mod:`chalicelib.weather.region`); each range is one ``Query``."""
+
+    partition: str
+    ranges: tuple[tuple[int, int], ...]
 
 #: The resolution of the partition key's cell.
 COARSE_RES = 3

@@ -1,4 +1,4 @@
-"""Who to notify for an area (SPEC §3 Weather, "Targets"): devices with push
+"""Who to notify for an area: devices with push
 and location consent whose last known location is inside the area and recent
 enough, found through the device region index instead of a full scan.
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import urllib.parse
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -16,11 +19,46 @@ from deploy import chalice_cli
 ROOT = Path(__file__).resolve().parents[2]
 STAGE = "dev"
 DIST = ROOT / "dist" / STAGE
-#: What a failed download looks like when PyPI cannot be reached (the only
-#: reason to skip: every other failure of `make package` fails the test).
-_OFFLINE = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable",
-            "No matching distribution found", "Could not find a version that satisfies", "ConnectTimeout",
-            "Connection refused", "Max retries exceeded")
+#: What pip prints when it cannot reach the package index at all (DNS,
+#: refused or timed-out connections, a dead proxy): the only reason to skip.
+_UNREACHABLE = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
+                "Name or service not known", "nodename nor servname provided", "getaddrinfo failed",
+                "Network is unreachable", "Connection refused", "ConnectTimeoutError", "ConnectTimeout",
+                "ProxyError", "Cannot connect to proxy")
+
+
+#: What pip prints when the index answered but holds no wheel for a pin.
+_NO_MATCH = ("No matching distribution found", "Could not find a version that satisfies")
+
+
+def index_answers(timeout: float = 5.0) -> bool:
+    """True when a TCP connection to pip's index (``PIP_INDEX_URL``, else
+    pypi.org) opens: the index is reachable from here."""
+    url = urllib.parse.urlsplit(os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return True  # a local index (file:, a path): nothing network-bound to be down
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def index_unreachable(output: str, probe: Callable[[], bool] = index_answers) -> bool:
+    """True when a failed ``make package`` could not reach the package index.
+
+    Connection errors in pip's output (it prints them while retrying) decide
+    at once. "No matching distribution found" alone means the index answered
+    and has no such wheel — a bad pin, or a platform without wheels — and
+    must fail, not skip; only when pip printed no connection error (retries
+    turned off) does a direct connection ``probe`` tell the two apart. Any
+    other failure is never "offline"."""
+    if any(marker in output for marker in _UNREACHABLE):
+        return True
+    if any(marker in output for marker in _NO_MATCH):
+        return not probe()
+    return False
 
 
 def _wheels_cached() -> bool:
@@ -37,7 +75,7 @@ def packaged() -> dict:
                           capture_output=True, text=True, timeout=600)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        if not _wheels_cached() and any(marker in output for marker in _OFFLINE):
+        if not _wheels_cached() and index_unreachable(output):
             pytest.skip("PyPI is unreachable and no cp313 wheels are cached under ~/.cache/hexcast/wheels: "
                         "`make package` cannot fetch the Lambda runtime's wheels\n" + output[-2000:])
         pytest.fail(f"make package STAGE={STAGE} exited {proc.returncode}:\n{output}")

@@ -332,7 +332,7 @@ def test_app_pointed_at_the_emulated_stack_registers_pings_and_delivers(emulated
     from chalice.test import Client
 
     from app import app
-    from chalicelib import deps as deps_module
+    from chalicelib import container as deps_module
     from chalicelib.settings import get_settings, reset_settings
 
     keys = emulated_stack["keys"]

@@ -24,7 +24,7 @@ from typing import Iterator
 import pytest
 
 from tests.logscan import LogCapture, Sensitive, scan, spy_on_requests
-from tools.localstack import LocalStack, free_port
+from tools.localstack import FEED_FILE_ENV, FEED_URL_ENV, LocalStack, free_port
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPORT = Path(_HERE).parents[1] / "out" / "log_scan.json"
@@ -140,13 +140,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 
 @pytest.fixture(scope="session")
 def stack(log_scan: LogScan) -> Iterator[LocalStack]:
-    """The running local stack (``base_url``, ``admin_key``, ``app_key``)."""
-    with LocalStack(port=free_port()) as running:
-        for kind, value in (("API key", running.admin_key), ("API key", running.app_key),
-                            ("coupon secret", running.coupon_secret)):
-            log_scan.sensitive.add_secret(kind, value)
-        running.wait_healthy()
-        try:
-            yield running
-        finally:
-            log_scan.capture.add_text(running.moto.log_tail(limit=64 * 1024 * 1024))
+    """The running local stack (``base_url``, ``admin_key``, ``app_key``).
+
+    Hermetic: a weather feed configured in the shell is ignored, so the
+    feed poller stays off and nothing leaves 127.0.0.1."""
+    hidden = {name: os.environ.pop(name, None) for name in (FEED_URL_ENV, FEED_FILE_ENV)}
+    try:
+        with LocalStack(port=free_port()) as running:
+            for kind, value in (("API key", running.admin_key), ("API key", running.app_key),
+                                ("coupon secret", running.coupon_secret)):
+                log_scan.sensitive.add_secret(kind, value)
+            running.wait_healthy()
+            try:
+                yield running
+            finally:
+                log_scan.capture.add_text(running.moto.log_tail(limit=64 * 1024 * 1024))
+    finally:
+        os.environ.update({name: value for name, value in hidden.items() if value is not None})

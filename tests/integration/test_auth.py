@@ -22,15 +22,16 @@ import boto3
 import pytest
 
 from app import app as hexcast_app
-from chalicelib import auth, services
+from chalicelib import auth
 from chalicelib.api import common
+from chalicelib.services.deps import Deps
 from chalicelib.errors import Forbidden
 from chalicelib.push.fake import FakePushGateway
-from chalicelib.services import Deps
+from chalicelib.services.pings import handle_pings
 from chalicelib.settings import get_settings
 from chalicelib.store.memory import InMemoryStore
-from chalicelib.store.ports import ConcurrentUpdate, Device
-from tests.conftest import ADMIN_KEY, APP_KEY, moto_app_client, FakeClock
+from chalicelib.ports import ConcurrentUpdate, Device
+from tests.conftest import ADMIN_KEY, APP_KEY, FakeClock, moto_app_client
 from tests.unit.test_auth import _race_first_registrations
 
 MOTO_ACCOUNT, MOTO_REGION = "123456789012", "us-east-1"
@@ -367,4 +368,4 @@ def test_concurrent_first_registrations_in_dynamodb_hand_out_exactly_one_secret(
     if role == auth.APP:
         assert all(isinstance(a, Forbidden) and a.field == "X-Device-Secret" for a in losers)
     # the winner's secret works; the losers' registrations moved nothing of the winner's
-    services.handle_pings(deps, {"device_id": "dup", "lat": 1.0, "lng": 1.0}, role=auth.APP, secret=secrets[0])
+    handle_pings(deps, {"device_id": "dup", "lat": 1.0, "lng": 1.0}, role=auth.APP, secret=secrets[0])

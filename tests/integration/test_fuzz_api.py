@@ -7,6 +7,7 @@ types, huge numbers, unicode, deep nesting, unknown fields)."""
 from __future__ import annotations
 
 import json
+import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,7 +29,10 @@ VALID = {
     "fence": {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[-122.7, 38.4], [-122.6, 38.4], [-122.6, 38.5], [-122.7, 38.4]]]}, "properties": {"name": "x", "tags": ["a"], "dwell_minutes": 5}},
     "circle": {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-122.7, 38.44]}, "properties": {"radius_m": 100}},
     "device": {"platform": "ios", "push_token": "t", "attributes": {"a": 1}, "consent": {"push": True, "location": True}},
-    "ping": {"device_id": "d1", "lat": 38.44, "lng": -122.7, "accuracy_m": 5, "timestamp": "2026-11-01T00:00:00Z"},
+    # A minute ago, whatever today is: a fixed date would be a future ping (400) until that
+    # day and an accepted one after it, so the fuzz would exercise another path by the date.
+    "ping": {"device_id": "d1", "lat": 38.44, "lng": -122.7, "accuracy_m": 5,
+             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))},
 }
 
 

@@ -1,4 +1,4 @@
-"""Hostile input, measured (SPEC §6; issue 5, item 2): every route, bad
+"""Hostile input, measured: every route, bad
 requests of every kind → never a 5xx, every 4xx with the spec's error body,
 and a rejected request writes nothing (all tables compared before and after).
 

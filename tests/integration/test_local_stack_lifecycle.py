@@ -39,7 +39,7 @@ def test_stack_serves_its_app_runs_its_pump_and_restores_the_environment(monkeyp
     stack = LocalStack(app, port=0, admin_key="k-admin", create_tables=False)
     with stack:
         assert os.environ["AWS_ENDPOINT_URL"] == stack.aws_endpoint
-        # the app sees the key's hash, never the plaintext (SPEC §3: keys stored hashed)
+        # the app sees the key's hash, never the plaintext (keys are stored hashed)
         assert os.environ["HEXCAST_ADMIN_KEY_HASHES"] == hash_token("k-admin")
         assert "HEXCAST_ADMIN_KEY" not in os.environ
         assert requests.get(f"{stack.base_url}/ping", timeout=10).json() == {"pong": True}

@@ -15,7 +15,7 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
 from chalicelib.settings import get_settings
-from chalicelib.store.ports import Device
+from chalicelib.ports import Device
 from chalicelib.presence import LocationState
 from chalicelib.weather.region import location_cell
 from tests.conftest import ADMIN_KEY, APP_KEY
@@ -261,9 +261,10 @@ def test_app_logs_are_json_with_a_request_id_and_no_personal_data(api, capsys):
 
 
 def test_fanout_messages_carry_queued_at_and_the_sender_reports_the_lag(api, capsys):
+    from chalicelib.services import fanout as fanout_service
     from chalicelib.weather import fanout
 
-    (body,) = fanout.make_messages("a1", "a1", [], ["nobody"], {}, None, 10, queued_at=time.time() - 2.5)
+    (body,) = fanout_service.make_messages("a1", "a1", [], ["nobody"], {}, None, 10, queued_at=time.time() - 2.5)
     assert json.loads(body)["queued_at"] > 0
     sqs_event = api.events.generate_sqs_event(queue_name=fanout.QUEUE_NAME, message_bodies=[body])
     capsys.readouterr()

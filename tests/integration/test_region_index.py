@@ -1,5 +1,5 @@
-"""The device region index, one contract for the in-memory fake and the
-DynamoDB adapter (moto): kept current by location writes, emptied by consent
+"""The device region index, one contract for the in-memory twin and the
+DynamoDB repository (moto): kept current by location writes, emptied by consent
 withdrawal, and ``plan_targets`` over it equals a brute-force geometry test
 over every device."""
 
@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from chalicelib.geo.cells import FINEST, latlng_to_cell
 from chalicelib.geo.cover import Cover
 from chalicelib.presence import LocationState, Visit
-from chalicelib.store.memory import InMemoryStore
-from chalicelib.store.ports import Device, RegionQuery
+from chalicelib.store.memory_devices import MemoryDevices
+from chalicelib.ports import Device, RegionQuery
 from chalicelib.weather.region import cell_range, plan_queries, region_keys, shard_of
 from chalicelib.weather.targets import SKIP_REASONS, plan_targets
 from tests.strategies import small_polygons
@@ -40,28 +40,35 @@ class Harness:
         self.n += 1
         did = device_id or f"dev-{self.n:06d}"
         consent = {"push": True, "location": True} if consent is None else consent
-        self.store.save_profile(Device(did, "android", f"tok-{did}", consent=consent, push_enabled=push_enabled))
+        self.devices.save_profile(Device(did, "android", f"tok-{did}", consent=consent, push_enabled=push_enabled))
         state = None
         if consent.get("location"):
             state = LocationState(lat, lng, ts, latlng_to_cell(lat, lng, FINEST), 10.0, {f: Visit(ts) for f in inside})
-            self.store.save_state(did, 0, state, NOW)  # a new profile's state version is 0
+            self.devices.save_state(did, 0, state, NOW)  # a new profile's state version is 0
         self.devices[did] = (consent, push_enabled, state)
         return did
 
     def move(self, did: str, state: LocationState | None) -> None:
-        cur = self.store.get_device(did, consistent=True)
-        self.store.save_state(did, cur.state_version, state, NOW)
+        cur = self.devices.get_device(did, consistent=True)
+        self.devices.save_state(did, cur.state_version, state, NOW)
         consent, push, _ = self.devices.get(did, (cur.consent, cur.push_enabled, None))
         self.devices[did] = (consent, push, state)
 
 
-@pytest.fixture(params=["memory", "dynamodb"])
-def store(request):
-    if request.param == "memory":
-        return InMemoryStore(region_shards=SHARDS)
-    s = request.getfixturevalue("dynamo_store")
-    assert s.region_shards == SHARDS
-    return s
+@pytest.fixture
+def store_clock():
+    """Devices never read the clock: one offset is enough here (the
+    hypothesis run on moto is the slowest store test)."""
+    from tests.conftest import FakeClock
+
+    return FakeClock(NOW)
+
+
+@pytest.fixture
+def store(stores):
+    """The device repository of each twin (see ``stores`` in conftest)."""
+    assert stores.devices.region_shards == SHARDS
+    return stores.devices
 
 
 @pytest.fixture
@@ -92,7 +99,7 @@ def test_a_location_write_indexes_the_device(harness):
     d = got[did]
     assert d.consent == {"push": True, "location": True} and d.push_enabled is True
     assert d.state.cell == cell and d.state.lat == 38.44 and d.state.ts == NOW
-    assert d.state_version == harness.store.get_device(did).state_version
+    assert d.state_version == harness.devices.get_device(did).state_version
 
 
 def test_a_device_that_moves_leaves_its_old_range(harness):
@@ -121,12 +128,12 @@ def test_consent_withdrawal_and_erasure_leave_the_index(harness):
     c = harness.add(38.4402, -122.7102)
     q = query_for(h3i.cell_to_parent(latlng_to_cell(38.44, -122.71, FINEST), 5))
     assert set(found(harness.store, q)) == {a, b, c}
-    harness.store.save_profile(Device(a, "android", "tok", consent={"push": True, "location": False}))
-    harness.store.delete_device(b)
+    harness.devices.save_profile(Device(a, "android", "tok", consent={"push": True, "location": False}))
+    harness.devices.delete_device(b)
     harness.move(c, None)
     assert found(harness.store, q) == {}
     # consent given again: back in the index at the next location write
-    harness.store.save_profile(Device(a, "android", "tok", consent={"push": True, "location": True}))
+    harness.devices.save_profile(Device(a, "android", "tok", consent={"push": True, "location": True}))
     assert found(harness.store, q) == {}
     harness.move(a, LocationState(38.44, -122.71, NOW + 5, latlng_to_cell(38.44, -122.71, FINEST)))
     assert set(found(harness.store, q)) == {a}
@@ -134,7 +141,7 @@ def test_consent_withdrawal_and_erasure_leave_the_index(harness):
 
 def test_a_profile_update_keeps_the_device_indexed(harness):
     a = harness.add(38.44, -122.71)
-    harness.store.save_profile(Device(a, "ios", "tok2", consent={"push": True, "location": True}, push_enabled=False))
+    harness.devices.save_profile(Device(a, "ios", "tok2", consent={"push": True, "location": True}, push_enabled=False))
     got = found(harness.store, query_for(h3i.cell_to_parent(latlng_to_cell(38.44, -122.71, FINEST), 3)))
     assert list(got) == [a] and got[a].push_enabled is False
 
@@ -195,7 +202,7 @@ def test_plan_targets_equals_brute_force(harness):
     boundary; random consent, push flag, age and fences), every shard used:
     the index path picks exactly what a geometry test of every device picks.
     The store keeps the devices of earlier examples: they count too."""
-    examples = 40 if isinstance(harness.store, InMemoryStore) else 5  # moto is slow (~5 s an example)
+    examples = 40 if isinstance(harness.store, MemoryDevices) else 5  # moto is slow (~5 s an example)
 
     @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(poly=small_polygons(max_size_deg=0.4), seed=st.integers(0, 2**32 - 1),
@@ -262,7 +269,7 @@ def test_a_state_with_a_coarser_cell_is_filed_under_its_location(harness):
     """States hold the resolution-9 cell of the ping; one that does not
     (older data, other writers) is filed under its lat/lng's cell."""
     did = harness.add(38.44, -122.71, consent={"push": True, "location": False})
-    harness.store.save_profile(Device(did, "android", "tok", consent={"push": True, "location": True}))
+    harness.devices.save_profile(Device(did, "android", "tok", consent={"push": True, "location": True}))
     state = LocationState(38.44, -122.71, NOW, h3i.latlng_to_cell(38.44, -122.71, 5), 10.0, {})
     harness.move(did, state)
     cell9 = latlng_to_cell(38.44, -122.71, FINEST)

@@ -1,5 +1,5 @@
-"""Weather storage: one contract, the in-memory fake and the DynamoDB adapter
-(against moto) — alert records, lineages, feed state, conditions."""
+"""Weather storage: one contract, the in-memory twin and the DynamoDB
+repository (against moto) — alert records, lineages, feed state, conditions."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import threading
 
 import pytest
 
-from chalicelib.store.memory import InMemoryStore
-from chalicelib.store.weather_dynamo import WeatherDynamoMixin, feed_key
-from chalicelib.store.weather_memory import WeatherMemoryMixin
+from chalicelib.store.memory_weather import MemoryWeather
+from chalicelib.store.weather import feed_key
 
 NOW = 1_790_000_000.0
 LATER = NOW + 86400
@@ -17,24 +16,10 @@ URL = "https://api.weather.gov/alerts/active?status=actual"
 C1, C2, C3 = 0x85283473FFFFFFF, 0x85283477FFFFFFF, 0x8528347BFFFFFFF
 
 
-def _with(mixin, base):
-    """``base`` with the weather mixin (a no-op once the store includes it)."""
-    return base if issubclass(base, mixin) else type(f"Weather{base.__name__}", (mixin, base), {})
-
-
-@pytest.fixture(params=["memory", "dynamodb"])
-def store(request):
-    if request.param == "memory":
-        return _with(WeatherMemoryMixin, InMemoryStore)()
-    import boto3
-
-    from chalicelib.settings import get_settings
-    from chalicelib.store.dynamo import DynamoStore
-
-    request.getfixturevalue("moto_aws")
-    s = _with(WeatherDynamoMixin, DynamoStore)(boto3.client("dynamodb"), get_settings())
-    s._init_weather(get_settings())
-    return s
+@pytest.fixture
+def store(stores):
+    """The weather repository of each twin (see ``stores`` in conftest)."""
+    return stores.weather
 
 
 def obs(observed_at, condition="rain", temperature_c=12.5, **extra):
@@ -170,7 +155,7 @@ def test_observation_needs_its_fields(store):
 
 # ---------------------------------------------------------------- memory: thread safety
 def test_memory_lineage_updates_from_many_threads_lose_nothing():
-    s = _with(WeatherMemoryMixin, InMemoryStore)()
+    s = MemoryWeather()
     ids = [f"a{i}" for i in range(200)]
 
     def work(chunk):
@@ -188,7 +173,7 @@ def test_memory_lineage_updates_from_many_threads_lose_nothing():
 
 
 def test_memory_store_returns_copies():
-    s = _with(WeatherMemoryMixin, InMemoryStore)()
+    s = MemoryWeather()
     s.put_alert_record("a", {"lineage": "a", "list": [1]}, LATER)
     s.get_alert_records(["a"])["a"]["list"].append(2)
     assert s.get_alert_records(["a"])["a"]["list"] == [1]

@@ -1,4 +1,4 @@
-"""Keys and device secrets (SPEC §3 auth, issue 5 item 1) at the service
+"""Keys and device secrets at the service
 layer, against the in-memory store: hashed API keys and rotation, a device
 secret handed out once with only its hash stored, every app-key call for a
 device needing it, and concurrent first registrations."""
@@ -12,11 +12,13 @@ import threading
 
 import pytest
 
-from chalicelib import auth, services
+from chalicelib import auth
 from chalicelib.errors import Forbidden, NotFound
-from chalicelib.push import service as push_service
+from chalicelib.services.devices import delete_device, register_device
+from chalicelib.services.pings import handle_pings
+from chalicelib.services import engagement
 from chalicelib.settings import Settings
-from chalicelib.store.ports import ConcurrentUpdate, Device
+from chalicelib.ports import ConcurrentUpdate, Device
 
 T0 = 1_790_000_000.0
 BODY = {"platform": "android", "push_token": "tok-d1", "consent": {"push": True, "location": True}}
@@ -24,21 +26,21 @@ BODY = {"platform": "android", "push_token": "tok-d1", "consent": {"push": True,
 
 def register(deps, device_id="d1", *, role=auth.APP, secret=None, **changes):
     body = {**BODY, "push_token": f"tok-{device_id}", **changes}
-    return services.register_device(deps, device_id, body, role=role, secret=secret)
+    return register_device(deps, device_id, body, role=role, secret=secret)
 
 
 def ping(deps, device_id="d1", *, role=auth.APP, secret=None, dt=0.0, n=1):
     pings = [{"device_id": device_id, "lat": 38.44, "lng": -122.7 + 0.001 * i, "timestamp": T0 - 100 + dt + i} for i in range(n)]
     body = pings[0] if n == 1 else {"pings": pings}
-    return services.handle_pings(deps, body, role=role, secret=secret)
+    return handle_pings(deps, body, role=role, secret=secret)
 
 
 def event(deps, device_id="d1", *, role=auth.APP, secret=None):
-    return push_service.post_event(deps, {"device_id": device_id, "type": "conversion"}, role=role, secret=secret)
+    return engagement.post_event(deps, {"device_id": device_id, "type": "conversion"}, role=role, secret=secret)
 
 
 def delete(deps, device_id="d1", *, role=auth.APP, secret=None):
-    return services.delete_device(deps, device_id, role=role, secret=secret)
+    return delete_device(deps, device_id, role=role, secret=secret)
 
 
 def reregister(deps, device_id="d1", *, role=auth.APP, secret=None):
@@ -112,15 +114,15 @@ def test_device_secrets_are_32_random_bytes():
 def test_a_new_device_gets_its_secret_once_and_only_the_hash_is_stored(mem_deps):
     first = register(mem_deps)
     secret = first["device_secret"]
-    stored = mem_deps.store.devices["d1"]
+    stored = mem_deps.devices.devices["d1"]
     assert stored.secret_hash == auth.hash_token(secret)
     assert secret not in repr(vars(stored))
     again = register(mem_deps, secret=secret)
     assert "device_secret" not in again and again["device_id"] == "d1"
     by_admin = register(mem_deps, role=auth.ADMIN, push_token="tok-new")
     assert "device_secret" not in by_admin
-    assert mem_deps.store.devices["d1"].secret_hash == auth.hash_token(secret)  # re-registrations keep it
-    assert mem_deps.store.devices["d1"].push_token == "tok-new"
+    assert mem_deps.devices.devices["d1"].secret_hash == auth.hash_token(secret)  # re-registrations keep it
+    assert mem_deps.devices.devices["d1"].push_token == "tok-new"
     ping(mem_deps, secret=secret)  # still the device's secret
 
 
@@ -145,11 +147,11 @@ CALLS = {"re-register": reregister, "ping": ping, "ping-batch": lambda *a, **k: 
 def test_app_calls_without_the_devices_secret_are_403_and_change_nothing(two_devices, call, presented):
     deps, secrets = two_devices
     secret = {"missing": None, "wrong": "x" * 43, "other-device": secrets["d2"], "the-hash": auth.hash_token(secrets["d1"])}[presented]
-    before = copy.deepcopy(deps.store.devices), dict(deps.store.deliveries)
+    before = copy.deepcopy(deps.devices.devices), dict(deps.deliveries.deliveries)
     with pytest.raises(Forbidden) as exc:
         call(deps, "d1", secret=secret)
     assert exc.value.status == 403 and exc.value.code == "forbidden" and exc.value.field == "X-Device-Secret"
-    assert (deps.store.devices, dict(deps.store.deliveries)) == before
+    assert (deps.devices.devices, dict(deps.deliveries.deliveries)) == before
 
 
 @pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
@@ -167,11 +169,11 @@ def test_admin_keys_need_no_device_secret(two_devices, call):
 def test_an_app_key_batch_for_two_devices_is_403_even_with_a_secret(two_devices):
     deps, secrets = two_devices
     body = {"pings": [{"device_id": "d1", "lat": 1, "lng": 1}, {"device_id": "d2", "lat": 1, "lng": 1}]}
-    before = copy.deepcopy(deps.store.devices)
+    before = copy.deepcopy(deps.devices.devices)
     with pytest.raises(Forbidden) as exc:
-        services.handle_pings(deps, body, role=auth.APP, secret=secrets["d1"])
-    assert exc.value.field == "pings" and deps.store.devices == before
-    _, out = services.handle_pings(deps, body, role=auth.ADMIN)  # an admin batch may mix devices
+        handle_pings(deps, body, role=auth.APP, secret=secrets["d1"])
+    assert exc.value.field == "pings" and deps.devices.devices == before
+    out = handle_pings(deps, body, role=auth.ADMIN)  # an admin batch may mix devices
     assert [r["accepted"] for r in out["results"]] == [True, True]
 
 
@@ -189,12 +191,12 @@ def test_an_unknown_device_is_404_for_an_app_key_as_the_spec_says(mem_deps):
     for call in (ping, event, delete):
         with pytest.raises(NotFound):
             call(mem_deps, "ghost", secret="anything")
-    _, out = services.handle_pings(mem_deps, {"pings": [{"device_id": "ghost", "lat": 1, "lng": 1}]}, role=auth.APP)
+    out = handle_pings(mem_deps, {"pings": [{"device_id": "ghost", "lat": 1, "lng": 1}]}, role=auth.APP)
     assert out["results"][0]["reason"] == "unknown_device"
 
 
 def test_a_device_from_before_secrets_is_the_admins_alone(mem_deps):
-    mem_deps.store.save_profile(Device("old", "android", "tok", consent={"push": False, "location": True}))
+    mem_deps.devices.save_profile(Device("old", "android", "tok", consent={"push": False, "location": True}))
     for call in (reregister, ping, event, delete):
         with pytest.raises(Forbidden):
             call(mem_deps, "old", secret="guess")
@@ -219,7 +221,7 @@ def test_a_ping_racing_a_delete_and_a_new_registration_never_lands_on_the_new_de
     state version moved), the replay re-reads — and the old secret no
     longer matches: 403, the new device untouched."""
     deps, secrets = two_devices
-    store = deps.store
+    store = deps.devices
     real_save = store.save_state
     raced = {}
 
@@ -243,7 +245,7 @@ def test_a_creation_that_landed_though_its_retry_failed_still_answers_its_secret
     """The SDK retried the conditional create after a lost response; the retry
     found the id taken — by this very creation. The app must still get its
     secret, or it could never use the device."""
-    real = mem_deps.store.save_profile
+    real = mem_deps.devices.save_profile
     calls = []
 
     def lost_answer(device, *, create=None):
@@ -253,10 +255,10 @@ def test_a_creation_that_landed_though_its_retry_failed_still_answers_its_secret
             raise ConcurrentUpdate(device.device_id)
         return True
 
-    monkeypatch.setattr(mem_deps.store, "save_profile", lost_answer)
+    monkeypatch.setattr(mem_deps.devices, "save_profile", lost_answer)
     answer = register(mem_deps)
     assert calls == [True]
-    assert mem_deps.store.devices["d1"].secret_hash == auth.hash_token(answer["device_secret"])
+    assert mem_deps.devices.devices["d1"].secret_hash == auth.hash_token(answer["device_secret"])
     ping(mem_deps, secret=answer["device_secret"])
 
 
@@ -265,7 +267,7 @@ def _race_first_registrations(deps, role, n=8):
     writes (a barrier after each thread's first read)."""
     barrier = threading.Barrier(n)
     local = threading.local()
-    real_get = deps.store.get_device
+    real_get = deps.devices.get_device
 
     def get_device(device_id, consistent=False):
         found = real_get(device_id, consistent)
@@ -274,7 +276,7 @@ def _race_first_registrations(deps, role, n=8):
             barrier.wait(timeout=10)
         return found
 
-    deps.store.get_device = get_device
+    deps.devices.get_device = get_device
     answers: list = [None] * n
 
     def run(i):
@@ -288,7 +290,7 @@ def _race_first_registrations(deps, role, n=8):
         t.start()
     for t in threads:
         t.join(timeout=30)
-    deps.store.get_device = real_get
+    deps.devices.get_device = real_get
     return answers
 
 
@@ -297,7 +299,7 @@ def test_concurrent_first_registrations_hand_out_exactly_one_secret(mem_deps, ro
     answers = _race_first_registrations(mem_deps, role)
     secrets = [a["device_secret"] for a in answers if isinstance(a, dict) and "device_secret" in a]
     assert len(secrets) == 1
-    assert mem_deps.store.devices["dup"].secret_hash == auth.hash_token(secrets[0])
+    assert mem_deps.devices.devices["dup"].secret_hash == auth.hash_token(secrets[0])
     losers = [a for a in answers if not (isinstance(a, dict) and "device_secret" in a)]
     if role == auth.APP:  # the public key without the winner's secret may not update its device
         assert len(losers) == 7 and all(isinstance(a, Forbidden) and a.field == "X-Device-Secret" for a in losers)

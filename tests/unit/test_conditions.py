@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.errors import InvalidInput
-from chalicelib.store.weather_memory import WeatherMemoryMixin
+from chalicelib.store.memory_weather import MemoryWeather
 from chalicelib.timeutil import iso
 from chalicelib.weather.conditions import (
     CONDITIONS,
@@ -26,10 +26,6 @@ from chalicelib.weather.conditions import (
 NOW = 1_790_000_000.0  # 2026-09-21T14:13:20Z
 SANTA_ROSA = (38.4404, -122.7141)
 PORTLAND = (45.5152, -122.6784)
-
-
-class Store(WeatherMemoryMixin):
-    pass
 
 
 def ob(**over):
@@ -117,7 +113,7 @@ def test_at_most_a_thousand_observations():
 
 # ---------------------------------------------------------------- storing and reading
 def test_newest_per_cell_wins_and_weather_at_gives_the_template_dict():
-    store = Store()
+    store = MemoryWeather()
     near = (SANTA_ROSA[0] + 0.001, SANTA_ROSA[1] + 0.001)  # same resolution-5 cell
     assert h3i.latlng_to_cell(*near, 5) == h3i.latlng_to_cell(*SANTA_ROSA, 5)
     observations = parse(
@@ -134,7 +130,7 @@ def test_newest_per_cell_wins_and_weather_at_gives_the_template_dict():
 
 
 def test_an_older_observation_posted_later_does_not_replace_a_newer_one():
-    store = Store()
+    store = MemoryWeather()
     store_observations(store, parse(ob(observed_at=NOW - 60, condition="hail")), NOW)
     store_observations(store, parse(ob(observed_at=NOW - 900, condition="clear")), NOW)
     assert weather_at(store, *SANTA_ROSA, NOW)["condition"] == "hail"
@@ -143,21 +139,21 @@ def test_an_older_observation_posted_later_does_not_replace_a_newer_one():
 
 
 def test_conditions_expire_ttl_after_they_were_observed():
-    store = Store()
+    store = MemoryWeather()
     store_observations(store, parse(ob(observed_at=NOW - 600)), NOW, ttl_s=3600)
     assert weather_at(store, *SANTA_ROSA, NOW - 600 + 3599) is not None
     assert weather_at(store, *SANTA_ROSA, NOW - 600 + 3600) is None
 
 
 def test_observations_already_expired_are_not_stored():
-    store = Store()
+    store = MemoryWeather()
     out = store_observations(store, parse(ob(observed_at=NOW - 4 * 3600), ob(lat=PORTLAND[0], lng=PORTLAND[1])), NOW)
     assert out == {"stored": 1, "cells": 1}
     assert weather_at(store, *SANTA_ROSA, NOW) is None
 
 
 def test_weather_at_many_reads_once_in_input_order():
-    store = Store()
+    store = MemoryWeather()
     store_observations(store, parse(ob(condition="snow")), NOW)
 
     class Counting:
@@ -182,7 +178,7 @@ def test_the_stored_observation_is_the_newest_whatever_the_order(ages, rnd):
     expected = {raw[i]["condition"] for i, a in enumerate(ages) if a == newest}
     order = copy.copy(raw)
     rnd.shuffle(order)
-    store = Store()
+    store = MemoryWeather()
     half = len(order) // 2  # two requests: order across and within them must not matter
     store_observations(store, parse(*order[:half]) if half else [], NOW)
     store_observations(store, parse(*order[half:]), NOW)

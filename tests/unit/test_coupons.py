@@ -16,13 +16,13 @@ from chalicelib.push.campaigns import parse_campaign
 from chalicelib.push.coupons import CROCKFORD, CouponSpec, coupon_matches, make_coupon
 
 SECRET = "test-coupon-secret"
-SPEC = CouponSpec(percent_off=15, prefix="STORM", valid_hours=72)
+COUPON = CouponSpec(percent_off=15, prefix="STORM", valid_hours=72)
 T0 = 1_790_000_000.0
 CODE_RE = re.compile(r"^STORM-[0-9ABCDEFGHJKMNPQRSTVWXYZ]{8}$")
 
 
 def test_code_shape_and_expiry():
-    c = make_coupon(SECRET, "storm-1", SPEC, "device-1", T0)
+    c = make_coupon(SECRET, "storm-1", COUPON, "device-1", T0)
     assert CODE_RE.match(c.code)
     assert c.percent_off == 15 and c.valid_hours == 72
     assert c.expires_at == T0 + 72 * 3600
@@ -32,36 +32,36 @@ def test_code_is_the_documented_hmac():
     digest = hmac.new(SECRET.encode(), b"storm-1\x1fdevice-1", hashlib.sha256).digest()
     bits = int.from_bytes(digest[:5], "big")
     expected = "".join(CROCKFORD[(bits >> (35 - 5 * i)) & 31] for i in range(8))
-    assert make_coupon(SECRET, "storm-1", SPEC, "device-1", T0).code == f"STORM-{expected}"
+    assert make_coupon(SECRET, "storm-1", COUPON, "device-1", T0).code == f"STORM-{expected}"
 
 
 def test_code_is_stable_across_retries():
-    first = make_coupon(SECRET, "storm-1", SPEC, "device-1", T0)
-    retry = make_coupon(SECRET, "storm-1", SPEC, "device-1", T0 + 3600)
+    first = make_coupon(SECRET, "storm-1", COUPON, "device-1", T0)
+    retry = make_coupon(SECRET, "storm-1", COUPON, "device-1", T0 + 3600)
     assert retry.code == first.code
     assert retry.expires_at == T0 + 3600 + 72 * 3600  # expiry follows the issue time
 
 
 def test_codes_differ_across_devices_campaigns_and_secrets():
-    base = make_coupon(SECRET, "storm-1", SPEC, "device-1", T0).code
-    assert make_coupon(SECRET, "storm-1", SPEC, "device-2", T0).code != base
-    assert make_coupon(SECRET, "storm-2", SPEC, "device-1", T0).code != base
-    assert make_coupon("another-secret", "storm-1", SPEC, "device-1", T0).code != base
+    base = make_coupon(SECRET, "storm-1", COUPON, "device-1", T0).code
+    assert make_coupon(SECRET, "storm-1", COUPON, "device-2", T0).code != base
+    assert make_coupon(SECRET, "storm-2", COUPON, "device-1", T0).code != base
+    assert make_coupon("another-secret", "storm-1", COUPON, "device-1", T0).code != base
     # the separator keeps ("a", "bc") and ("ab", "c") apart (ids never contain \x1f)
-    assert make_coupon(SECRET, "a", SPEC, "bc", T0).code != make_coupon(SECRET, "ab", SPEC, "c", T0).code
-    codes = {make_coupon(SECRET, "storm-1", SPEC, f"device-{i}", T0).code for i in range(2000)}
+    assert make_coupon(SECRET, "a", COUPON, "bc", T0).code != make_coupon(SECRET, "ab", COUPON, "c", T0).code
+    codes = {make_coupon(SECRET, "storm-1", COUPON, f"device-{i}", T0).code for i in range(2000)}
     assert len(codes) == 2000
 
 
 def test_empty_secret_is_a_configuration_error():
     with pytest.raises(ValueError):
-        make_coupon("", "storm-1", SPEC, "device-1", T0)
+        make_coupon("", "storm-1", COUPON, "device-1", T0)
     with pytest.raises(ValueError):
         coupon_matches("", "storm-1", "device-1", "STORM-00000000")
 
 
 def test_matching_is_case_insensitive_and_forgiving_of_lookalikes():
-    code = make_coupon(SECRET, "storm-1", SPEC, "device-1", T0).code
+    code = make_coupon(SECRET, "storm-1", COUPON, "device-1", T0).code
     assert coupon_matches(SECRET, "storm-1", "device-1", code)
     assert coupon_matches(SECRET, "storm-1", "device-1", code.lower())
     assert coupon_matches(SECRET, "storm-1", "device-1", f"  {code} ")
@@ -70,8 +70,8 @@ def test_matching_is_case_insensitive_and_forgiving_of_lookalikes():
 
 
 def test_matching_rejects_other_codes():
-    code = make_coupon(SECRET, "storm-1", SPEC, "device-1", T0).code
-    other = make_coupon(SECRET, "storm-1", SPEC, "device-2", T0).code
+    code = make_coupon(SECRET, "storm-1", COUPON, "device-1", T0).code
+    other = make_coupon(SECRET, "storm-1", COUPON, "device-2", T0).code
     assert not coupon_matches(SECRET, "storm-1", "device-1", other)
     assert not coupon_matches(SECRET, "storm-2", "device-1", code)
     assert not coupon_matches("wrong-secret", "storm-1", "device-1", code)
@@ -88,7 +88,7 @@ def test_matching_compares_in_constant_time(monkeypatch):
         return real(a, b)
 
     monkeypatch.setattr(coupons.hmac, "compare_digest", spy)
-    code = make_coupon(SECRET, "storm-1", SPEC, "device-1", T0).code
+    code = make_coupon(SECRET, "storm-1", COUPON, "device-1", T0).code
     assert coupon_matches(SECRET, "storm-1", "device-1", code)
     assert not coupon_matches(SECRET, "storm-1", "device-1", "STORM-ZZZZZZZZ")
     assert len(calls) == 2
@@ -97,7 +97,7 @@ def test_matching_compares_in_constant_time(monkeypatch):
 @settings(max_examples=100, deadline=None)
 @given(st.text(min_size=1, max_size=20), st.text(max_size=40), st.text(max_size=40))
 def test_any_ids_give_a_well_formed_matching_code(secret, campaign_id, device_id):
-    c = make_coupon(secret, campaign_id, SPEC, device_id, T0)
+    c = make_coupon(secret, campaign_id, COUPON, device_id, T0)
     assert CODE_RE.match(c.code)
     assert coupon_matches(secret, campaign_id, device_id, c.code)
 

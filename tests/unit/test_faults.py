@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from chalicelib.store.memory import InMemoryStore
+from chalicelib.store.memory_deliveries import MemoryDeliveries
 from tests import faults
 from tests.faults import FAULT_KINDS, Rates
 
@@ -73,7 +73,7 @@ def test_the_same_seed_gives_the_same_figures():
 def test_the_harness_sees_a_push_sent_twice(monkeypatch):
     """Without conditional writes (no claim, no status condition),
     redelivered messages send again: the counts say so (the harness can fail)."""
-    claim, update = InMemoryStore.claim_delivery, InMemoryStore.update_delivery
+    claim, update = MemoryDeliveries.claim_delivery, MemoryDeliveries.update_delivery
 
     def no_claim(self, d):
         claim(self, d)
@@ -83,7 +83,7 @@ def test_the_harness_sees_a_push_sent_twice(monkeypatch):
         kwargs.pop("expect_status", None)
         return update(self, did, {"updated_at": faults.T0, **changes}, **kwargs)
 
-    monkeypatch.setattr(InMemoryStore, "claim_delivery", no_claim)
-    monkeypatch.setattr(InMemoryStore, "update_delivery", unconditional)
+    monkeypatch.setattr(MemoryDeliveries, "claim_delivery", no_claim)
+    monkeypatch.setattr(MemoryDeliveries, "update_delivery", unconditional)
     rep = faults.storm(16, 100, Rates.none(), chunk=10, redelivery=1.0)
     assert rep.duplicates > 0 and not rep.ok

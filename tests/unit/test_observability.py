@@ -13,7 +13,7 @@ from chalice.app import CloudWatchEvent, Request, SQSEvent
 
 from chalicelib import logs, metrics
 from chalicelib.api.observability import observe, request_id_of
-from chalicelib.push.pipeline import Outcome
+from chalicelib.services.delivery import Outcome
 
 
 class ListHandler(logging.Handler):

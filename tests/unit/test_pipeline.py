@@ -8,15 +8,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chalicelib import services
-from chalicelib.cache import VersionCache
-from chalicelib.push import pipeline, service
+from chalicelib.services.fence_cache import VersionCache
+from chalicelib.services.deps import Deps
 from chalicelib.push.fake import FakePushGateway
 from chalicelib.push.model import FenceContext, PushError, Trigger
-from chalicelib.push.pipeline import CampaignCache
-from chalicelib.services import Deps
+from chalicelib.services.devices import delete_device, register_device
+from chalicelib.services.geofences import put_geofence
+from chalicelib.services.pings import handle_pings
+from chalicelib.services import campaigns as campaign_service
+from chalicelib.services import delivery, engagement
+from chalicelib.services.delivery import CampaignCache
 from chalicelib.settings import Settings
-from chalicelib.store.memory import InMemoryStore
+from chalicelib.store import memory_stores
 
 # 2026-07-15 12:00 UTC: 08:00 in New York, 21:00 in Tokyo.
 T0 = datetime(2026, 7, 15, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
@@ -36,9 +39,9 @@ class Clock:
 @pytest.fixture
 def deps():
     settings = Settings(stage="test", coupon_secret="test-coupon-secret", campaign_cache_s=0)
-    return Deps(
-        store=InMemoryStore(), settings=settings, clock=Clock(T0), cache=VersionCache(), push=FakePushGateway(), campaigns=CampaignCache(0)
-    )
+    clock = Clock(T0)
+    return Deps.over(memory_stores(clock=clock), settings, clock=clock, cache=VersionCache(), push=FakePushGateway(),
+                     campaign_cache=CampaignCache(0))
 
 
 def campaign(**over):
@@ -57,16 +60,16 @@ def campaign(**over):
 
 
 def setup(deps, *, attrs=None, consent=None, device_id="d1", platform="ios", **campaign_over):
-    services.put_geofence(
+    put_geofence(
         deps, "store-1", {"type": "Feature", "geometry": {"type": "Point", "coordinates": list(STORE)},
                           "properties": {"radius_m": 200, "name": "Main St store", "tags": ["shop"], "metadata": {"city": "Santa Rosa"}}}
     )
     register(deps, device_id, attrs=attrs, consent=consent, platform=platform)
-    service.put_campaign(deps, "c1", campaign(**campaign_over))
+    campaign_service.put_campaign(deps, "c1", campaign(**campaign_over))
 
 
 def register(deps, device_id, *, attrs=None, consent=None, platform="ios"):
-    return services.register_device(
+    return register_device(
         deps, device_id,
         {"platform": platform, "push_token": f"tok-{device_id}", "attributes": attrs if attrs is not None else {"first_name": "Ana"},
          "consent": consent or {"push": True, "location": True}},
@@ -76,7 +79,7 @@ def register(deps, device_id, *, attrs=None, consent=None, platform="ios"):
 def ping(deps, where, dt, device_id="d1"):
     lat, lng = where
     deps.clock.now = max(deps.clock.now, T0 + dt)
-    _, body = services.handle_pings(deps, {"device_id": device_id, "lat": lat, "lng": lng, "timestamp": T0 + dt, "accuracy_m": 5})
+    body = handle_pings(deps, {"device_id": device_id, "lat": lat, "lng": lng, "timestamp": T0 + dt, "accuracy_m": 5})
     return body["results"][0]
 
 
@@ -87,7 +90,7 @@ def visit(deps, start=0.0, device_id="d1"):
 
 
 def record(deps, did):
-    return deps.store.get_deliveries([did])[did]
+    return deps.deliveries.get_deliveries([did])[did]
 
 
 # ------------------------------------------------------------------ the happy path
@@ -112,20 +115,20 @@ def test_replayed_ping_and_retried_trigger_never_send_twice(deps):
     r = visit(deps)
     again = ping(deps, INSIDE, 60)  # the same ping retried
     assert again["accepted"] is False and again["deliveries"] == []
-    device = deps.store.get_device("d1")
+    device = deps.devices.get_device("d1")
     fence = FenceContext("store-1", "Main St store", ("shop",))
     trig = Trigger.geofence("enter", fence, T0 + 60, T0 + 60)
-    c = deps.campaigns.get(deps.store, "c1", T0)
-    out = pipeline.decide(deps, c, device, trig)  # a Lambda retry of the same occasion
+    c = deps.campaign_cache.get(deps.campaigns, "c1", T0)
+    out = delivery.decide(deps, c, device, trig)  # a Lambda retry of the same occasion
     assert out.duplicate and out.delivery_id == r["deliveries"][0]
     assert len(deps.push.published) == 1
     assert record(deps, out.delivery_id).dups == 1
-    assert service.stats(deps, "c1")["suppressed"]["duplicate"] == 1
+    assert engagement.stats(deps, "c1")["suppressed"]["duplicate"] == 1
 
 
 def test_crash_after_publish_is_not_sent_again(deps, monkeypatch):
     setup(deps)
-    real = deps.store.update_delivery
+    real = deps.deliveries.update_delivery
     calls = {"n": 0}
 
     def flaky(did, changes, **kw):
@@ -134,13 +137,13 @@ def test_crash_after_publish_is_not_sent_again(deps, monkeypatch):
             raise RuntimeError("Lambda timed out")
         return real(did, changes, **kw)
 
-    monkeypatch.setattr(deps.store, "update_delivery", flaky)
+    monkeypatch.setattr(deps.deliveries, "update_delivery", flaky)
     ping(deps, OUTSIDE, 0)
     with pytest.raises(RuntimeError):
         ping(deps, INSIDE, 60)
-    device = deps.store.get_device("d1")
+    device = deps.devices.get_device("d1")
     fence = FenceContext("store-1", "Main St store", ("shop",))
-    out = pipeline.decide(deps, deps.campaigns.get(deps.store, "c1", T0), device, Trigger.geofence("enter", fence, T0 + 60, T0 + 60))
+    out = delivery.decide(deps, deps.campaign_cache.get(deps.campaigns, "c1", T0), device, Trigger.geofence("enter", fence, T0 + 60, T0 + 60))
     assert out.duplicate
     assert len(deps.push.published) == 1
 
@@ -154,8 +157,8 @@ def test_a_new_visit_is_a_new_occasion(deps):
 
 def test_exit_and_dwell_triggers(deps):
     setup(deps, trigger={"type": "geofence_exit", "fence_tags": ["shop"]})
-    service.put_campaign(deps, "c-dwell", campaign(trigger={"type": "geofence_dwell", "fence_ids": ["store-1"]}))
-    services.put_geofence(
+    campaign_service.put_campaign(deps, "c-dwell", campaign(trigger={"type": "geofence_dwell", "fence_ids": ["store-1"]}))
+    put_geofence(
         deps, "store-1", {"type": "Feature", "geometry": {"type": "Point", "coordinates": list(STORE)},
                           "properties": {"radius_m": 200, "name": "Main St store", "tags": ["shop"], "dwell_minutes": 5}}
     )
@@ -169,7 +172,7 @@ def test_exit_and_dwell_triggers(deps):
 
 def test_campaigns_for_other_fences_or_disabled_do_not_fire(deps):
     setup(deps, trigger={"type": "geofence_enter", "fence_ids": ["elsewhere"]})
-    service.put_campaign(deps, "off", campaign(enabled=False))
+    campaign_service.put_campaign(deps, "off", campaign(enabled=False))
     assert visit(deps)["deliveries"] == []
     assert deps.push.published == []
 
@@ -181,21 +184,21 @@ def test_campaigns_for_other_fences_or_disabled_do_not_fire(deps):
 )
 def test_consent_is_checked(deps, consent, reason):
     setup(deps)
-    device = deps.store.get_device("d1")
+    device = deps.devices.get_device("d1")
     device.consent = consent
     trig = Trigger.geofence("enter", FenceContext("store-1", "S"), T0, T0)
-    out = pipeline.decide(deps, deps.campaigns.get(deps.store, "c1", T0), device, trig)
+    out = delivery.decide(deps, deps.campaign_cache.get(deps.campaigns, "c1", T0), device, trig)
     assert (out.status, out.reason) == ("suppressed", reason)
     assert deps.push.published == []
 
 
 def test_endpoint_disabled_fails_then_suppresses(deps):
     setup(deps)
-    arn = deps.store.get_device("d1").endpoint_arn
+    arn = deps.devices.get_device("d1").endpoint_arn
     deps.push.disable(arn)
     d = record(deps, visit(deps)["deliveries"][0])
     assert (d.status, d.reason) == ("failed", "endpoint_disabled")
-    assert deps.store.get_device("d1").push_enabled is False
+    assert deps.devices.get_device("d1").push_enabled is False
     d2 = record(deps, visit(deps, start=7200)["deliveries"][0])
     assert (d2.status, d2.reason) == ("suppressed", "endpoint_disabled")
     # Re-registering re-enables the endpoint (AWS's lifecycle) and push.
@@ -237,14 +240,14 @@ def test_min_minutes_between(deps):
 
 def test_control_group_is_recorded_not_sent(deps):
     setup(deps, experiment={"arms": [{"name": "A", "weight": 1}], "control_percent": 50})
-    c = deps.campaigns.get(deps.store, "c1", T0)
+    c = deps.campaign_cache.get(deps.campaigns, "c1", T0)
     ids = [f"dev-{i}" for i in range(40)]
     control = next(i for i in ids if c.assign_arm(i) == "control")
     treated = next(i for i in ids if c.assign_arm(i) == "A")
     for i in (control, treated):
         register(deps, i)
         visit(deps, device_id=i)
-    st = service.stats(deps, "c1")
+    st = engagement.stats(deps, "c1")
     assert st["sent"] == 1 and st["suppressed"]["control"] == 1
     assert set(st["by_arm"]) == {"A", "control"} and st["by_arm"]["A"]["sent"] == 1
     assert len(deps.push.published) == 1
@@ -265,10 +268,10 @@ def test_quiet_hours_by_device_time_zone(deps):
 
     # The scheduled release: nothing before the window ends, then exactly once.
     deps.clock.now = tokyo.release_at - 1
-    assert service.release_held(deps) == {}
+    assert engagement.release_held(deps) == {}
     deps.clock.now = tokyo.release_at + 30
-    assert service.release_held(deps) == {"sent": 1}
-    assert service.release_held(deps) == {}
+    assert engagement.release_held(deps) == {"sent": 1}
+    assert engagement.release_held(deps) == {}
     released = record(deps, tokyo.delivery_id)
     assert released.status == "sent" and released.title == tokyo.title
     assert len(deps.push.published) == 2
@@ -286,9 +289,9 @@ def test_quiet_hours_drop(deps):
 def test_held_push_of_a_deleted_campaign_is_not_sent(deps):
     setup(deps, attrs={"timezone": "Asia/Tokyo"}, quiet_hours={"start": "21:00", "end": "08:00", "mode": "hold"})
     d = record(deps, visit(deps, start=-60)["deliveries"][0])
-    service.delete_campaign(deps, "c1")
+    campaign_service.delete_campaign(deps, "c1")
     deps.clock.now = d.release_at + 1
-    assert service.release_held(deps) == {"campaign_disabled": 1}
+    assert engagement.release_held(deps) == {"campaign_disabled": 1}
     assert deps.push.published == []
 
 
@@ -316,9 +319,9 @@ def test_coupon_is_stable_and_per_device(deps):
 
 def test_preview_renders_without_sending(deps):
     setup(deps)
-    out = service.preview(deps, "c1", {"device_id": "d1"})
+    out = campaign_service.preview(deps, "c1", {"device_id": "d1"})
     assert out["title"] == "Welcome to Main St store" and out["coupon"]["code"].startswith("VISIT-")
-    assert deps.push.published == [] and deps.store.list_deliveries()[0] == []
+    assert deps.push.published == [] and deps.deliveries.list_deliveries()[0] == []
 
 
 # ------------------------------------------------------------------ events and stats
@@ -327,11 +330,11 @@ def test_open_and_conversion_attribution(deps):
     did = visit(deps)["deliveries"][0]
     code = record(deps, did).coupon_code
     deps.clock.now = T0 + 3600
-    assert service.post_event(deps, {"device_id": "d1", "type": "push_opened", "delivery_id": did})["attributed_to"] == did
-    assert service.post_event(deps, {"device_id": "d1", "type": "push_opened", "delivery_id": did}).get("duplicate") is True
-    out = service.post_event(deps, {"device_id": "d1", "type": "conversion", "coupon_code": code.lower(), "value": 42.5})
+    assert engagement.post_event(deps, {"device_id": "d1", "type": "push_opened", "delivery_id": did})["attributed_to"] == did
+    assert engagement.post_event(deps, {"device_id": "d1", "type": "push_opened", "delivery_id": did}).get("duplicate") is True
+    out = engagement.post_event(deps, {"device_id": "d1", "type": "conversion", "coupon_code": code.lower(), "value": 42.5})
     assert out["attributed_to"] == did
-    st = service.stats(deps, "c1")
+    st = engagement.stats(deps, "c1")
     assert (st["sent"], st["opened"], st["converted"], st["open_rate"], st["conversion_rate"]) == (1, 1, 1, 1.0, 1.0)
     assert st["conversion_value"] == 42.5
 
@@ -340,9 +343,9 @@ def test_conversion_outside_the_window_is_not_attributed(deps):
     setup(deps)
     visit(deps)
     deps.clock.now = T0 + 4 * 86400
-    out = service.post_event(deps, {"device_id": "d1", "type": "conversion"})
+    out = engagement.post_event(deps, {"device_id": "d1", "type": "conversion"})
     assert out["attributed_to"] is None
-    assert service.stats(deps, "c1")["converted"] == 0
+    assert engagement.stats(deps, "c1")["converted"] == 0
 
 
 def test_events_reject_bad_input(deps):
@@ -350,15 +353,15 @@ def test_events_reject_bad_input(deps):
 
     setup(deps)
     with pytest.raises(InvalidInput) as e:
-        service.post_event(deps, {"device_id": "d1", "type": "click"})
+        engagement.post_event(deps, {"device_id": "d1", "type": "click"})
     assert e.value.field == "type"
     with pytest.raises(InvalidInput) as e:
-        service.post_event(deps, {"device_id": "d1", "type": "push_opened"})
+        engagement.post_event(deps, {"device_id": "d1", "type": "push_opened"})
     assert e.value.field == "delivery_id"
     with pytest.raises(NotFound):
-        service.post_event(deps, {"device_id": "d1", "type": "push_opened", "delivery_id": "dl_nope"})
+        engagement.post_event(deps, {"device_id": "d1", "type": "push_opened", "delivery_id": "dl_nope"})
     with pytest.raises(InvalidInput) as e:
-        service.post_event(deps, {"device_id": "d1", "type": "conversion", "value": float("inf")})
+        engagement.post_event(deps, {"device_id": "d1", "type": "conversion", "value": float("inf")})
     assert e.value.field == "value"
 
 
@@ -368,15 +371,15 @@ def test_audience_estimate(deps):
     register(deps, "noloc", consent={"push": True, "location": False})
     ping(deps, INSIDE, 0)
     ping(deps, OUTSIDE, 0, device_id="far")
-    assert service.audience_estimate(deps, {"fence_id": "store-1"})["reachable"] == 1
+    assert engagement.audience_estimate(deps, {"fence_id": "store-1"})["reachable"] == 1
     big = {"type": "Polygon", "coordinates": [[[-123, 38], [-122, 38], [-122, 39], [-123, 39], [-123, 38]]]}
-    assert service.audience_estimate(deps, {"geometry": big})["reachable"] == 2
+    assert engagement.audience_estimate(deps, {"geometry": big})["reachable"] == 2
 
 
 def test_deleting_a_device_removes_its_endpoint(deps):
     setup(deps)
-    arn = deps.store.get_device("d1").endpoint_arn
-    services.delete_device(deps, "d1")
+    arn = deps.devices.get_device("d1").endpoint_arn
+    delete_device(deps, "d1")
     assert arn not in deps.push.endpoints
 
 
@@ -386,7 +389,7 @@ def test_events_survive_a_crash_before_their_pushes_are_decided(deps, monkeypatc
     dies before deciding their pushes leaves them to the next ping of the
     device — here the client's retry of the same ping."""
     setup(deps)
-    real_claim = deps.store.claim_delivery
+    real_claim = deps.deliveries.claim_delivery
     boom = {"left": 1}
 
     def flaky_claim(d):
@@ -395,24 +398,24 @@ def test_events_survive_a_crash_before_their_pushes_are_decided(deps, monkeypatc
             raise RuntimeError("DynamoDB went away")
         return real_claim(d)
 
-    monkeypatch.setattr(deps.store, "claim_delivery", flaky_claim)
+    monkeypatch.setattr(deps.deliveries, "claim_delivery", flaky_claim)
     ping(deps, OUTSIDE, 0)
     with pytest.raises(RuntimeError):
         ping(deps, INSIDE, 60)
     assert deps.push.published == []
-    assert len(deps.store.get_device("d1").outbox) == 1  # stored with the state
+    assert len(deps.devices.get_device("d1").outbox) == 1  # stored with the state
 
     retry = ping(deps, INSIDE, 60)  # the retried request: a duplicate ping
     assert retry["accepted"] is False and len(retry["deliveries"]) == 1
     assert len(deps.push.published) == 1
-    assert deps.store.get_device("d1").outbox == {}
+    assert deps.devices.get_device("d1").outbox == {}
     assert ping(deps, INSIDE, 120)["deliveries"] == []  # nothing left over
     assert len(deps.push.published) == 1
 
 
 def test_a_crash_after_publish_is_cleared_without_a_second_push(deps, monkeypatch):
     setup(deps)
-    real = deps.store.update_delivery
+    real = deps.deliveries.update_delivery
     crashed = {"done": False}
 
     def flaky(did, changes, **kw):
@@ -421,21 +424,21 @@ def test_a_crash_after_publish_is_cleared_without_a_second_push(deps, monkeypatc
             raise RuntimeError("Lambda timed out")
         return real(did, changes, **kw)
 
-    monkeypatch.setattr(deps.store, "update_delivery", flaky)
+    monkeypatch.setattr(deps.deliveries, "update_delivery", flaky)
     ping(deps, OUTSIDE, 0)
     with pytest.raises(RuntimeError):
         ping(deps, INSIDE, 60)
     retry = ping(deps, INSIDE, 60)
     assert len(retry["deliveries"]) == 1
     assert len(deps.push.published) == 1  # the outbox re-ran the decision: claimed already
-    assert deps.store.get_device("d1").outbox == {}
+    assert deps.devices.get_device("d1").outbox == {}
 
 
 # ------------------------------------------------------------------ weather conditions
 def test_geofence_campaign_with_a_weather_condition(deps):
     """"Entered the store while it rains": the condition at the device's
     res-5 cell decides, and ``weather.*`` is there for the template."""
-    from chalicelib.weather import service as weather
+    from chalicelib.services import weather
 
     setup(deps, trigger={"type": "geofence_enter", "fence_ids": ["store-1"], "weather": {"condition_in": ["rain"]}},
           message={"title": "Rainy day at {{ fence.name }}", "body": "It is {{ weather.temperature_c }}°C and {{ weather.condition }}"})

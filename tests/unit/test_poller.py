@@ -12,7 +12,7 @@ import requests
 import responses
 
 from chalicelib.settings import Settings
-from chalicelib.store.weather_memory import WeatherMemoryMixin
+from chalicelib.store.memory_weather import MemoryWeather
 from chalicelib.weather.poller import PollResult, max_age_s, poll
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nws"
@@ -20,10 +20,6 @@ URL = "https://api.weather.test/alerts/active?status=actual"
 NOW = 1_790_000_000.0
 ETAG = '"W/5f0a-18c6"'
 LAST_MODIFIED = "Mon, 21 Sep 2026 12:00:00 GMT"
-
-
-class Store(WeatherMemoryMixin):
-    pass
 
 
 class Handler:
@@ -44,8 +40,8 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def store() -> Store:
-    return Store()
+def store() -> MemoryWeather:
+    return MemoryWeather()
 
 
 @pytest.fixture

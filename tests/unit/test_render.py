@@ -298,7 +298,7 @@ def test_templates_with_tags_render_through_python_liquid():
 def test_render_speed_note():
     """Not a timed test: documents the measurement and checks repeated renders agree.
 
-    Measured on this machine (Python 3.11, one core) with the SPEC §3 example
+    Measured on this machine (Python 3.11, one core) with the README's campaign example
     body (default, downcase, coupon) plus a static title and deep link:
     ~130,000 ``Campaign.render`` calls/s (~7.5 µs each) including the context,
     through the fast plan (~48,000/s through python-liquid's render).

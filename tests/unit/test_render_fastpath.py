@@ -28,8 +28,9 @@ from hypothesis import strategies as st
 from chalicelib.errors import InvalidInput
 from chalicelib.push.coupons import Coupon
 from chalicelib.push.model import FenceContext, Trigger
-from chalicelib.push import render
-from chalicelib.push.render import FAST_FILTERS, RenderError, compile_template, template_context
+from chalicelib.push import render_plan as render
+from chalicelib.push.render import RenderError, compile_template, template_context
+from chalicelib.push.render_plan import FAST_FILTERS
 
 REPO = Path(__file__).resolve().parents[2]
 #: The tests that look at the plan itself need the pinned python-liquid.

@@ -7,8 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import services
+from chalicelib.services.deps import Deps
 from chalicelib.errors import Forbidden, InvalidInput, NotFound
+from chalicelib.services.devices import delete_device, get_device, register_device
+from chalicelib.services.geofences import (
+    delete_geofence,
+    get_geofence,
+    import_geofences,
+    list_geofences,
+    lookup,
+    put_geofence,
+)
+from chalicelib.services.pings import handle_pings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 T0 = 1_790_000_000.0
@@ -24,13 +34,13 @@ def box(x0, y0, x1, y1, **props):
 
 
 def register(deps, device_id="d1", location=True):
-    return services.register_device(
+    return register_device(
         deps, device_id, {"platform": "ios", "push_token": "tok-" + device_id, "consent": {"push": True, "location": location}}
     )
 
 
 def ping(deps, lat, lng, ts, device_id="d1", acc=5.0):
-    status, body = services.handle_pings(deps, {"device_id": device_id, "lat": lat, "lng": lng, "timestamp": T0 + ts, "accuracy_m": acc})
+    body = handle_pings(deps, {"device_id": device_id, "lat": lat, "lng": lng, "timestamp": T0 + ts, "accuracy_m": acc})
     return body["results"][0]
 
 
@@ -40,26 +50,26 @@ def kinds(result):
 
 # ------------------------------------------------------------------ geofences
 def test_put_get_replace_delete(mem_deps):
-    r = services.put_geofence(mem_deps, "store-1", circle(-122.7, 38.44, 100, name="Store", tags=["shop"]))
+    r = put_geofence(mem_deps, "store-1", circle(-122.7, 38.44, 100, name="Store", tags=["shop"]))
     assert r["version"] == 1 and r["kind"] == "circle" and r["cells"] > 0
-    got = services.get_geofence(mem_deps, "store-1")
+    got = get_geofence(mem_deps, "store-1")
     assert got["properties"]["name"] == "Store" and got["geometry"]["type"] == "Point"
-    r2 = services.put_geofence(mem_deps, "store-1", circle(-122.6, 38.44, 100, name="Moved"))
+    r2 = put_geofence(mem_deps, "store-1", circle(-122.6, 38.44, 100, name="Moved"))
     assert r2["version"] == 2
-    assert services.lookup(mem_deps, 38.44, -122.7) == {"fences": []}
-    assert services.lookup(mem_deps, 38.44, -122.6)["fences"][0]["name"] == "Moved"
-    services.delete_geofence(mem_deps, "store-1")
-    assert mem_deps.store.cells == {}  # no index row left
+    assert lookup(mem_deps, 38.44, -122.7) == {"fences": []}
+    assert lookup(mem_deps, 38.44, -122.6)["fences"][0]["name"] == "Moved"
+    delete_geofence(mem_deps, "store-1")
+    assert mem_deps.fences.cells == {}  # no index row left
     with pytest.raises(NotFound):
-        services.get_geofence(mem_deps, "store-1")
+        get_geofence(mem_deps, "store-1")
     with pytest.raises(NotFound):
-        services.delete_geofence(mem_deps, "store-1")
+        delete_geofence(mem_deps, "store-1")
 
 
 def test_path_id_and_body_id_must_agree(mem_deps):
     f = dict(circle(-122.7, 38.44, 100), id="other")
     with pytest.raises(InvalidInput) as exc:
-        services.put_geofence(mem_deps, "store-1", f)
+        put_geofence(mem_deps, "store-1", f)
     assert exc.value.field == "id"
 
 
@@ -68,40 +78,40 @@ def test_import_accepts_and_rejects_each_feature_on_its_own(mem_deps):
     bad = {"type": "Feature", "id": "b", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}, "properties": {}}
     noid = box(0, 0, 1, 1)
     dup = dict(box(-122.72, 38.43, -122.70, 38.45), id="a")
-    r = services.import_geofences(mem_deps, {"type": "FeatureCollection", "features": [good, bad, noid, dup]})
+    r = import_geofences(mem_deps, {"type": "FeatureCollection", "features": [good, bad, noid, dup]})
     assert r["imported"] == 1
     assert [(x["index"], x["id"], x["error"]["field"]) for x in r["rejected"]] == [
         (1, "b", "features[1].geometry"),
         (2, None, "features[2].id"),
         (3, "a", "features[3].id"),
     ]
-    assert set(mem_deps.store.fences) == {"a"}
+    assert set(mem_deps.fences.fences) == {"a"}
 
 
 def test_list_by_tag_is_paginated(mem_deps):
     for i in range(5):
-        services.put_geofence(mem_deps, f"f{i}", circle(-122.7 + i * 0.01, 38.44, 50, tags=["even" if i % 2 == 0 else "odd"]))
-    page = services.list_geofences(mem_deps, "even", 2, None)
+        put_geofence(mem_deps, f"f{i}", circle(-122.7 + i * 0.01, 38.44, 50, tags=["even" if i % 2 == 0 else "odd"]))
+    page = list_geofences(mem_deps, "even", 2, None)
     assert [f["id"] for f in page["features"]] == ["f0", "f2"] and page["next_token"] == "f2"
-    page2 = services.list_geofences(mem_deps, "even", 2, page["next_token"])
+    page2 = list_geofences(mem_deps, "even", 2, page["next_token"])
     assert [f["id"] for f in page2["features"]] == ["f4"] and page2["next_token"] is None
 
 
 def test_lookup_shared_border_matches_both(mem_deps):
     counties = {f["id"]: f for f in json.loads((FIXTURES / "us_counties.geojson").read_text())["features"]}
     for fips in ("06097", "06055"):
-        services.put_geofence(mem_deps, fips, counties[fips])
+        put_geofence(mem_deps, fips, counties[fips])
     import shapely
     from shapely.geometry import shape
 
     border = shapely.intersection(shape(counties["06097"]["geometry"]).boundary, shape(counties["06055"]["geometry"]).boundary)
     x, y = shapely.get_coordinates(border)[0]
-    assert [f["id"] for f in services.lookup(mem_deps, float(y), float(x))["fences"]] == ["06055", "06097"]
+    assert [f["id"] for f in lookup(mem_deps, float(y), float(x))["fences"]] == ["06055", "06097"]
 
 
 def test_disabled_fence_matches_nothing(mem_deps):
-    services.put_geofence(mem_deps, "f", circle(-122.7, 38.44, 100, enabled=False))
-    assert services.lookup(mem_deps, 38.44, -122.7) == {"fences": []}
+    put_geofence(mem_deps, "f", circle(-122.7, 38.44, 100, enabled=False))
+    assert lookup(mem_deps, 38.44, -122.7) == {"fences": []}
 
 
 # ------------------------------------------------------------------ devices
@@ -110,12 +120,12 @@ def test_device_register_get_delete(mem_deps):
     secret = answer.pop("device_secret")
     assert answer == {"device_id": "d1", "push_enabled": True}
     ping(mem_deps, 38.44, -122.7, 0)
-    d = services.get_device(mem_deps, "d1")
+    d = get_device(mem_deps, "d1")
     assert d["last_location"]["h3_cell"] and '"lat"' not in json.dumps(d) and "38.44" not in json.dumps(d)
     assert secret not in json.dumps(d) and "secret" not in json.dumps(d)
-    services.delete_device(mem_deps, "d1", role="app", secret=secret)
+    delete_device(mem_deps, "d1", role="app", secret=secret)
     with pytest.raises(NotFound):
-        services.get_device(mem_deps, "d1")
+        get_device(mem_deps, "d1")
 
 
 @pytest.mark.parametrize(
@@ -130,23 +140,23 @@ def test_device_register_get_delete(mem_deps):
 )
 def test_device_validation(mem_deps, body, field):
     with pytest.raises(InvalidInput) as exc:
-        services.register_device(mem_deps, "d1", body)
+        register_device(mem_deps, "d1", body)
     assert exc.value.field == field
-    assert mem_deps.store.devices == {}
+    assert mem_deps.devices.devices == {}
 
 
 def test_withdrawing_location_consent_forgets_the_location(mem_deps):
     register(mem_deps)
     ping(mem_deps, 38.44, -122.7, 0)
     register(mem_deps, location=False)
-    assert mem_deps.store.devices["d1"].state is None
+    assert mem_deps.devices.devices["d1"].state is None
 
 
 # ------------------------------------------------------------------ pings
 @pytest.fixture
 def fenced(mem_deps):
     mem_deps.clock.now = T0 + 100_000
-    services.put_geofence(mem_deps, "shop", circle(-122.70, 38.44, 100, name="Shop", dwell_minutes=5))
+    put_geofence(mem_deps, "shop", circle(-122.70, 38.44, 100, name="Shop", dwell_minutes=5))
     register(mem_deps)
     return mem_deps
 
@@ -176,15 +186,15 @@ def test_exit_far_from_any_row_needs_no_geometry(fenced):
 def test_fence_created_while_inside_enters_at_next_ping(mem_deps):
     register(mem_deps)
     assert kinds(ping(mem_deps, 38.44, -122.70, 0)) == []
-    services.put_geofence(mem_deps, "new", circle(-122.70, 38.44, 100))
+    put_geofence(mem_deps, "new", circle(-122.70, 38.44, 100))
     assert kinds(ping(mem_deps, 38.44, -122.70, 10)) == [("enter", "new")]
 
 
 def test_deleted_fence_ends_visit_quietly(fenced):
     ping(fenced, 38.44, -122.70, 0)
-    services.delete_geofence(fenced, "shop")
+    delete_geofence(fenced, "shop")
     assert kinds(ping(fenced, 38.44, -122.70, 10)) == []
-    assert fenced.store.devices["d1"].state.inside == {}
+    assert fenced.devices.devices["d1"].state.inside == {}
 
 
 def test_duplicate_and_out_of_order(fenced):
@@ -198,7 +208,7 @@ def test_duplicate_and_out_of_order(fenced):
 def test_inaccurate_ping(fenced):
     r = ping(fenced, 38.44, -122.70, 0, acc=5000.0)
     assert (r["accepted"], r["reason"], r["events"]) == (False, "inaccurate", [])
-    assert fenced.store.devices["d1"].state is None
+    assert fenced.devices.devices["d1"].state is None
 
 
 def test_single_ping_unknown_device_and_no_consent(fenced):
@@ -207,7 +217,7 @@ def test_single_ping_unknown_device_and_no_consent(fenced):
     register(fenced, "d2", location=False)
     with pytest.raises(Forbidden):
         ping(fenced, 38.44, -122.70, 0, device_id="d2")
-    assert fenced.store.devices["d2"].state is None
+    assert fenced.devices.devices["d2"].state is None
 
 
 def test_batch_in_timestamp_order_results_in_input_order(fenced):
@@ -220,7 +230,7 @@ def test_batch_in_timestamp_order_results_in_input_order(fenced):
             {"device_id": "d2", "lat": 38.44, "lng": -122.70, "timestamp": T0},
         ]
     }
-    _, out = services.handle_pings(fenced, body)
+    out = handle_pings(fenced, body)
     res = out["results"]
     assert [r["device_id"] for r in res] == ["d1", "ghost", "d1", "d2"]
     assert kinds(res[0]) == [("exit", "shop")] and kinds(res[2]) == [("enter", "shop")]
@@ -231,7 +241,7 @@ def test_app_key_batches_touch_one_device(fenced):
     register(fenced, "d2")
     body = {"pings": [{"device_id": "d1", "lat": 1, "lng": 1}, {"device_id": "d2", "lat": 1, "lng": 1}]}
     with pytest.raises(Forbidden):
-        services.handle_pings(fenced, body, role="app")
+        handle_pings(fenced, body, role="app")
 
 
 @pytest.mark.parametrize(
@@ -253,28 +263,28 @@ def test_app_key_batches_touch_one_device(fenced):
     ],
 )
 def test_bad_pings_name_the_field_and_write_nothing(fenced, body, field):
-    before = fenced.store.writes
+    before = fenced.fences.tally.writes
     with pytest.raises(InvalidInput) as exc:
-        services.handle_pings(fenced, body)
+        handle_pings(fenced, body)
     assert exc.value.field == field
-    assert fenced.store.writes == before
+    assert fenced.fences.tally.writes == before
 
 
 def test_writes_only_when_something_changed(fenced):
     ping(fenced, 38.50, -122.70, 0)
-    writes = fenced.store.writes
+    writes = fenced.fences.tally.writes
     for k in range(1, 30):  # standing still, 29 pings within 290 s
         ping(fenced, 38.50, -122.70, k * 10)
-    assert fenced.store.writes == writes
+    assert fenced.fences.tally.writes == writes
     fenced.clock.now += 400  # the last-seen refresh is due
     ping(fenced, 38.50, -122.70, 400)
-    assert fenced.store.writes == writes + 1
+    assert fenced.fences.tally.writes == writes + 1
 
 
 def test_concurrent_update_replays_on_fresh_state(fenced, monkeypatch):
     """Two requests for one device race: the loser re-reads and replays, so
     neither the winner's enter nor the loser's exit is lost."""
-    store = fenced.store
+    store = fenced.devices
     ping(fenced, 38.50, -122.70, 0)  # outside
     real_save = store.save_state
     raced = {"done": False}
@@ -296,22 +306,22 @@ def test_batch_results_do_not_depend_on_input_order(mem_deps):
     import random
 
     mem_deps.clock.now = T0 + 100_000
-    services.put_geofence(mem_deps, "a", circle(-122.70, 38.44, 150, dwell_minutes=1))
-    services.put_geofence(mem_deps, "b", box(-122.705, 38.435, -122.69, 38.445))
+    put_geofence(mem_deps, "a", circle(-122.70, 38.44, 150, dwell_minutes=1))
+    put_geofence(mem_deps, "b", box(-122.705, 38.435, -122.69, 38.445))
     pings = [
         {"device_id": f"d{k % 3}", "lat": 38.44 + 0.002 * ((k * 7) % 5 - 2), "lng": -122.70 + 0.003 * ((k * 3) % 5 - 2), "timestamp": T0 + 30 * k}
         for k in range(30)
     ]
 
     def run(order):
-        from chalicelib.store.memory import InMemoryStore
+        from chalicelib.store import memory_stores
 
-        fresh = services.Deps(store=InMemoryStore(), settings=mem_deps.settings, clock=mem_deps.clock)
-        fresh.store.fences, fresh.store.versions = mem_deps.store.fences, mem_deps.store.versions
-        fresh.store.covers, fresh.store.cells = mem_deps.store.covers, mem_deps.store.cells
+        stores = memory_stores(clock=mem_deps.clock)
+        stores.fences = mem_deps.fences  # the same fences, fresh devices and deliveries
+        fresh = Deps.over(stores, mem_deps.settings, clock=mem_deps.clock)
         for d in ("d0", "d1", "d2"):
             register(fresh, d)
-        _, out = services.handle_pings(fresh, {"pings": [pings[i] for i in order]})
+        out = handle_pings(fresh, {"pings": [pings[i] for i in order]})
         return {i: r for i, r in zip(order, out["results"])}
 
     base = run(list(range(30)))

@@ -13,15 +13,18 @@ from pathlib import Path
 import pytest
 import shapely
 
-from chalicelib import services
-from chalicelib.cache import VersionCache
-from chalicelib.push import service as push
+from chalicelib.services.fence_cache import VersionCache
+from chalicelib.services.deps import Deps
 from chalicelib.push.fake import FakePushGateway
-from chalicelib.push.pipeline import CampaignCache
-from chalicelib.services import Deps
+from chalicelib.services.devices import register_device
+from chalicelib.services.pings import handle_pings
+from chalicelib.services import campaigns as campaign_service
+from chalicelib.services import engagement, fanout
+from chalicelib.services.delivery import CampaignCache
 from chalicelib.settings import Settings
-from chalicelib.store.memory import InMemoryStore
-from chalicelib.weather import service as weather
+from chalicelib.store import memory_stores
+from chalicelib.store.memory_weather import MemoryWeather
+from chalicelib.services import weather
 from chalicelib.weather.alerts import Alert, classify, parse_alerts
 from chalicelib.weather.area import AreaResolver, CountyIndex
 from chalicelib.weather.fanout import InlineQueue
@@ -49,10 +52,11 @@ class Clock:
 
 def make_deps(now: float, chunk: int = 100, queue: bool = False) -> Deps:
     settings = Settings(stage="test", coupon_secret="s3cret", campaign_cache_s=0, region_shards=3, fanout_chunk=chunk)
-    return Deps(store=InMemoryStore(region_shards=settings.region_shards), settings=settings, clock=Clock(now),
-                cache=VersionCache(), push=FakePushGateway(),
-                campaigns=CampaignCache(0), resolver=AreaResolver(CountyIndex.load(), None),
-                queue=InlineQueue() if queue else None)
+    clock = Clock(now)
+    return Deps.over(memory_stores(clock=clock, region_shards=settings.region_shards), settings, clock=clock,
+                     cache=VersionCache(), push=FakePushGateway(),
+                     campaign_cache=CampaignCache(0), resolver=AreaResolver(CountyIndex.load(), None),
+                     queue=InlineQueue() if queue else None)
 
 
 STORM_CAMPAIGN = {
@@ -70,10 +74,10 @@ STORM_CAMPAIGN = {
 def place(deps: Deps, points: dict[str, tuple[float, float]], *, consent=None, age_s: float = 60.0) -> None:
     """Register each device and post one ping at (lat, lng)."""
     for device_id, (lat, lng) in points.items():
-        services.register_device(deps, device_id, {
+        register_device(deps, device_id, {
             "platform": "android", "push_token": f"tok-{device_id}", "attributes": {"first_name": device_id},
             "consent": consent or {"push": True, "location": True}})
-        services.handle_pings(deps, {"device_id": device_id, "lat": lat, "lng": lng, "timestamp": deps.clock() - age_s})
+        handle_pings(deps, {"device_id": device_id, "lat": lat, "lng": lng, "timestamp": deps.clock() - age_s})
 
 
 def brute_force(area, points: dict[str, tuple[float, float]]) -> set[str]:
@@ -83,7 +87,7 @@ def brute_force(area, points: dict[str, tuple[float, float]]) -> set[str]:
 def sent_to(deps: Deps) -> list[str]:
     out = []
     for arn, _platform, msg, _mid in deps.push.published:
-        d = deps.store.get_deliveries([msg.delivery_id])[msg.delivery_id]
+        d = deps.deliveries.get_deliveries([msg.delivery_id])[msg.delivery_id]
         out.append(d.device_id)
     return out
 
@@ -100,7 +104,7 @@ def grid(lat0, lng0, lat1, lng1, n) -> dict[str, tuple[float, float]]:
 def test_polygon_alert_reaches_exactly_the_devices_inside():
     s = sample("flash_flood_warning_polygon_update")
     deps = make_deps(anchor(s))
-    push.put_campaign(deps, "storm", dict(STORM_CAMPAIGN, trigger={"type": "weather_alert", "events": ["Flash Flood Warning"]}))
+    campaign_service.put_campaign(deps, "storm", dict(STORM_CAMPAIGN, trigger={"type": "weather_alert", "events": ["Flash Flood Warning"]}))
     pts = grid(47.42, -122.28, 47.47, -122.20, 12)
     place(deps, pts)
     out = weather.post_alerts(deps, s["feature"])["alerts"][0]
@@ -122,7 +126,7 @@ def test_update_with_a_grown_area_reaches_only_the_newcomers():
     s = sample("flash_flood_warning_polygon_update")
     now = anchor(s)
     deps = make_deps(now)
-    push.put_campaign(deps, "storm", STORM_CAMPAIGN)
+    campaign_service.put_campaign(deps, "storm", STORM_CAMPAIGN)
     pts = grid(40.0, -100.0, 41.0, -99.0, 10)
     place(deps, pts)
     first = copy.deepcopy(s["feature"])
@@ -140,14 +144,14 @@ def test_update_with_a_grown_area_reaches_only_the_newcomers():
     assert b["devices_targeted"] == 100
     assert len(deps.push.published) == 100  # 75 newcomers; nobody twice
     assert len(set(sent_to(deps))) == 100
-    st = push.stats(deps, "storm")
+    st = engagement.stats(deps, "storm")
     assert st["sent"] == 100 and st["suppressed"].get("duplicate") == 25
 
 
 def test_cancellation_never_pushes_and_ends_the_lineage():
     s = sample("cancelled_vtec_can_allclear_still_in_active")
     deps = make_deps(anchor(s))
-    push.put_campaign(deps, "storm", STORM_CAMPAIGN)
+    campaign_service.put_campaign(deps, "storm", STORM_CAMPAIGN)
     out = weather.post_alerts(deps, s["feature"])["alerts"][0]
     assert out["status"] == "cancelled" and out["deliveries"] == 0
     # A later update in that lineage: no push either.
@@ -163,7 +167,7 @@ def test_cancellation_never_pushes_and_ends_the_lineage():
 def test_ended_and_non_actual_alerts_are_ignored():
     s = sample("flash_flood_warning_polygon_update")
     deps = make_deps(anchor(s) + 30 * 86400)  # long after it ended
-    push.put_campaign(deps, "storm", STORM_CAMPAIGN)
+    campaign_service.put_campaign(deps, "storm", STORM_CAMPAIGN)
     assert weather.post_alerts(deps, s["feature"])["alerts"][0]["reason"] == "ended"
     test = copy.deepcopy(s["feature"])
     test["properties"].update(status="Test", id="urn:oid:test.exercise")
@@ -175,7 +179,7 @@ def test_ended_and_non_actual_alerts_are_ignored():
 def test_same_alert_resolves_counties_and_reaches_sonoma():
     s = sample("coastal_flood_advisory_sonoma_same")
     deps = make_deps(anchor(s))
-    push.put_campaign(deps, "storm", STORM_CAMPAIGN)
+    campaign_service.put_campaign(deps, "storm", STORM_CAMPAIGN)
     pts = {"santa-rosa": (38.4404, -122.7141), "reno": (39.5296, -119.8138), "petaluma": (38.2324, -122.6367)}
     place(deps, pts)
     alert = parse_alerts(s["feature"])[0]
@@ -190,7 +194,7 @@ def test_same_alert_resolves_counties_and_reaches_sonoma():
 def test_unresolvable_area_is_reported_not_silent():
     s = sample("hydrologic_outlook_american_samoa")
     deps = make_deps(anchor(s))
-    push.put_campaign(deps, "storm", STORM_CAMPAIGN)
+    campaign_service.put_campaign(deps, "storm", STORM_CAMPAIGN)
     out = weather.post_alerts(deps, s["feature"])["alerts"][0]
     assert out["status"] in ("unresolved_area", "ignored")
     if out["status"] == "unresolved_area":
@@ -201,7 +205,7 @@ def test_unresolvable_area_is_reported_not_silent():
 def test_consent_and_location_age_filters():
     s = sample("flash_flood_warning_polygon_update")
     deps = make_deps(anchor(s))
-    push.put_campaign(deps, "storm", STORM_CAMPAIGN)
+    campaign_service.put_campaign(deps, "storm", STORM_CAMPAIGN)
     inside = (47.445, -122.24)
     place(deps, {"fresh": inside})
     place(deps, {"stale": inside}, age_s=30 * 3600)
@@ -214,8 +218,8 @@ def test_consent_and_location_age_filters():
 def test_campaign_event_and_severity_filters():
     s = sample("flash_flood_warning_polygon_update")
     deps = make_deps(anchor(s))
-    push.put_campaign(deps, "winter", dict(STORM_CAMPAIGN, trigger={"type": "weather_alert", "events": ["Winter Storm Warning"]}))
-    push.put_campaign(deps, "extreme", dict(STORM_CAMPAIGN, trigger={"type": "weather_alert", "min_severity": "Extreme"}))
+    campaign_service.put_campaign(deps, "winter", dict(STORM_CAMPAIGN, trigger={"type": "weather_alert", "events": ["Winter Storm Warning"]}))
+    campaign_service.put_campaign(deps, "extreme", dict(STORM_CAMPAIGN, trigger={"type": "weather_alert", "min_severity": "Extreme"}))
     place(deps, {"inside": (47.445, -122.24)})
     out = weather.post_alerts(deps, s["feature"])["alerts"][0]
     assert out["campaigns"] == 0 and deps.push.published == []
@@ -225,17 +229,17 @@ def test_campaign_event_and_severity_filters():
 def test_large_fanout_goes_through_the_queue_and_redelivery_sends_once():
     s = sample("flash_flood_warning_polygon_update")
     deps = make_deps(anchor(s), chunk=4, queue=True)
-    push.put_campaign(deps, "storm", STORM_CAMPAIGN)
+    campaign_service.put_campaign(deps, "storm", STORM_CAMPAIGN)
     pts = grid(47.43, -122.25, 47.455, -122.23, 6)
     place(deps, pts)
     expected = brute_force(shapely.geometry.shape(s["feature"]["geometry"]), pts)
     out = weather.post_alerts(deps, s["feature"])["alerts"][0]
     assert out["queued_chunks"] == -(-len(expected) // 4) and deps.push.published == []
     first = list(deps.queue.messages)
-    deps.queue.drain(deps)
+    fanout.drain(deps, deps.queue)
     assert sorted(sent_to(deps)) == sorted(expected)
     deps.queue.messages = first  # SQS redelivers every message
-    deps.queue.drain(deps)
+    fanout.drain(deps, deps.queue)
     assert len(deps.push.published) == len(expected)
 
 
@@ -260,7 +264,7 @@ def cities(n: int = 1000) -> dict[str, tuple[float, float]]:
 def test_national_bundle_targets_equal_brute_force(bundle, at):
     body = resolve_relative(json.loads((NWS / bundle).read_text()), at)
     deps = make_deps(at.timestamp(), chunk=1000)
-    push.put_campaign(deps, "storm", STORM_CAMPAIGN)
+    campaign_service.put_campaign(deps, "storm", STORM_CAMPAIGN)
     pts = cities()
     place(deps, pts)
     results = weather.post_alerts(deps, body)["alerts"]
@@ -294,4 +298,26 @@ def test_national_bundle_targets_equal_brute_force(bundle, at):
 
 
 def push_deliveries(deps):
-    return list(deps.store.campaign_deliveries("storm"))
+    return list(deps.deliveries.campaign_deliveries("storm"))
+
+
+# ------------------------------------------------------------------ conditions
+def test_conditions_at_reads_once_in_input_order() -> None:
+    from chalicelib.weather.conditions import parse_observations, store_observations
+
+    now = 1_790_000_000.0
+    santa_rosa, portland = (38.4404, -122.7141), (45.5152, -122.6784)
+    store = MemoryWeather()
+    obs = {"lat": santa_rosa[0], "lng": santa_rosa[1], "observed_at": now - 600, "condition": "snow", "temperature_c": -1.0}
+    store_observations(store, parse_observations({"observations": [obs]}, now=now), now)
+    reads: list[list[int]] = []
+
+    class Counting:
+        def get_conditions(self, cells: list[int], at: float) -> dict[int, dict]:
+            reads.append(cells)
+            return store.get_conditions(cells, at)
+
+    got = weather.conditions_at(Counting(), [portland, santa_rosa, portland], now)
+    assert [g and g["condition"] for g in got] == [None, "snow", None]
+    assert got[1]["temperature_c"] == -1 and len(reads) == 1
+    assert weather.conditions_at(Counting(), [], now) == [] and len(reads) == 1

@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict
 from typing import Iterable
 
-from chalicelib.store.ports import FenceVersion
+from chalicelib.ports import FenceRepo, FenceVersion
 
 
 class VersionCache:
@@ -22,7 +22,7 @@ class VersionCache:
         self.hits = 0
         self.misses = 0
 
-    def get_many(self, store, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], FenceVersion]:
+    def get_many(self, store: FenceRepo, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], FenceVersion]:
         """Cached versions, fetching the missing ones in one batched read."""
         keys = set(keys)
         out: dict[tuple[str, int], FenceVersion] = {}

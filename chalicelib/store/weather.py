@@ -1,5 +1,5 @@
-"""DynamoDB adapter for weather storage: one ``alerts`` table (``pk`` S, TTL
-on ``expires_at``), mixed into :class:`~chalicelib.store.dynamo.DynamoStore`.
+"""Weather storage on DynamoDB: one ``alerts`` table (``pk`` S, TTL on
+``expires_at``).
 
 Items:
 
@@ -23,22 +23,17 @@ DynamoDB's TTL expects. TTL deletes items up to days late, so reads of
 conditions treat ``expires_at <= now`` as absent themselves; alert records
 and lineages are returned until DynamoDB deletes them (their retention is
 far longer than any alert).
-
-Wiring: ``class DynamoStore(WeatherDynamoMixin, ...)`` and, in
-``DynamoStore.__init__``, ``self._init_weather(settings)`` (sets
-``self.alerts_table``). The mixin uses the store's ``client``, ``_call``,
-``_if``, ``_batch_get`` and ``_batch_write``.
 """
-
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalicelib.store.ddb import num as _n
 from chalicelib.store.ddb import s as _s
+from chalicelib.store.table import Table
 
 #: Feed-state fields and their kinds (``str`` or ``num``); ``None`` = unset.
 FEED_STATE_KINDS = {"etag": "str", "last_modified": "str", "status": "str", "fetched_at": "num", "max_age": "num"}
@@ -120,27 +115,17 @@ def _observation(item: dict) -> dict:
     }
 
 
-class WeatherDynamoMixin:
+class DynamoWeather:
     """Weather storage on the ``alerts`` table (see the module docs)."""
 
-    client: Any
-    alerts_table: str
-
-    if TYPE_CHECKING:  # provided by DynamoStore
-        def _call(self, fn, **kwargs) -> Any: ...
-        def _if(self, fn, **kwargs) -> dict | None: ...
-        def _batch_get(self, request_items: dict[str, list[dict]]) -> dict[str, list[dict]]: ...
-        def _batch_write(self, table: str, requests: list[dict]) -> None: ...
-
-    def _init_weather(self, settings) -> None:
-        """Call from ``DynamoStore.__init__``: the table this mixin uses."""
-        self.alerts_table = settings.alerts_table
+    def __init__(self, table: Table) -> None:
+        self.table = table
 
     # ------------------------------------------------------------ alert records
     def get_alert_records(self, alert_ids: list[str]) -> dict[str, dict]:
         """Records of the alerts already processed, by id (BatchGetItem)."""
         keys = [{"pk": _s(alert_key(i))} for i in sorted(set(alert_ids))]
-        items = self._batch_get({self.alerts_table: keys}).get(self.alerts_table, [])
+        items = self.table.batch_get(keys)
         return {item["pk"]["S"][2:]: json.loads(item["rec"]["S"]) for item in items}
 
     def put_alert_record(self, alert_id: str, record: dict, expires_at: float) -> bool:
@@ -150,17 +135,12 @@ class WeatherDynamoMixin:
             "rec": _s(json.dumps(record, separators=(",", ":"), sort_keys=True)),
             "expires_at": _n(ttl_seconds(expires_at)),
         }
-        return self._if(
-            self.client.put_item,
-            TableName=self.alerts_table,
-            Item=item,
-            ConditionExpression="attribute_not_exists(pk)",
-        ) is not None
+        return self.table.put_if(item, "attribute_not_exists(pk)") is not None
 
     # ------------------------------------------------------------ lineages
     def get_lineages(self, lineage_ids: list[str]) -> dict[str, dict]:
         keys = [{"pk": _s(lineage_key(i))} for i in sorted(set(lineage_ids))]
-        items = self._batch_get({self.alerts_table: keys}).get(self.alerts_table, [])
+        items = self.table.batch_get(keys)
         return {item["pk"]["S"][2:]: _lineage(item) for item in items}
 
     def touch_lineage(self, lineage_id: str, alert_id: str, now: float, expires_at: float) -> dict:
@@ -168,10 +148,8 @@ class WeatherDynamoMixin:
         the update (an ended lineage stays ended: the caller checks)."""
         if not alert_id:
             raise ValueError("alert_id must not be empty")
-        resp = self._call(
-            self.client.update_item,
-            TableName=self.alerts_table,
-            Key={"pk": _s(lineage_key(lineage_id))},
+        resp = self.table.update(
+            {"pk": _s(lineage_key(lineage_id))},
             UpdateExpression="ADD alert_ids :ids SET updated_at = :now, expires_at = :exp, ended = if_not_exists(ended, :no)",
             ExpressionAttributeValues={
                 ":ids": {"SS": [alert_id]},
@@ -186,10 +164,8 @@ class WeatherDynamoMixin:
     def end_lineage(self, lineage_id: str, reason: str, now: float, expires_at: float) -> None:
         """Mark the lineage ended (creating it when unknown); idempotent, the
         first reason is kept."""
-        self._call(
-            self.client.update_item,
-            TableName=self.alerts_table,
-            Key={"pk": _s(lineage_key(lineage_id))},
+        self.table.update(
+            {"pk": _s(lineage_key(lineage_id))},
             UpdateExpression="SET ended = :yes, ended_reason = if_not_exists(ended_reason, :r), updated_at = :now, expires_at = :exp",
             ExpressionAttributeValues={
                 ":yes": {"BOOL": True},
@@ -201,12 +177,7 @@ class WeatherDynamoMixin:
 
     # ------------------------------------------------------------ feed state
     def get_feed_state(self, url: str) -> dict | None:
-        item = self._call(
-            self.client.get_item,
-            TableName=self.alerts_table,
-            Key={"pk": _s(feed_key(url))},
-            ConsistentRead=True,
-        ).get("Item")
+        item = self.table.get({"pk": _s(feed_key(url))}, consistent=True)
         if not item:
             return None
         out: dict[str, Any] = {}
@@ -222,7 +193,7 @@ class WeatherDynamoMixin:
         for name, value in state.items():
             if value is not None:
                 item[name] = _s(str(value)) if FEED_STATE_KINDS[name] == "str" else _n(value)
-        self._call(self.client.put_item, TableName=self.alerts_table, Item=item)
+        self.table.put(item)
 
     # ------------------------------------------------------------ conditions
     def put_conditions(self, items: list[tuple[int, dict, float]]) -> None:
@@ -241,7 +212,7 @@ class WeatherDynamoMixin:
             return
         keys = [{"pk": _s(conditions_key(c))} for c in sorted(batch)]
         current: dict[int, float] = {}
-        for item in self._batch_get({self.alerts_table: keys}).get(self.alerts_table, []):
+        for item in self.table.batch_get(keys):
             current[int(item["pk"]["S"][2:], 16)] = float(item["observed_at"]["N"])
         writes = []
         for cell in sorted(batch):
@@ -261,12 +232,12 @@ class WeatherDynamoMixin:
                 if obs.get(name) is not None:
                     item[name] = _n(obs[name])
             writes.append({"PutRequest": {"Item": item}})
-        self._batch_write(self.alerts_table, writes)
+        self.table.batch_write(writes)
 
     def get_conditions(self, cells: list[int], now: float) -> dict[int, dict]:
         """The unexpired observation of each cell that has one."""
         keys = [{"pk": _s(conditions_key(c))} for c in sorted({int(c) for c in cells})]
-        items = self._batch_get({self.alerts_table: keys}).get(self.alerts_table, [])
+        items = self.table.batch_get(keys)
         return {
             int(item["pk"]["S"][2:], 16): _observation(item)
             for item in items

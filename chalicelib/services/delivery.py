@@ -17,7 +17,7 @@ leaves exactly one delivery record, whose id is derived from the key:
 6. frequency caps — per device per day and a minimum gap, reserved with a
    conditional write (a dropped or broken push does not use up the cap);
 7. quiet hours in ``hold`` mode — ``held`` until the window ends, then sent
-   by :func:`release_held` (a scheduled function);
+   by :func:`chalicelib.services.delivery_sweep.release_held` (scheduled);
 8. publish through SNS — ``sent`` with the SNS message id, or ``failed`` with
    the reason (``endpoint_disabled`` also turns the device's push off).
 
@@ -30,17 +30,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, replace
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 from chalicelib import metrics
 from chalicelib.errors import Unavailable
 from chalicelib.push.campaigns import Campaign, parse_campaign
 from chalicelib.push.coupons import Coupon, make_coupon
 from chalicelib.push.model import (
-    EVENT_TRIGGER,
     FAILED,
-    GEOFENCE_TRIGGERS,
     HELD,
     PENDING,
     PUBLISHING,
@@ -48,7 +46,6 @@ from chalicelib.push.model import (
     SUPPRESSED,
     Delivery,
     EndpointDisabled,
-    FenceContext,
     PushError,
     PushMessage,
     Trigger,
@@ -56,8 +53,10 @@ from chalicelib.push.model import (
 )
 from chalicelib.push.quiet import quiet_release_at
 from chalicelib.push.render import RenderError
-from chalicelib.store.schema import open_since
-from chalicelib.weather.conditions import weather_at_many
+
+if TYPE_CHECKING:
+    from chalicelib.services.deps import Deps
+    from chalicelib.ports import CampaignRepo, DeliveryRepo, Device
 
 log = logging.getLogger("hexcast.push")
 
@@ -65,7 +64,7 @@ log = logging.getLogger("hexcast.push")
 #: on it, and an invocation ends within its function's timeout (30 s in
 #: ``.chalice/config.json``; Lambda allows 15 min at most). A record left
 #: open longer than this was left by an invocation that died: a retry of its
-#: trigger (:func:`decide`) or the sweep (:func:`sweep_open`) takes it over.
+#: trigger (:func:`decide`) or the sweep (``delivery_sweep.sweep_open``) takes it over.
 #: Keep it above the longest function timeout.
 STALE_OPEN_S = 10 * 60.0
 #: Attempts of the store write that records what SNS did (see _settle).
@@ -74,6 +73,13 @@ SETTLE_ATTEMPTS = 5
 #: have delivered it; it is never published again), or a re-drive could not
 #: rebuild its trigger.
 INTERRUPTED = "interrupted"
+
+
+def open_since(d: Delivery) -> float:
+    """Since when an open record has had no owner's attention: its
+    ``updated_at`` (``created_at`` when unset) — the rule the store's
+    ``open`` index (``stale_open``) sorts by."""
+    return d.updated_at if d.updated_at is not None else d.created_at
 
 
 # ---------------------------------------------------------------- campaigns
@@ -93,7 +99,7 @@ class CampaignCache:
         with self._lock:
             self._loaded_at = None
 
-    def all(self, store, now: float) -> list[Campaign]:
+    def all(self, store: CampaignRepo, now: float) -> list[Campaign]:
         with self._lock:
             fresh = self._loaded_at is not None and 0 <= now - self._loaded_at < self.max_age_s
             if fresh:
@@ -108,7 +114,9 @@ class CampaignCache:
             try:
                 compiled[rec.campaign_id] = (rec.version, parse_campaign(rec.campaign_id, rec.definition))
             except Exception:  # stored definitions were valid when saved; never break pings
+                # Never silent: the campaign sends nothing until it is fixed.
                 log.exception("stored campaign no longer compiles", extra={"campaign_id": rec.campaign_id})
+                metrics.campaign_compile_error()
         index: dict[tuple[str, str], list[Campaign]] = {}
         for _, c in sorted(compiled.items()):
             t = c[1].trigger
@@ -121,7 +129,7 @@ class CampaignCache:
             self._loaded_at = now
             return [c for _, c in compiled.values()]
 
-    def candidates(self, store, trigger: Trigger, now: float) -> list[Campaign]:
+    def candidates(self, store: CampaignRepo, trigger: Trigger, now: float) -> list[Campaign]:
         """The campaigns that may match ``trigger`` (by type, fence id or tag),
         from an index built when the list is loaded — not a scan per event."""
         self.all(store, now)
@@ -136,16 +144,16 @@ class CampaignCache:
                 seen.setdefault(c.campaign_id, c)
         return [seen[k] for k in sorted(seen)]
 
-    def get(self, store, campaign_id: str, now: float) -> Campaign | None:
+    def get(self, store: CampaignRepo, campaign_id: str, now: float) -> Campaign | None:
         for c in self.all(store, now):
             if c.campaign_id == campaign_id:
                 return c
         return None
 
 
-def matching(deps, trigger: Trigger) -> list[Campaign]:
+def matching(deps: Deps, trigger: Trigger) -> list[Campaign]:
     now = deps.clock()
-    return [c for c in deps.campaigns.candidates(deps.store, trigger, now) if c.in_schedule(now) and c.matches(trigger)]
+    return [c for c in deps.campaign_cache.candidates(deps.campaigns, trigger, now) if c.in_schedule(now) and c.matches(trigger)]
 
 
 # ---------------------------------------------------------------- decisions
@@ -157,7 +165,7 @@ class Outcome:
     duplicate: bool = False
 
 
-def coupon_for(deps, campaign: Campaign, device_id: str, issued_at: float) -> Coupon | None:
+def coupon_for(deps: Deps, campaign: Campaign, device_id: str, issued_at: float) -> Coupon | None:
     if campaign.coupon is None:
         return None
     return make_coupon(deps.settings.coupon_secret, campaign.campaign_id, campaign.coupon, device_id, issued_at)
@@ -171,7 +179,7 @@ def _ttl(campaign: Campaign, trigger: Trigger | None, now: float) -> int | None:
     return ttl
 
 
-def _consent_reason(device, campaign: Campaign, trigger: Trigger) -> str | None:
+def consent_reason(device: Device, campaign: Campaign, trigger: Trigger) -> str | None:
     if not device.consent.get("push"):
         return "no_consent"
     if (trigger.needs_location or campaign.needs_location()) and not device.consent.get("location"):
@@ -183,11 +191,12 @@ def _consent_reason(device, campaign: Campaign, trigger: Trigger) -> str | None:
     return None
 
 
-def _pre_claim(campaign: Campaign, device, trigger: Trigger, now: float, created_at: float | None = None):
+def pre_claim(campaign: Campaign, device: Device, trigger: Trigger, now: float,
+              created_at: float | None = None) -> tuple[str | None, str | None, int | None]:
     """Steps 1-2 and an occasion already over: → (reason to suppress or
     None, arm, push TTL). ``created_at``: the record's, when it is re-driven
     (a TTL counts from the occasion, as for a held push)."""
-    reason = _consent_reason(device, campaign, trigger)
+    reason = consent_reason(device, campaign, trigger)
     arm = campaign.assign_arm(device.device_id) if reason is None else None
     if reason is None and arm == "control":
         reason = "control"
@@ -201,14 +210,14 @@ def _pre_claim(campaign: Campaign, device, trigger: Trigger, now: float, created
 
 
 @metrics.counts_outcome
-def decide(deps, campaign: Campaign, device, trigger: Trigger) -> Outcome:
+def decide(deps: Deps, campaign: Campaign, device: Device, trigger: Trigger) -> Outcome:
     """Run one (campaign, device, trigger) through the pipeline."""
     now = deps.clock()
-    store = deps.store
+    store = deps.deliveries
     did = delivery_id_for(campaign.campaign_id, device.device_id, trigger.key)
     # 1-2: consent and control are decided before the claim: the claim then
     # carries the final record.
-    reason, arm, ttl = _pre_claim(campaign, device, trigger, now)
+    reason, arm, ttl = pre_claim(campaign, device, trigger, now)
     record = Delivery(
         delivery_id=did,
         campaign_id=campaign.campaign_id,
@@ -228,21 +237,21 @@ def decide(deps, campaign: Campaign, device, trigger: Trigger) -> Outcome:
         # STALE_OPEN_S): this retry, with the full trigger, finishes it.
         if existing.status == PENDING and open_since(existing) <= now - STALE_OPEN_S and _take_over(store, did, now):
             log.info("delivery taken over", extra={"delivery_id": did})
-            reason, arm, ttl = _pre_claim(campaign, device, trigger, now, existing.created_at)
-            return _drive(deps, campaign, device, trigger, did, now, reason, arm, ttl)
+            reason, arm, ttl = pre_claim(campaign, device, trigger, now, existing.created_at)
+            return drive(deps, campaign, device, trigger, did, now, reason, arm, ttl)
         return Outcome(did, existing.status, existing.reason, duplicate=True)
     if reason is not None:
         return Outcome(did, SUPPRESSED, reason)
-    return _drive(deps, campaign, device, trigger, did, now, None, arm, ttl)
+    return drive(deps, campaign, device, trigger, did, now, None, arm, ttl)
 
 
-def _take_over(store, did: str, now: float) -> bool:
+def _take_over(store: DeliveryRepo, did: str, now: float) -> bool:
     """The lease on a stale ``pending`` record: of two invocations (or
     sweeps) taking it over, the one that moves ``updated_at`` first wins."""
     return store.update_delivery(did, {"updated_at": now}, expect_status=PENDING, updated_before=now - STALE_OPEN_S)
 
 
-def _abandon(store, did: str, since: float) -> None:
+def abandon(store: DeliveryRepo, did: str, since: float) -> None:
     """Give up a ``pending`` record this invocation owns (nothing was
     published): backdated, it is stale at once, so the caller's retry takes
     it over instead of waiting for the sweep. Best effort."""
@@ -252,24 +261,24 @@ def _abandon(store, did: str, since: float) -> None:
         log.warning("could not release a claim", extra={"delivery_id": did})
 
 
-def _finish(deps, did: str, status: str, why: str | None, **extra: Any) -> Outcome:
+def finish(deps: Deps, did: str, status: str, why: str | None, **extra: Any) -> Outcome:
     """``pending`` → a status other than ``publishing``."""
     changes = {"status": status, "reason": why, "updated_at": deps.clock(), **extra}
-    if not deps.store.update_delivery(did, changes, expect_status=PENDING):
+    if not deps.deliveries.update_delivery(did, changes, expect_status=PENDING):
         return Outcome(did, PENDING, None, duplicate=True)  # another invocation moved it
     return Outcome(did, status, why)
 
 
-def _drive(deps, campaign: Campaign, device, trigger: Trigger, did: str, now: float, reason: str | None,
+def drive(deps: Deps, campaign: Campaign, device: Device, trigger: Trigger, did: str, now: float, reason: str | None,
            arm: str | None, ttl: int | None) -> Outcome:
     """Steps 4-8 for a ``pending`` record this invocation owns. An error
     before the record is ``publishing`` abandons the claim (see
-    :func:`_abandon`) and propagates: the outbox or the SQS redelivery runs
+    :func:`abandon`) and propagates: the outbox or the SQS redelivery runs
     the decision again."""
-    store = deps.store
+    store = deps.deliveries
     try:
         if reason is not None:
-            return _finish(deps, did, SUPPRESSED, reason)
+            return finish(deps, did, SUPPRESSED, reason)
 
         # 4: quiet hours, drop mode.
         tz = device.attributes.get("timezone") if isinstance(device.attributes.get("timezone"), str) else None
@@ -278,7 +287,7 @@ def _drive(deps, campaign: Campaign, device, trigger: Trigger, did: str, now: fl
         if quiet is not None:
             release_at = quiet_release_at(quiet.start_min, quiet.end_min, tz, now, fallback_tz=quiet.timezone)
             if release_at is not None and quiet.mode == "drop":
-                return _finish(deps, did, SUPPRESSED, "quiet_hours")
+                return finish(deps, did, SUPPRESSED, "quiet_hours")
 
         # 5: render (pure, per device; an error never escapes).
         coupon = coupon_for(deps, campaign, device.device_id, now)
@@ -286,7 +295,7 @@ def _drive(deps, campaign: Campaign, device, trigger: Trigger, did: str, now: fl
             msg = campaign.render(device.attributes, trigger, coupon=coupon, now=now, arm=arm)
         except RenderError as exc:
             log.warning("render error", extra={"campaign_id": campaign.campaign_id, "error": str(exc)[:200]})
-            return _finish(deps, did, SUPPRESSED, "render_error")
+            return finish(deps, did, SUPPRESSED, "render_error")
         content = {
             "title": msg.title,
             "body": msg.body,
@@ -300,22 +309,22 @@ def _drive(deps, campaign: Campaign, device, trigger: Trigger, did: str, now: fl
         per_day = limits.per_device_per_day
         gap = limits.min_minutes_between * 60.0 if limits.min_minutes_between is not None else None
         if not store.reserve_send(campaign.campaign_id, device.device_id, now, per_day, gap):
-            return _finish(deps, did, SUPPRESSED, "frequency_cap", **content)
+            return finish(deps, did, SUPPRESSED, "frequency_cap", **content)
 
         # 7: quiet hours, hold mode.
         if release_at is not None:
-            return _finish(deps, did, HELD, "quiet_hours", release_at=release_at, **content)
+            return finish(deps, did, HELD, "quiet_hours", release_at=release_at, **content)
 
         # 8: publish. The record keeps its open-since time (updated_at).
         if not store.update_delivery(did, {"status": PUBLISHING, **content}, expect_status=PENDING):
             return Outcome(did, PENDING, None, duplicate=True)
     except Exception:
-        _abandon(store, did, now)
+        abandon(store, did, now)
         raise
-    return _publish(deps, device, campaign, did, content, ttl)
+    return publish(deps, device, campaign, did, content, ttl)
 
 
-def _settle(deps, write: Callable[[], Any]) -> Any:
+def _settle(deps: Deps, write: Callable[[], Any]) -> Any:
     """A store write that records what SNS already did: a throttled
     DynamoDB is retried with backoff here (a sent push must not become an
     unknown one); after SETTLE_ATTEMPTS the error propagates and the record
@@ -331,14 +340,19 @@ def _settle(deps, write: Callable[[], Any]) -> Any:
             delay *= 2
 
 
-def _publish(deps, device, campaign: Campaign | None, did: str, content: dict, ttl: int | None) -> Outcome:
+def publish(deps: Deps, device: Device, campaign: Campaign | None, did: str, content: dict, ttl: int | None) -> Outcome:
     """The record is ``publishing`` (ours): publish and record the result."""
-    store = deps.store
+    store = deps.deliveries
     data = {"campaign_id": campaign.campaign_id} if campaign else {}
     if content.get("coupon_code"):
         data["coupon_code"] = content["coupon_code"]
     message = PushMessage(did, content["title"], content["body"], content.get("deep_link"), ttl, data)
     disabled = False
+    status: str
+    reason: str | None
+    extra: dict[str, Any]
+    # Only a device with push consent and an endpoint gets this far (decide()).
+    assert deps.push is not None and device.endpoint_arn is not None
     try:
         message_id = deps.push.publish(device.endpoint_arn, device.platform, message)
     except EndpointDisabled:
@@ -355,12 +369,12 @@ def _publish(deps, device, campaign: Campaign | None, did: str, content: dict, t
     changes = {"status": status, "reason": reason, "updated_at": deps.clock(), **extra}
     _settle(deps, lambda: store.update_delivery(did, changes, expect_status=PUBLISHING))
     if disabled:
-        _settle(deps, lambda: store.set_push_state(device.device_id, device.endpoint_arn, False))
+        _settle(deps, lambda: deps.devices.set_push_state(device.device_id, device.endpoint_arn, False))
     log.info("delivery", extra={"delivery_id": did, "status": status, "reason": reason})
     return Outcome(did, status, reason)
 
 
-def deliver(deps, device, triggers: list[Trigger]) -> dict[str, list[str]]:
+def deliver(deps: Deps, device: Device, triggers: list[Trigger]) -> dict[str, list[str]]:
     """Every matching campaign for each trigger → ``{trigger.key: [delivery ids]}``."""
     out: dict[str, list[str]] = {}
     for trigger in triggers:
@@ -368,150 +382,3 @@ def deliver(deps, device, triggers: list[Trigger]) -> dict[str, list[str]]:
         for campaign in matching(deps, trigger):
             ids.append(decide(deps, campaign, device, trigger).delivery_id)
     return out
-
-
-# ---------------------------------------------------------------- held
-def release_held(deps, limit: int = 100) -> dict[str, int]:
-    """Send the held deliveries whose quiet window has ended (scheduled).
-
-    Each is moved ``held`` → ``publishing`` (or ``suppressed``) with a
-    conditional update, so overlapping runs never send one twice; the reads
-    come first, so a store error leaves it ``held`` for the next run."""
-    now = deps.clock()
-    counts: dict[str, int] = {}
-    for d in deps.store.due_held(now, limit):
-        campaign = deps.campaigns.get(deps.store, d.campaign_id, now)
-        device = deps.store.get_device(d.device_id)
-        reason = None
-        if campaign is None or not campaign.in_schedule(now):
-            reason = "campaign_disabled"
-        elif device is None:
-            reason = "unknown_device"
-        else:
-            reason = _consent_reason(device, campaign, Trigger(d.trigger_type, d.trigger_key, d.trigger_ref, d.created_at))
-        ttl = campaign.ttl_seconds if campaign else None
-        if reason is None and ttl is not None:
-            ttl = int(d.created_at + ttl - now)
-            if ttl <= 0:
-                reason = "expired"
-        if reason is not None:
-            changes = {"status": SUPPRESSED, "reason": reason, "release_at": None, "updated_at": now}
-            if deps.store.update_delivery(d.delivery_id, changes, expect_status=HELD):
-                counts[reason] = counts.get(reason, 0) + 1
-                metrics.delivery(SUPPRESSED, reason)
-            continue
-        if not deps.store.update_delivery(d.delivery_id, {"status": PUBLISHING, "release_at": None, "updated_at": now}, expect_status=HELD):
-            continue  # another run took it
-        content = {"title": d.title, "body": d.body, "deep_link": d.deep_link, "coupon_code": d.coupon_code}
-        out = _publish(deps, device, campaign, d.delivery_id, content, ttl)
-        metrics.delivery(out.status, out.reason)
-        key = out.status if out.reason is None else f"{out.status}:{out.reason}"
-        counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
-# ---------------------------------------------------------------- the sweep
-def rebuild_trigger(deps, d: Delivery, device, now: float) -> Trigger | None:
-    """The trigger of a stored record, as far as the store still knows it:
-    a geofence occasion from its key (fence id, event, visit) and the fence
-    as it is now, with the weather at the device now; a weather alert from
-    its lineage and the ``alert.*`` variables kept in the alert's record.
-    None when that is not possible (an unknown key, an alert record gone)."""
-    store = deps.store
-    if d.trigger_type in GEOFENCE_TRIGGERS:
-        head, _, rest = d.trigger_key.partition(":")
-        parts = rest.rsplit(":", 2)
-        if head != "fence" or len(parts) != 3 or parts[1] not in EVENT_TRIGGER:
-            return None
-        fence_id, event, visit = parts
-        try:
-            visit_ts = float(visit)
-        except ValueError:
-            return None
-        rec = store.get_fences([fence_id]).get(fence_id)
-        props = rec.feature.get("properties", {}) if rec else {}
-        fence = FenceContext(fence_id, rec.name if rec else fence_id, tuple(rec.tags) if rec else (),
-                             dict(props.get("metadata") or {}))
-        trigger = Trigger.geofence(event, fence, visit_ts, d.created_at)
-        if trigger.key != d.trigger_key or trigger.type != d.trigger_type:
-            return None
-        st = device.state
-        wx = weather_at_many(store, [(st.lat, st.lng)], now)[0] if st is not None else None
-        return replace(trigger, weather=wx) if wx else trigger
-    if d.trigger_type == "weather_alert" and d.trigger_key.startswith("alert:"):
-        rec = store.get_alert_records([d.trigger_ref]).get(d.trigger_ref) or {}
-        if not isinstance(rec.get("vars"), dict):
-            return None
-        ends_at = rec.get("ends_at")
-        return Trigger("weather_alert", d.trigger_key, d.trigger_ref, d.created_at, alert=rec["vars"],
-                       needs_location=True, ends_at=float(ends_at) if isinstance(ends_at, (int, float)) else None)
-    return None
-
-
-def _redrive(deps, d: Delivery, now: float) -> Outcome:
-    """Steps 1-8 again for a stale ``pending`` record (leased by the
-    caller): the campaign, device and trigger as they are now."""
-    campaign = deps.campaigns.get(deps.store, d.campaign_id, now)
-    if campaign is None or not campaign.in_schedule(now):
-        return _finish(deps, d.delivery_id, SUPPRESSED, "campaign_disabled")
-    device = deps.store.get_device(d.device_id)
-    if device is None:
-        return _finish(deps, d.delivery_id, SUPPRESSED, "unknown_device")
-    trigger = rebuild_trigger(deps, d, device, now)
-    if trigger is None:
-        return _finish(deps, d.delivery_id, FAILED, INTERRUPTED)
-    reason, arm, ttl = _pre_claim(campaign, device, trigger, now, d.created_at)
-    return _drive(deps, campaign, device, trigger, d.delivery_id, now, reason, arm, ttl)
-
-
-def sweep_open(deps, *, stale_s: float = STALE_OPEN_S, limit: int = 100) -> dict[str, int]:
-    """Resolve the records an invocation that died left open (scheduled
-    with :func:`release_held`), found through the store's ``open`` index:
-
-    * ``publishing`` for longer than ``stale_s``: SNS may or may not have
-      accepted the push, and mobile push has no idempotency key, so it is
-      never published again: ``failed: interrupted``.
-    * ``pending`` for longer than ``stale_s`` (or abandoned after an error):
-      nothing was published. Leased (a conditional update of
-      ``updated_at``), then driven through the pipeline again from the
-      stored record — campaign, device and consent as they are now, the
-      trigger rebuilt by :func:`rebuild_trigger` (``failed: interrupted``
-      when it cannot be), the TTL counted from the record's creation.
-
-    → counts by ``<old status>-><outcome>``. Every step is conditional on
-    the status, so overlapping sweeps and a late original invocation never
-    publish one record twice."""
-    now = deps.clock()
-    cutoff = now - stale_s
-    store = deps.store
-    counts: dict[str, int] = {}
-    for d in store.stale_open(cutoff, limit):
-        did = d.delivery_id
-        leased = False
-        try:
-            if d.status == PUBLISHING:
-                changes = {"status": FAILED, "reason": INTERRUPTED, "updated_at": now}
-                if not store.update_delivery(did, changes, expect_status=PUBLISHING, updated_before=cutoff):
-                    continue
-                log.warning("delivery interrupted while publishing", extra={"delivery_id": did})
-                out = Outcome(did, FAILED, INTERRUPTED)
-            else:
-                if not store.update_delivery(did, {"updated_at": now}, expect_status=PENDING, updated_before=cutoff):
-                    continue  # finished or leased meanwhile
-                leased = True
-                try:
-                    out = _redrive(deps, d, now)
-                except Unavailable:
-                    raise
-                except Exception:  # noqa: BLE001 — not transient: recorded, never retried forever
-                    log.exception("re-drive failed", extra={"delivery_id": did})
-                    out = _finish(deps, did, FAILED, INTERRUPTED)
-        except Unavailable:  # throttled: this record waits for the next run, the others go on
-            if leased:
-                _abandon(store, did, now)
-            counts[f"{d.status}->retry"] = counts.get(f"{d.status}->retry", 0) + 1
-            continue
-        metrics.delivery(out.status, out.reason, out.duplicate)
-        key = f"{d.status}->{out.status}" + (f":{out.reason}" if out.reason else "")
-        counts[key] = counts.get(key, 0) + 1
-    return counts

@@ -1,7 +1,8 @@
 """Weather use cases: NWS alerts in (webhook or poller) → lifecycle → area →
-the devices already inside → the delivery pipeline, plus conditions.
+the devices already inside → the delivery pipeline, plus conditions and the
+scheduled feed poll.
 
-Per alert (SPEC §3 "Weather"):
+Per alert:
 
 * invalid features are reported, the others still processed;
 * an id seen before (in this body or earlier) is ``duplicate``;
@@ -20,14 +21,22 @@ Per alert (SPEC §3 "Weather"):
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib import retention
+from chalicelib import metrics, retention
 from chalicelib.errors import InvalidInput
-from chalicelib.weather import fanout
+from chalicelib.push.campaigns import Campaign
+from chalicelib.services import fanout
+from chalicelib.services.delivery import matching
 from chalicelib.weather.alerts import Alert, classify, lineage_root, parse_alerts
+from chalicelib.weather.conditions import conditions_cell, parse_observations, store_observations, template_vars
+from chalicelib.weather.poller import ERROR, PollResult, poll
 from chalicelib.weather.targets import plan_targets
+
+if TYPE_CHECKING:
+    from chalicelib.services.deps import Deps
 
 log = logging.getLogger("hexcast.weather")
 
@@ -37,21 +46,21 @@ DEFAULT_MAX_LOCATION_AGE_H = 24.0
 POLL_SLICE = 500  # the national feed holds ~500 alerts; post_alerts takes ≤ 1,000 at once
 
 
-def _fence_ids_for(deps, fence_ids: tuple, fence_tags: tuple) -> set[str] | None:
+def _fence_ids_for(deps: Deps, fence_ids: tuple[str, ...], fence_tags: tuple[str, ...]) -> set[str] | None:
     if not fence_ids and not fence_tags:
         return None
     out = set(fence_ids)
     for tag in fence_tags:
         token = None
         while True:
-            recs, token = deps.store.list_fences(tag, 1000, token)
+            recs, token = deps.fences.list_fences(tag, 1000, token)
             out.update(r.fence_id for r in recs)
             if token is None:
                 break
     return out
 
 
-def _lineage(deps, alert: Alert, known: dict[str, dict]) -> str:
+def _lineage(deps: Deps, alert: Alert, known: dict[str, dict]) -> str:
     """The lineage of an alert: the lineage of any referenced alert we have
     recorded, else the earliest reference, else the alert itself."""
     for ref in alert.references:
@@ -61,12 +70,12 @@ def _lineage(deps, alert: Alert, known: dict[str, dict]) -> str:
     return lineage_root(alert)
 
 
-def post_alerts(deps, body: Any) -> dict:
+def post_alerts(deps: Deps, body: Any) -> dict:
     items = parse_alerts(body)
     now = deps.clock()
     alerts = [a for a in items if isinstance(a, Alert)]
     ids = {a.id for a in alerts} | {r.id for a in alerts for r in a.references}
-    known = deps.store.get_alert_records(sorted(ids)) if ids else {}
+    known = deps.weather.get_alert_records(sorted(ids)) if ids else {}
     results: list[dict] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
@@ -84,27 +93,27 @@ def post_alerts(deps, body: Any) -> dict:
     return {"alerts": results}
 
 
-def _record(deps, alert: Alert, lineage: str, status: str, now: float, **extra) -> None:
+def _record(deps: Deps, alert: Alert, lineage: str, status: str, now: float, **extra: Any) -> None:
     end = alert.end_time() or now
-    deps.store.put_alert_record(
+    deps.weather.put_alert_record(
         alert.id,
         {"lineage": lineage, "status": status, "fingerprint": alert.fingerprint, "processed_at": now, **extra},
         max(end, now) + RECORD_RETENTION_S,
     )
 
 
-def _process(deps, alert: Alert, known: dict[str, dict], now: float) -> dict:
+def _process(deps: Deps, alert: Alert, known: dict[str, dict], now: float) -> dict:
     verdict = classify(alert, now)
     lineage = _lineage(deps, alert, known)
     keep_until = max(alert.end_time() or now, now) + RECORD_RETENTION_S
     if verdict.action == "ignore":
         return {"status": "ignored", "reason": verdict.reason, "devices_targeted": 0, "deliveries": 0}
     if verdict.action == "end_lineage":
-        deps.store.end_lineage(lineage, verdict.reason, now, keep_until)
+        deps.weather.end_lineage(lineage, verdict.reason or verdict.action, now, keep_until)
         _record(deps, alert, lineage, "cancelled", now)
         log.info("alert lineage ended", extra={"alert_id": alert.id, "lineage": lineage, "reason": verdict.reason})
         return {"status": "cancelled", "reason": verdict.reason, "lineage": lineage, "devices_targeted": 0, "deliveries": 0}
-    state = deps.store.get_lineages([lineage]).get(lineage)
+    state = deps.weather.get_lineages([lineage]).get(lineage)
     if state and state.get("ended"):
         _record(deps, alert, lineage, "ignored", now)
         return {"status": "ignored", "reason": "lineage_ended", "lineage": lineage, "devices_targeted": 0, "deliveries": 0}
@@ -117,11 +126,9 @@ def _process(deps, alert: Alert, known: dict[str, dict], now: float) -> dict:
                 "lineage": lineage, "devices_targeted": 0, "deliveries": 0}
 
     trigger = fanout.weather_trigger(alert.id, lineage, alert.template_vars(), alert.end_time(), now)
-    from chalicelib.push.pipeline import matching
-
     campaigns = matching(deps, trigger)
     # One plan per distinct audience (location age, fence filter).
-    groups: dict[tuple, list] = defaultdict(list)
+    groups: dict[tuple[float, tuple[str, ...], tuple[str, ...]], list[Campaign]] = defaultdict(list)
     for c in campaigns:
         a = c.audience
         age = a.max_location_age_hours if a.max_location_age_hours is not None else DEFAULT_MAX_LOCATION_AGE_H
@@ -131,7 +138,7 @@ def _process(deps, alert: Alert, known: dict[str, dict], now: float) -> dict:
     queued = 0
     for (age_h, fence_ids, fence_tags), group in sorted(groups.items(), key=lambda kv: kv[0]):
         plan = plan_targets(
-            deps.store, area.geometry, now=now, shards=deps.settings.region_shards,
+            deps.devices, area.geometry, now=now, shards=deps.settings.region_shards,
             max_age_s=retention.max_location_age_s(age_h * 3600.0, retention.location_ttl_s(deps.settings)),
             inside_fences=_fence_ids_for(deps, fence_ids, fence_tags),
         )
@@ -143,8 +150,8 @@ def _process(deps, alert: Alert, known: dict[str, dict], now: float) -> dict:
             for b in bodies:  # people already inside are reached at once
                 deliveries += len(fanout.send_chunk(deps, b))
         elif bodies:
-            queued += deps.queue.send(fanout.QUEUE_NAME, bodies)
-    deps.store.touch_lineage(lineage, alert.id, now, keep_until)
+            queued += deps.queue.send(deps.settings.fanout_queue, bodies)
+    deps.weather.touch_lineage(lineage, alert.id, now, keep_until)
     # The alert.* variables stay with the record: the sweep rebuilds the
     # trigger of a decision a dead fan-out invocation left pending from them.
     _record(deps, alert, lineage, "processed", now, devices_targeted=len(targeted), vars=alert.template_vars(),
@@ -161,17 +168,54 @@ def _process(deps, alert: Alert, known: dict[str, dict], now: float) -> dict:
 
 
 # ---------------------------------------------------------------- conditions and the poller
-def post_conditions(deps, body: Any) -> dict:
-    from chalicelib.weather.conditions import parse_observations, store_observations
+class ConditionsReader(Protocol):
+    def get_conditions(self, cells: list[int], now: float) -> dict[int, dict]: ...
 
+
+def conditions_at(store: ConditionsReader, points: list[tuple[float, float]], now: float) -> list[dict | None]:
+    """The current conditions at each (lat, lng) point (its resolution-5
+    cell), in input order, read in one store call: the ``weather`` template
+    dict, or None where nothing unexpired was observed."""
+    cells = [conditions_cell(lat, lng) for lat, lng in points]
+    found = store.get_conditions(sorted(set(cells)), now) if cells else {}
+    return [template_vars(found[c]) if c in found else None for c in cells]
+
+
+def post_conditions(deps: Deps, body: Any) -> dict:
     now = deps.clock()
-    return store_observations(deps.store, parse_observations(body, now=now), now)
+    return store_observations(deps.weather, parse_observations(body, now=now), now)
 
 
-def poll_feed(deps):
+class FeedFailures:
+    """Consecutive failed polls per feed URL, as this warm process saw them
+    (a cold start counts from zero again; ``feed_failures`` still counts
+    every failure)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def failed(self, url: str) -> int:
+        with self._lock:
+            self._counts[url] = self._counts.get(url, 0) + 1
+            return self._counts[url]
+
+    def succeeded(self, url: str) -> None:
+        with self._lock:
+            self._counts.pop(url, None)
+
+
+FEED_FAILURES = FeedFailures()
+
+
+def poll_feed(deps: Deps, failures: FeedFailures = FEED_FAILURES) -> PollResult:
     """The scheduled poller: the feed's new or changed alerts go through
-    :func:`post_alerts` (ids already processed answer ``duplicate``)."""
-    from chalicelib.weather.poller import poll
+    :func:`post_alerts` (ids already processed answer ``duplicate``).
+
+    A poll that fails is retried next tick, so the poller never raises; to
+    keep a feed that fails forever from going unnoticed, every failure is
+    logged at ERROR with the consecutive count and counted in the
+    ``feed_failures`` / ``feed_consecutive_failures`` metrics."""
 
     def handle(collection: dict) -> None:
         features = collection.get("features") or []
@@ -182,4 +226,13 @@ def poll_feed(deps):
                 counts[r["status"]] += 1
         log.info("feed polled", extra={"statuses": dict(counts)})
 
-    return poll(deps.store, deps.settings, handle, now=deps.clock())
+    url = deps.settings.weather_feed_url
+    result = poll(deps.weather, deps.settings, handle, now=deps.clock())
+    if result.status != ERROR:
+        failures.succeeded(url)
+        return result
+    n = failures.failed(url)
+    metrics.feed_failure(n)
+    log.error("weather feed failing", extra={"url": url, "consecutive_failures": n, "http_status": result.http_status,
+                                             "reason": result.reason})
+    return result

@@ -1,0 +1,104 @@
+"""The composition root: the only place adapters (boto3 clients, the SNS
+gateway, the SQS queue, the county set) are chosen and built. Built lazily
+on first use and cached while the Lambda is warm; tests install their own
+:class:`Deps` with :func:`set_deps`.
+
+:class:`~chalicelib.services.deps.Deps` (what every use case takes) is
+typed with ports (:mod:`chalicelib.ports`) and in-process types, so the use
+cases depend on Protocols only; this module picks the implementations.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from chalicelib.services.fence_cache import VersionCache
+from chalicelib.clock import Clock, Sleep, system_clock, system_sleep
+from chalicelib.ports import CountySet
+from chalicelib.services.delivery import CampaignCache
+from chalicelib.services.deps import Deps
+from chalicelib.settings import Settings, get_settings
+
+
+class LazyCounties:
+    """The county polygons (a few MB to read and parse), loaded on the first
+    SAME-code lookup: only an alert without a usable polygon pays for them,
+    never a ping, a registration or a cold start."""
+
+    def __init__(self, load: Callable[[], CountySet]) -> None:
+        self._load = load
+        self._index: CountySet | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._index is not None
+
+    def _counties(self) -> CountySet:
+        if self._index is None:
+            with self._lock:
+                if self._index is None:
+                    self._index = self._load()
+        return self._index
+
+    def union(self, same_codes: Sequence[str]) -> tuple[object | None, tuple[str, ...]]:
+        return self._counties().union(same_codes)
+
+
+def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sleep: Sleep = system_sleep) -> Deps:
+    """The AWS wiring: DynamoDB, SNS and SQS clients, one clock and one sleep
+    for every adapter. botocore retries a few times in standard mode; the
+    adapters' own retries (budgeted) sit on top, so the two do not multiply
+    into minutes."""
+    import boto3
+    from botocore.config import Config
+
+    from chalicelib.logs import ContextThreadPool
+    from chalicelib.push.sns import SnsGateway
+    from chalicelib.store import dynamo_stores
+    from chalicelib.weather import area
+    from chalicelib.weather.fanout import SqsQueue
+
+    settings = settings or get_settings()
+    config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
+    # Its tasks run in the submitter's context: their log lines keep the request id.
+    pool = ContextThreadPool(max_workers=16, thread_name_prefix="hexcast-io")
+    stores = dynamo_stores(boto3.client("dynamodb", config=config), settings, clock=clock, sleep=sleep)
+    counties = LazyCounties(area.CountyIndex.load)
+    zones = area.ZoneFetcher(settings.weather_user_agent, settings.weather_http_timeout_s)
+    return Deps.over(
+        stores,
+        settings,
+        clock=clock,
+        cache=VersionCache(settings.geometry_cache_size),
+        pool=pool,
+        push=SnsGateway(boto3.client("sns", config=config), settings, sleep),
+        campaign_cache=CampaignCache(settings.campaign_cache_s),
+        resolver=area.AreaResolver(counties, zones),  # type: ignore[arg-type]  # any CountySet will do
+        queue=SqsQueue(boto3.client("sqs", config=config), sleep),
+        sleep=sleep,
+    )
+
+
+_lock = threading.Lock()
+_deps: Deps | None = None
+
+
+def get_deps() -> Deps:
+    """The process's :class:`Deps`, built on first use."""
+    global _deps
+    if _deps is None:
+        with _lock:
+            if _deps is None:
+                _deps = build_deps()
+    return _deps
+
+
+def set_deps(deps: Deps | None) -> None:
+    """Install ``deps`` (tests, the local stack); ``None`` rebuilds on next use."""
+    global _deps
+    _deps = deps
+
+
+__all__ = ["LazyCounties", "build_deps", "get_deps", "set_deps"]

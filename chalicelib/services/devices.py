@@ -1,0 +1,214 @@
+"""Device use cases: register, get, delete, and the device-secret check
+every device-scoped call makes (:func:`authorize_device`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from chalicelib import auth, retention
+from chalicelib.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from chalicelib.geo.cells import cell_str
+from chalicelib.push.model import PushError
+from chalicelib.ports import ConcurrentUpdate, Device
+from chalicelib.timeutil import iso
+from chalicelib.validation import (
+    DEVICE_ID_RE,
+    bounded_string,
+    is_device_id,
+    is_finite_number,
+    validate_device_id,
+)
+
+if TYPE_CHECKING:
+    from chalicelib.services.deps import Deps
+
+log = logging.getLogger("hexcast.services")
+
+PLATFORMS = ("ios", "ios_sandbox", "android")
+MAX_ATTRIBUTES = 64
+REGISTER_ATTEMPTS = 3
+
+__all__ = [
+    "DEVICE_ID_RE",
+    "MAX_ATTRIBUTES",
+    "PLATFORMS",
+    "authorize_device",
+    "delete_device",
+    "device_or_404",
+    "get_device",
+    "parse_device",
+    "register_device",
+    "validate_device_id",
+]
+
+
+# ---------------------------------------------------------------- parsing
+def _attributes(body: dict[str, Any]) -> dict[str, Any]:
+    attrs = body.get("attributes", {}) or {}
+    if not isinstance(attrs, dict) or len(attrs) > MAX_ATTRIBUTES:
+        raise InvalidInput(f"attributes must be an object of at most {MAX_ATTRIBUTES} entries", "attributes")
+    for k, v in attrs.items():
+        if not k or len(k) > 64:
+            raise InvalidInput("attribute names are 1-64 characters", f"attributes.{k}")
+        ok = v is None or isinstance(v, (str, bool)) or is_finite_number(v)
+        if not ok or (isinstance(v, str) and len(v) > 1024):
+            raise InvalidInput("attribute values are strings (≤ 1024), numbers, booleans or null", f"attributes.{k}")
+    return dict(attrs)
+
+
+def _consent(body: dict[str, Any]) -> dict[str, bool]:
+    consent = body.get("consent", {}) or {}
+    if not isinstance(consent, dict):
+        raise InvalidInput("consent must be an object {push, location}", "consent")
+    clean: dict[str, bool] = {}
+    for k in ("push", "location"):
+        v = consent.get(k, False)
+        if not isinstance(v, bool):
+            raise InvalidInput(f"consent.{k} must be true or false", f"consent.{k}")
+        clean[k] = v
+    return clean
+
+
+def parse_device(device_id: str, body: Any) -> Device:
+    """A registration body → the device profile (no endpoint, no secret yet)."""
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a JSON object", "body")
+    platform = body.get("platform")
+    if platform not in PLATFORMS:
+        raise InvalidInput(f"platform must be one of {', '.join(PLATFORMS)}", "platform")
+    token = body.get("push_token")
+    if not bounded_string(token, 1, 4096) or not token.strip():
+        raise InvalidInput("push_token must be a non-empty string", "push_token")
+    user_id = body.get("user_id")
+    if user_id is not None and not bounded_string(user_id, 1, 256):
+        raise InvalidInput("user_id must be a string of 1-256 characters", "user_id")
+    attrs = _attributes(body)
+    return Device(device_id, platform, token, user_id, attrs, _consent(body))
+
+
+# ---------------------------------------------------------------- authorisation
+def authorize_device(device: Device, role: str, secret: str | None) -> None:
+    """An admin key may touch any device; any other key only a device whose
+    stored secret hash matches ``secret`` (the ``X-Device-Secret`` header).
+    403 naming the header otherwise — a device without a stored secret
+    (registered before secrets existed) is the admin's alone."""
+    if role == auth.ADMIN:
+        return
+    header = auth.DEVICE_SECRET_HEADER
+    if not secret:
+        raise Forbidden(f"this device's calls need {header} (the device_secret its registration returned)", header)
+    if not auth.secret_matches(secret, device.secret_hash):
+        raise Forbidden(f"{header} does not match this device", header)
+
+
+def device_or_404(deps: Deps, device_id: Any) -> Device:
+    """The stored device, or 404 naming ``device_id`` when the id is malformed or unknown."""
+    device = deps.devices.get_device(device_id) if is_device_id(device_id) else None
+    if device is None:
+        raise NotFound(f"no device {device_id!r}", "device_id")
+    return device
+
+
+# ---------------------------------------------------------------- registration
+def _attach_endpoint(deps: Deps, device: Device) -> None:
+    """The device's SNS endpoint, created or refreshed when it consents to
+    push. Before the profile write: a registration that fails here (503,
+    retried by the app) has handed out no secret."""
+    device.push_enabled = False
+    if not device.consent["push"] or deps.push is None:
+        return
+    try:
+        endpoint = deps.push.ensure_endpoint(device.device_id, device.platform, device.push_token, device.endpoint_arn)
+    except PushError as exc:
+        log.warning("push endpoint not registered", extra={"device_id": device.device_id, "reason": exc.reason})
+        raise Unavailable(f"push registration failed ({exc.reason}); retry", "push_token") from None
+    device.endpoint_arn = endpoint.arn
+    device.push_enabled = endpoint.enabled
+
+
+def register_device(
+    deps: Deps, device_id: str, body: Any, *, role: str = auth.ADMIN, secret: str | None = None
+) -> dict[str, Any]:
+    """Create or update the profile and the SNS endpoint (AWS's lifecycle:
+    create once, then read its attributes and update a changed token or a
+    disabled endpoint; recreate it when it is gone).
+
+    A new device gets a ``device_secret`` in the answer, once; only its
+    hash is stored. Updating an existing device with an app key needs that
+    secret (:func:`authorize_device`) and keeps it. The write is
+    conditional — creation on the id being free, an update on the hash just
+    checked — so of two concurrent first registrations exactly one gets a
+    secret, and the other is decided again against what the winner stored."""
+    device_id = validate_device_id(device_id)
+    device = parse_device(device_id, body)
+    device.created_at = device.updated_at = iso(deps.clock())
+    tried: str | None = None  # the secret of a creation whose outcome is unknown
+    for _ in range(REGISTER_ATTEMPTS):
+        old = deps.devices.get_device(device_id, consistent=True)
+        if old is not None and tried is not None and auth.secret_matches(tried, old.secret_hash):
+            # Our creation did land (an SDK retry of it then found the id taken).
+            return {"device_id": device_id, "push_enabled": old.push_enabled, "device_secret": tried}
+        if old is not None:
+            authorize_device(old, role, secret)
+        device.endpoint_arn = old.endpoint_arn if old else None
+        _attach_endpoint(deps, device)
+        new_secret = auth.new_device_secret() if old is None else None
+        device.secret_hash = auth.hash_token(new_secret) if new_secret else old.secret_hash  # type: ignore[union-attr]
+        try:
+            deps.devices.save_profile(device, create=old is None)
+        except ConcurrentUpdate:
+            # Another registration created the device first, or it was
+            # deleted or re-created meanwhile: decide again on what is stored.
+            # (An endpoint created for a lost creation stays unused.)
+            log.info("device registration raced; re-reading", extra={"device_id": device_id})
+            tried = new_secret
+            continue
+        answer: dict[str, Any] = {"device_id": device_id, "push_enabled": device.push_enabled}
+        if new_secret:
+            answer["device_secret"] = new_secret
+        return answer
+    raise Conflict("the device was changed concurrently; retry", "device_id")
+
+
+# ---------------------------------------------------------------- reading, deleting
+def get_device(deps: Deps, device_id: str) -> dict[str, Any]:
+    d = device_or_404(deps, device_id)
+    retention.forget_expired([d], deps.clock(), retention.location_ttl_s(deps.settings))
+    location = None
+    fences: list[str] = []
+    if d.state is not None:
+        location = {"at": iso(d.state.ts), "h3_cell": cell_str(d.state.cell)}
+        fences = sorted(d.state.inside)
+    return {
+        "device_id": d.device_id,
+        "platform": d.platform,
+        "user_id": d.user_id,
+        "attributes": d.attributes,
+        "consent": d.consent,
+        "push_enabled": d.push_enabled,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+        "last_location": location,
+        "fences": fences,
+    }
+
+
+def delete_device(deps: Deps, device_id: str, *, role: str = auth.ADMIN, secret: str | None = None) -> None:
+    """Right to be forgotten: the profile, the location state and the SNS
+    endpoint. Delivery records keep no location. An app key needs the
+    device's secret (:func:`authorize_device`)."""
+    device = device_or_404(deps, device_id)
+    authorize_device(device, role, secret)
+    if device.endpoint_arn and deps.push is not None:
+        try:
+            deps.push.delete_endpoint(device.endpoint_arn)
+        except PushError as exc:
+            raise Unavailable(f"could not delete the push endpoint ({exc.reason}); retry", "device_id") from None
+    try:
+        # An app key deletes only the device its secret was checked against.
+        deps.devices.delete_device(device_id, secret_hash=None if role == auth.ADMIN else device.secret_hash)
+    except ConcurrentUpdate:
+        # Deleted (or deleted and registered again) since the read above.
+        authorize_device(device_or_404(deps, device_id), role, secret)
+        raise Conflict("the device was changed concurrently; retry", "device_id") from None
