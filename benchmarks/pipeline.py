@@ -26,12 +26,18 @@ the same run and process.
   5 runs, each on a freshly built store; the garbage collector stays on.
 * Baseline: the same compiled templates (the device's variant/arm message,
   title + body) rendered by python-liquid (``BoundTemplate.render`` of
-  ``chalicelib.push.render.ENV``: its AST walk, never the app's fast plan)
+  ``chalicelib.push.liquid_env.ENV``: its AST walk, never the app's fast plan)
   with a plain, precomputed dict context per device. Also
   ``Campaign.render`` (the app's lazy context, variant choice, text caps,
   and the fast plan of ``compile_template``) on the same inputs.
 * ``matching(deps, trigger)`` with 200 stored campaigns (warm cache): the
   scan every event pays before any decision.
+* Fast path on vs off: the same ``decide`` runs with
+  ``chalicelib.push.render_plan.FAST_PATH`` off (every template rendered by
+  python-liquid), interleaved with the runs with it on, best of 5 each; the
+  run asserts both publish the same messages. What the fast path buys on the
+  real path is then estimated with one DynamoDB and one SNS round trip per
+  decision (:data:`ROUND_TRIP_MS`, a stated figure: no network here).
 """
 
 from __future__ import annotations
@@ -43,8 +49,10 @@ import pstats
 import random
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Callable, Iterator
 
 from benchmarks.report import Figure
 
@@ -53,6 +61,11 @@ T0 = datetime(2026, 7, 15, 1, 30, tzinfo=timezone.utc).timestamp()
 TARGET_PER_S = 20_000
 CAMPAIGN_ID = "store-welcome"
 REPEATS = 5  # best of: other jobs on a small machine make single runs noisy
+#: One DynamoDB or SNS request from a Lambda in the same region, in ms: the
+#: low and high end of what the estimate assumes. AWS quotes single-digit
+#: milliseconds for DynamoDB GetItem/PutItem (server side); SNS Publish is
+#: assumed alike. Stated, not measured: this machine has no AWS network.
+ROUND_TRIP_MS = (5.0, 10.0)
 
 ZONES = (  # (zone, weight, local time at T0)
     ("America/New_York", 20, "21:30 quiet"),
@@ -207,21 +220,62 @@ def build_world(bodies, fence_list) -> World:
     return World(deps, campaign, devices, triggers_for(len(devices), fence_list), register_s)
 
 
-def run_decisions(world: World) -> tuple[float, Counter]:
+def run_decisions(world: World, clock: Callable[[], float] = time.perf_counter) -> tuple[float, Counter]:
+    """Seconds of ``clock`` (wall by default) for one ``decide`` per device."""
     from chalicelib.services.delivery import decide
 
     deps, campaign = world.deps, world.campaign
     outcomes = []
     append = outcomes.append
     gc.collect()
-    t0 = time.perf_counter()
+    t0 = clock()
     for device, trigger in zip(world.devices, world.triggers):
         append(decide(deps, campaign, device, trigger))
-    elapsed = time.perf_counter() - t0
+    elapsed = clock() - t0
     mix = Counter(o.status if o.reason is None else f"{o.status}:{o.reason}" for o in outcomes)
     assert not any(o.duplicate for o in outcomes), "every decision must be a fresh claim"
     assert mix.get("sent", 0) == len(deps.push.published)
     return elapsed, mix
+
+
+@contextmanager
+def fast_path(enabled: bool) -> Iterator[None]:
+    """Templates compiled inside take the fast plan only when ``enabled``."""
+    from chalicelib.push import render_plan as render
+
+    was = render.FAST_PATH
+    render.FAST_PATH = enabled and was
+    try:
+        yield
+    finally:
+        render.FAST_PATH = was
+
+
+def published_texts(world: World) -> list[tuple[str, str, str]]:
+    return [(arn, m.title, m.body) for arn, _, m, _ in world.deps.push.published]
+
+
+def run_fast_path_ab(bodies, fence_list) -> dict:
+    """Best of :data:`REPEATS` ``decide`` runs with the fast path on and off,
+    interleaved (on, off, on, off, ...) so both see the same machine load,
+    timed in CPU seconds of this thread (``time.thread_time``: waiting for a
+    core busy with other jobs is not counted)."""
+    from chalicelib.push import render_plan as render
+
+    best = {True: float("inf"), False: float("inf")}
+    texts: dict[bool, list] = {}
+    for _ in range(REPEATS):
+        for enabled in (True, False):
+            with fast_path(enabled):
+                world = build_world(bodies, fence_list)
+                plans = [world.campaign.message.body.plan is not None]
+            elapsed, _ = run_decisions(world, time.thread_time)
+            best[enabled] = min(best[enabled], elapsed)
+            texts.setdefault(enabled, published_texts(world))
+            assert plans == [enabled and render.FAST_PATH], "the switch must decide whether templates get a plan"
+            del world
+    assert texts[True] == texts[False], "fast path on and off must publish the same messages"
+    return {"on_s": best[True], "off_s": best[False], "published": len(texts[True])}
 
 
 # ---------------------------------------------------------------- renders
@@ -385,6 +439,7 @@ def run(quick: bool = False, profile: bool = False) -> Outcome:
         decide_s = min(decide_s, elapsed)
         del world
     m = run_matching(match_calls)
+    ab = run_fast_path_ab(bodies, fence_list)
 
     per_decision = decide_s / n
     per_bare = bare_s / n
@@ -426,6 +481,35 @@ def run(quick: bool = False, profile: bool = False) -> Outcome:
             note=(
                 f"{1 / m['per_call_s']:,.0f} triggers/s; {m['mean_hits']:.1f} campaigns match a trigger on average; "
                 f"cold first call (list + compile 200 campaigns) {m['cold_s'] * 1e3:.0f} ms; {match_calls:,} calls, best of {REPEATS}"
+            ),
+        ),
+    ]
+    on_us, off_us = ab["on_s"] / n * 1e6, ab["off_s"] / n * 1e6
+    saved_us = off_us - on_us
+    low, high = ROUND_TRIP_MS
+    figures += [
+        Figure(
+            "e",
+            f"`decide()` per decision, Liquid fast path on, {n:,} devices",
+            on_us,
+            "same, fast path off (python-liquid renders)",
+            off_us,
+            unit="µs",
+            note=(
+                f"fast path saves {saved_us:.1f} µs a decision ({1e6 / on_us:,.0f} vs {1e6 / off_us:,.0f} decisions/s/core); "
+                f"{ab['published']:,} messages published, identical on both; thread CPU time, interleaved, best of {REPEATS} each"
+            ),
+        ),
+        Figure(
+            "e",
+            f"decision + 1 DynamoDB + 1 SNS round trip ({low:g} ms each, stated), fast path on",
+            on_us + 2 * low * 1e3,
+            "same, fast path off",
+            off_us + 2 * low * 1e3,
+            unit="µs",
+            note=(
+                f"the fast path is {saved_us / (off_us + 2 * low * 1e3):.2%} of a decision's latency at {low:g} ms a round trip, "
+                f"{saved_us / (off_us + 2 * high * 1e3):.2%} at {high:g} ms (estimate: round trips stated, not measured)"
             ),
         ),
     ]

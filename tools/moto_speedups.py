@@ -2,34 +2,78 @@
 without an index sorts *every* item of the table and then filters by the
 partition key (O(table) per call, ~0.1 s at 12k rows, seconds at 100k).
 :func:`apply` hands it just the queried partition. Used by the local
-stack's moto server and by the test suite; the application never knows.
+stack's moto server, the test suite and the benchmarks; the application
+never knows.
+
+The patch leans on moto internals (``Table.query`` calling
+``Table.all_items``, ``Table.items`` keyed by partition then sort key), so it
+is applied only to the moto release it was written and tested against
+(:data:`PINNED_MOTO`, the pin of ``requirements-dev.txt``). On any other
+release :func:`apply` warns and leaves moto alone: everything still works,
+only slower. ``tests/unit/test_moto_speedups.py`` runs the same Queries with
+and without the patch and compares items and ``LastEvaluatedKey``.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
+from importlib import metadata
+from typing import Any, Callable
 
-_applied = False
+#: The moto release the patch was written against (requirements-dev.txt pins it).
+PINNED_MOTO = "5.2.5"
+
+_originals: dict[str, Callable[..., Any]] = {}
 
 
-def apply() -> None:
-    global _applied
-    if _applied:
-        return
+class MotoVersionWarning(UserWarning):
+    """The installed moto is not the release the speed-up was written for."""
+
+
+def installed_moto() -> str | None:
+    """moto's installed version, or None when it is not installed."""
+    try:
+        return metadata.version("moto")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def is_applied() -> bool:
+    return bool(_originals)
+
+
+def apply() -> bool:
+    """Patch moto's ``Table.query``; True when the patch is (now) in place.
+
+    Refuses, with a :class:`MotoVersionWarning`, on any moto but
+    :data:`PINNED_MOTO`.
+    """
+    if _originals:
+        return True
+    version = installed_moto()
+    if version != PINNED_MOTO:
+        warnings.warn(
+            f"tools.moto_speedups: moto {version} is installed but the Query speed-up was written for moto "
+            f"{PINNED_MOTO} (requirements-dev.txt); not patching — moto runs unmodified (slower, same results)",
+            MotoVersionWarning,
+            stacklevel=2,
+        )
+        return False
     from moto.dynamodb.models.table import Table
 
     original_query = Table.query
     original_all_items = Table.all_items
     local = threading.local()
 
-    def all_items(self):
+    def all_items(self: Table) -> Any:
         hint = getattr(local, "hint", None)
         if hint is not None and hint[0] is self:
             return list(hint[1])
         return original_all_items(self)
 
-    def query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
-              scan_index_forward, projection_expressions, index_name=None, *args, **kwargs):
+    def query(self: Table, hash_key: Any, range_comparison: Any, range_objs: Any, limit: Any, exclusive_start_key: Any,
+              scan_index_forward: Any, projection_expressions: Any, index_name: Any = None, *args: Any, **kwargs: Any) -> Any:
         if index_name is None and hash_key is not None and self.range_key_attr:
             part = self.items.get(hash_key)
             items = sorted(part.values(), key=lambda x: x.range_key) if part else []
@@ -42,6 +86,17 @@ def apply() -> None:
         return original_query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
                               scan_index_forward, projection_expressions, index_name, *args, **kwargs)
 
-    Table.all_items = all_items
-    Table.query = query
-    _applied = True
+    _originals.update(query=original_query, all_items=original_all_items)
+    Table.all_items = all_items  # type: ignore[method-assign]
+    Table.query = query  # type: ignore[method-assign]
+    return True
+
+
+def remove() -> None:
+    """Undo :func:`apply` (the differential test compares both)."""
+    if not _originals:
+        return
+    from moto.dynamodb.models.table import Table
+
+    Table.query = _originals.pop("query")  # type: ignore[method-assign]
+    Table.all_items = _originals.pop("all_items")  # type: ignore[method-assign]

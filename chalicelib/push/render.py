@@ -12,33 +12,11 @@ compile-at-save, and cheap rendering. Pure (no I/O).
   they run, so ``{{ s | replace: "", big }}`` never allocates).
 - Rendering never raises anything but :class:`RenderError`.
 
-Fast path. Most push texts are text and ``{{ path.to.var | filter: literal
-}}`` outputs, where python-liquid spends ~4-5 µs a template on its render
-context and buffer and 1-2 µs an output walking its AST. So
-:func:`compile_template` inspects python-liquid's own parse tree once: when
-every node is a ``ContentNode`` or an ``OutputNode`` whose expression is a
-plain ``FilteredExpression`` — a path of names (``a.b``, ``a["b"]``) or a
-literal, then filters from :data:`FAST_FILTERS` (pure: no render context,
-no clock) with literal arguments only — it keeps a flat plan
-(:class:`_Plan`). Rendering the plan looks the names up in the context,
-calls **python-liquid's own filter functions** from :data:`ENV` (with the
-size guards above) with the parsed literal values, and turns each result
-into text with python-liquid's ``to_liquid_string``, as ``OutputNode``
-does. A name missing at the top level is python-liquid's
-``env.undefined(...)``, built as ``RenderContext.get`` builds it.
+The flat plan that renders most push texts without python-liquid's render
+context is :mod:`chalicelib.push.render_plan`; the hardened environment
+is :mod:`chalicelib.push.liquid_env`.
 
-Anything the plan cannot answer exactly is rendered by python-liquid: at
-compile time, tags (``if``, ``for``, ``assign``, comments), index or
-variable path segments (``items[0]``, ``a[b]``), variable filter arguments,
-filters outside the allow-list (``date`` reads the clock), and the names
-python-liquid resolves itself (``now``, ``today``, ``partial``); at render
-time, a missing key or a path through a value that is not a dict (Liquid's
-``size``/``first``/``last`` rules apply there), any exception (so an error
-is python-liquid's, with its line), and output over the stream limit.
-``tests/unit/test_render_fastpath.py`` checks plan == python-liquid on
-random templates and contexts.
-
-Measured (``tests/unit/test_render.py::bench``: the SPEC §3 example body
+Measured (``tests/unit/test_render.py::bench``: the README's example body
 with ``default``, ``downcase`` and a coupon, a static title and deep link;
 Python 3.11, one core): ~130,000 ``Campaign.render`` calls/s, ~7.5 µs each,
 context included (~48,000/s, ~21 µs, through python-liquid's render). A
@@ -52,21 +30,11 @@ import unicodedata
 from dataclasses import dataclass
 from dataclasses import field as _field
 from datetime import datetime
-from functools import partial, wraps
 from io import StringIO
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-from liquid import Environment
-from liquid.builtin.content import ContentNode
-from liquid.builtin.expressions import FilteredExpression, KeywordArgument, Nil, Path, PositionalArgument
-from liquid.builtin.expressions.primitive import FalseLiteral, FloatLiteral, IntegerLiteral, StringLiteral, TrueLiteral
-from liquid.builtin.filters.misc import default as _liquid_default
-from liquid.builtin.output import OutputNode
 from liquid.context import RenderContext
-from liquid.context import builtin as _liquid_builtin_names
-from liquid.exceptions import FilterValueError, LiquidError, OutputStreamLimitError
-from liquid.filter import liquid_filter
-from liquid.stringify import to_liquid_string
+from liquid.exceptions import LiquidError, OutputStreamLimitError
 
 from chalicelib.errors import InvalidInput
 from chalicelib.push.quiet import resolve_zone
@@ -77,11 +45,8 @@ BODY_MAX = 1500
 DEEP_LINK_MAX = 2048
 ELLIPSIS = "…"
 
-#: Limits on any one value a filter takes or returns.
-MAX_TEXT = 20_000  # characters in a string
-MAX_ITEMS = 20_000  # items in an array or range
-MAX_LIST_TEXT = 100_000  # characters in all the strings of one array
-MAX_INT_BITS = 10_000
+from chalicelib.push.liquid_env import ENV, PushTemplateEnvironment
+from chalicelib.push.render_plan import _Plan, fast_plan
 
 #: Context names that templates get from the campaign/trigger, never from device attributes.
 RESERVED_NAMES = frozenset(
@@ -112,242 +77,6 @@ class Rendered:
     body: str
     deep_link: str | None
     variant: str | None
-
-
-# ---------------------------------------------------------------- environment
-class PushTemplateEnvironment(Environment):
-    """python-liquid, strict, no autoescape, with resource limits.
-
-    Limits (python-liquid class attributes): at most 1,000 loop iterations
-    (product over nested loops), 20,000 characters of output per template,
-    ~50 kB of assigned values, 20 levels of block nesting.
-    """
-
-    loop_iteration_limit = 1_000
-    output_stream_limit = 20_000
-    local_namespace_limit = 50_000
-    context_depth_limit = 10
-    block_nesting_limit = 20
-
-    def error(self, exc, msg=None, token=None) -> None:  # noqa: D102 - see Environment.error
-        # Always strict. Keep the most precise position: some parser errors
-        # carry a placeholder token without one, while the caller knows the
-        # markup being parsed or rendered.
-        if not isinstance(exc, LiquidError):
-            exc = exc(msg, token=token)
-        elif token is not None and token.start_index >= 0 and (exc.token is None or exc.token.start_index < 0):
-            exc.token = token
-        raise exc
-
-
-def _size_error(what: str) -> FilterValueError:
-    return FilterValueError(f"{what} is too large", token=None)
-
-
-def _check_size(value: Any) -> None:
-    """Raise when a filter's input or output is bigger than the limits."""
-    kind = type(value)
-    if kind is str:
-        if len(value) > MAX_TEXT:
-            raise _size_error("a string")
-    elif kind is list or kind is tuple:
-        if len(value) > MAX_ITEMS:
-            raise _size_error("an array")
-        if sum(len(x) for x in value if type(x) is str) > MAX_LIST_TEXT:
-            raise _size_error("an array")
-    elif kind is range:
-        if value.stop - value.start > MAX_ITEMS:
-            raise _size_error("a range")
-    elif kind is int and value.bit_length() > MAX_INT_BITS:
-        raise _size_error("a number")
-
-
-def _precheck_replace(val: Any, seq: Any = "", sub: Any = "", *_: Any) -> None:
-    if type(val) is not str:
-        return
-    seq, sub = str(seq), str(sub)
-    count = val.count(seq) if seq else len(val) + 1
-    if len(val) + count * (len(sub) - len(seq)) > MAX_TEXT:
-        raise _size_error("the result of replace")
-
-
-def _precheck_join(val: Any, sep: Any = " ", *_: Any) -> None:
-    if isinstance(val, (list, tuple, range)):
-        total = sum(len(x) if type(x) is str else 24 for x in val) + len(str(sep)) * len(val)
-        if total > MAX_TEXT:
-            raise _size_error("the result of join")
-
-
-_PRECHECKS: dict[str, Callable[..., None]] = {"replace": _precheck_replace, "join": _precheck_join}
-
-
-def _guarded(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a filter with size checks on its arguments and its result."""
-    precheck = _PRECHECKS.get(name)
-
-    @wraps(func)  # keeps with_context / with_environment flags
-    def guarded(val: Any, *args: Any, **kwargs: Any) -> Any:
-        _check_size(val)
-        for arg in args:
-            _check_size(arg)
-        if precheck is not None:
-            precheck(val, *args)
-        result = func(val, *args, **kwargs)
-        _check_size(result)
-        return result
-
-    return guarded
-
-
-@liquid_filter
-def default(obj: Any, default_: object = "", *, allow_false: bool = False) -> Any:
-    """Liquid's ``default`` (nil, false, empty → the default; ``allow_false: true``
-    keeps false), and a whitespace-only string also takes the default.
-
-    >>> default("  ", "there"), default("Ana", "there"), default(False, 1, allow_false=True)
-    ('there', 'Ana', False)
-    """
-    if isinstance(obj, str) and obj.isspace():
-        return default_
-    return _liquid_default(obj, default_, allow_false=allow_false)
-
-
-def build_environment() -> PushTemplateEnvironment:
-    """The environment every campaign template is compiled in."""
-    env = PushTemplateEnvironment(autoescape=False, strict_filters=True)
-    for tag in ("include", "render"):
-        env.tags.pop(tag, None)  # no partials: an unknown tag is a syntax error at save time
-    env.add_filter("default", default)
-    for name, func in list(env.filters.items()):
-        env.add_filter(name, _guarded(name, func))
-    return env
-
-
-ENV = build_environment()
-
-
-# ---------------------------------------------------------------- fast path
-#: Filters a fast plan may call: pure functions of their input and arguments
-#: (no render context, no clock), called as python-liquid calls them.
-FAST_FILTERS = frozenset(
-    {
-        "abs", "append", "at_least", "at_most", "base64_decode", "base64_encode", "base64_url_safe_decode",
-        "base64_url_safe_encode", "capitalize", "ceil", "compact", "concat", "default", "divided_by", "downcase",
-        "escape", "escape_once", "find", "find_index", "first", "floor", "has", "join", "last", "lstrip", "map",
-        "minus", "modulo", "newline_to_br", "plus", "prepend", "reject", "remove", "remove_first", "remove_last",
-        "replace", "replace_first", "replace_last", "reverse", "round", "rstrip", "size", "slice", "sort",
-        "sort_natural", "split", "squish", "strip", "strip_html", "strip_newlines", "sum", "times", "truncate",
-        "truncatewords", "uniq", "upcase", "url_decode", "url_encode", "where",
-    }
-)  # fmt: skip
-#: Literal expressions whose value is fixed at parse time (``autoescape`` is off).
-_LITERALS = (StringLiteral, IntegerLiteral, FloatLiteral, TrueLiteral, FalseLiteral, Nil)
-
-
-class _FallBack(Exception):
-    """The plan cannot answer exactly: render with python-liquid."""
-
-
-class _Output:
-    """One ``{{ name.key... | filter: literal, ... }}`` (or a literal instead of a name)."""
-
-    __slots__ = ("root", "keys", "value", "hint", "token", "filters")
-
-    def __init__(self, root: str | None, keys: tuple[str, ...], value: Any, token: Any, filters: tuple) -> None:
-        self.root = root  # None: ``value`` is a literal
-        self.keys = keys
-        self.value = value
-        self.hint = f"{root!r} is undefined"  # as RenderContext.get words it
-        self.token = token
-        self.filters = filters  # ((function, positional args, keyword args), ...)
-
-    def text(self, context: Mapping[str, Any]) -> str:
-        """The output's text (as ``OutputNode.render_to_output`` writes it)."""
-        if self.root is None:
-            value = self.value
-        else:
-            try:
-                value = context[self.root]
-            except KeyError:
-                value = ENV.undefined(self.root, hint=self.hint, token=self.token)
-            else:
-                for key in self.keys:  # else python-liquid decides (size/first/last, its Undefined)
-                    if type(value) is not dict or key not in value:
-                        raise _FallBack
-                    value = value[key]
-        for func, args, kwargs in self.filters:
-            value = func(value, *args, **kwargs)
-        return value if type(value) is str else to_liquid_string(value, False)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """A template's nodes as text and :class:`_Output` steps."""
-
-    steps: tuple[str | _Output, ...]
-
-    def render(self, context: Mapping[str, Any]) -> str | None:
-        """The rendered text, or None when python-liquid must render it."""
-        context = context or {}  # as RenderContext takes its globals
-        try:
-            text = "".join([step if type(step) is str else step.text(context) for step in self.steps])
-        except Exception:  # noqa: BLE001 - _FallBack, or an error python-liquid reports in its own words
-            return None
-        return text if len(text) <= PushTemplateEnvironment.output_stream_limit else None
-
-
-def fast_plan(template: Any) -> _Plan | None:
-    """A flat plan of a parsed python-liquid template, or None when it has
-    anything but text and plain outputs (see the module docstring)."""
-    if ENV.autoescape:
-        return None
-    # Names python-liquid resolves before or after the globals.
-    taken = set(template.make_partial_namespace(False, {})) | set(_liquid_builtin_names)
-    steps: list[str | _Output] = []
-    for node in template.nodes:
-        if type(node) is ContentNode:
-            steps.append(node.text)
-        elif type(node) is OutputNode and type(node.expression) is FilteredExpression:
-            output = _plan_output(node.expression, taken)
-            if output is None:
-                return None
-            steps.append(output)
-        else:
-            return None
-    return _Plan(tuple(steps))
-
-
-def _plan_output(expr: FilteredExpression, taken: set[str]) -> _Output | None:
-    left = expr.left
-    if type(left) in _LITERALS:
-        root, keys, value = None, (), _literal_value(left)
-    elif type(left) is Path and all(type(s) is str for s in left.path) and left.path[0] not in taken:
-        root, keys, value = left.path[0], tuple(left.path[1:]), None
-    else:
-        return None
-    filters = []
-    for f in expr.filters or ():
-        func = ENV.filters.get(f.name)
-        if f.name not in FAST_FILTERS or func is None or getattr(func, "with_context", False):
-            return None
-        if getattr(func, "with_environment", False):
-            func = partial(func, environment=ENV)  # as RenderContext.filter binds it
-        args, kwargs = [], {}
-        for arg in f.args:
-            if type(arg.value) not in _LITERALS:
-                return None
-            if type(arg) is KeywordArgument:
-                kwargs[arg.name] = _literal_value(arg.value)
-            elif type(arg) is PositionalArgument:
-                args.append(_literal_value(arg.value))
-            else:
-                return None
-        filters.append((func, tuple(args), kwargs))
-    return _Output(root, keys, value, left.token, tuple(filters))
-
-
-def _literal_value(expr: Any) -> Any:
-    return None if type(expr) is Nil else expr.value
 
 
 # ---------------------------------------------------------------- compiling
@@ -616,3 +345,4 @@ def template_context(
         if trigger.weather is not None:
             ctx["weather"] = trigger.weather
     return ctx
+

@@ -9,10 +9,18 @@ and random contexts (strings including empty, whitespace-only and
 non-ASCII ones, ints, floats, None, booleans, lists, nested dicts, missing
 keys), and check that the plan's text, when it gives one, is python-liquid's,
 and that a render error is raised by both paths or by neither.
+
+The plan is built only on the python-liquid release it was checked against;
+the last tests check that guard (another release: python-liquid renders
+everything, same text).
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import liquid
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -20,7 +28,13 @@ from hypothesis import strategies as st
 from chalicelib.errors import InvalidInput
 from chalicelib.push.coupons import Coupon
 from chalicelib.push.model import FenceContext, Trigger
-from chalicelib.push.render import FAST_FILTERS, RenderError, compile_template, template_context
+from chalicelib.push import render_plan as render
+from chalicelib.push.render import RenderError, compile_template, template_context
+from chalicelib.push.render_plan import FAST_FILTERS
+
+REPO = Path(__file__).resolve().parents[2]
+#: The tests that look at the plan itself need the pinned python-liquid.
+needs_fast_path = pytest.mark.skipif(not render.FAST_PATH, reason="python-liquid is not the release the fast path was written for")
 
 T0 = 1_768_537_800.0
 COUPON = Coupon("VISIT-ABCD1234", 10, T0 + 72 * 3600, 72)
@@ -191,6 +205,7 @@ def test_templates_with_other_outputs_still_render_as_python_liquid_does(source,
 
 
 # ------------------------------------------------------------------ which templates take the plan
+@needs_fast_path
 @pytest.mark.parametrize(
     "source",
     [
@@ -225,6 +240,7 @@ def test_tags_index_paths_variable_arguments_and_builtin_names_use_python_liquid
 
 
 # ------------------------------------------------------------------ default's whitespace rule
+@needs_fast_path
 @pytest.mark.parametrize("value", ["", " ", "   ", "\t\n ", "\u00a0", None, False, [], "MISSING"])
 def test_default_takes_blank_values_on_both_paths(value):
     tpl = compile_template("{{ first_name | default: 'there' }}", "message.title")
@@ -233,6 +249,7 @@ def test_default_takes_blank_values_on_both_paths(value):
     assert tpl.render_with_liquid(context) == "there"
 
 
+@needs_fast_path
 def test_default_keeps_real_values_on_both_paths():
     tpl = compile_template("{{ first_name | default: 'there' }}", "message.title")
     for value, text in ((" Ana ", " Ana "), (0, "0"), (True, "true"), (["a", "b"], "ab")):
@@ -240,6 +257,7 @@ def test_default_keeps_real_values_on_both_paths():
 
 
 # ------------------------------------------------------------------ fallbacks
+@needs_fast_path
 def test_errors_are_python_liquids_with_their_line():
     tpl = compile_template("ok\n{{ n | divided_by: 0 }}", "message.body")
     assert tpl.plan is not None and tpl.plan.render({"n": 1}) is None
@@ -248,6 +266,7 @@ def test_errors_are_python_liquids_with_their_line():
     assert exc.value.line == 2 and exc.value.message.startswith("message.body: template error on line 2")
 
 
+@needs_fast_path
 def test_output_over_the_stream_limit_is_python_liquids_error():
     tpl = compile_template("{{ s }}{{ s }}", "message.body")
     assert tpl.plan.render({"s": "x" * 10_000}) == "x" * 20_000
@@ -256,6 +275,7 @@ def test_output_over_the_stream_limit_is_python_liquids_error():
         tpl.render({"s": "x" * 10_001})
 
 
+@needs_fast_path
 def test_a_missing_or_non_dict_parent_falls_back_and_python_liquid_decides():
     tpl = compile_template("{{ user.name }}|{{ items.size }}", "message.body")
     assert tpl.plan.render({"user": {"name": "Ana"}, "items": {"size": 3}}) == "Ana|3"
@@ -265,8 +285,43 @@ def test_a_missing_or_non_dict_parent_falls_back_and_python_liquid_decides():
     assert tpl.render({"user": {}, "items": [1, 2]}) == "|2"
 
 
+@needs_fast_path
 def test_size_guards_hold_on_the_fast_path():
     tpl = compile_template('{{ s | replace: "", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" }}', "message.body")
     assert tpl.plan is not None and tpl.plan.render({"s": "abc" * 200}) is None
     with pytest.raises(RenderError, match="too large"):
         tpl.render({"s": "abc" * 200})
+
+
+# ------------------------------------------------------------------ the version guard
+def test_the_fast_path_is_pinned_to_the_python_liquid_of_requirements():
+    pins = re.findall(r"^python-liquid==(\S+)", (REPO / "requirements.txt").read_text(), re.M)
+    assert pins == [render.LIQUID_FAST_PATH_VERSION]
+    assert render.FAST_PATH is render.fast_path_supported(liquid.__version__)
+
+
+@pytest.mark.parametrize("version", ["2.3.5", "2.3.7", "2.4.0", "3.0.0", "2.3.6rc1", ""])
+def test_another_python_liquid_release_is_not_supported(version):
+    assert not render.fast_path_supported(version)
+    assert render.fast_path_supported(render.LIQUID_FAST_PATH_VERSION)
+
+
+SOURCES = (
+    "Hi {{ first_name | default: 'there' }}, you're at our {{ fence.name | downcase }} store.",
+    "{{- coupon.code -}} / {{ 10 | times: 2.5 }} / {{ 'x' | append: 'y' }}",
+    "{{ user.name }}|{{ items.size }}",
+    "ok\n{{ n | divided_by: 0 }}",
+)
+CONTEXTS = ({}, {"first_name": " ", "n": 1, "user": {"name": "Ana"}, "items": [1, 2]}, {"first_name": "Bo", "items": {"size": 3}})
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_with_the_fast_path_off_python_liquid_renders_the_same_text(source, monkeypatch):
+    def outcomes(tpl):
+        return [outcome(tpl.render, context) for context in CONTEXTS]
+
+    on = compile_template(source, "message.body")
+    monkeypatch.setattr(render, "FAST_PATH", False)
+    off = compile_template(source, "message.body")
+    assert off.plan is None
+    assert outcomes(off) == outcomes(on) == [outcome(on.render_with_liquid, c) for c in CONTEXTS]

@@ -1,0 +1,184 @@
+"""``tools.moto_speedups`` changes moto's speed, never its answers.
+
+The same Queries — key conditions alone, ``begins_with``/``between``/
+comparisons on sort keys (string and number), global secondary indexes,
+filters, projections, ``Select=COUNT``, ``Limit`` + ``ExclusiveStartKey``
+pagination, ``ScanIndexForward=False``, a missing partition — run on one moto
+table with and without the patch, and every page (items,
+``LastEvaluatedKey``, counts) must be the same. The patch is applied only on
+the pinned moto release.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.dynamodb.models.table import Table
+
+from tools import moto_speedups
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def unpatched_after() -> Iterator[None]:
+    """Whatever a test does, leave the patch as the suite had it."""
+    was = moto_speedups.is_applied()
+    yield
+    moto_speedups.remove()
+    if was:
+        assert moto_speedups.apply()
+
+
+@pytest.fixture
+def client(aws_env: None) -> Iterator[Any]:
+    with mock_aws():
+        c = boto3.client("dynamodb", region_name="us-east-1")
+        c.create_table(
+            TableName="str",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+                {"AttributeName": "g", "AttributeType": "S"},
+                {"AttributeName": "gn", "AttributeType": "N"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "by_g",
+                    "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}, {"AttributeName": "gn", "KeyType": "RANGE"}],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        c.create_table(
+            TableName="num",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "n", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "n", "AttributeType": "N"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        c.create_table(
+            TableName="hash_only",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for p in range(6):
+            for k in range(23):
+                kind = ("a", "b", "ab", "c")[k % 4]
+                c.put_item(
+                    TableName="str",
+                    Item={
+                        "pk": {"S": f"p{p}"},
+                        "sk": {"S": f"{kind}#{(k * 7) % 23:03d}"},
+                        "g": {"S": f"g{k % 3}"},
+                        "gn": {"N": str((k * 5 + p) % 17)},
+                        "v": {"N": str(k)},
+                        **({"flag": {"BOOL": k % 2 == 0}} if k % 5 else {}),
+                    },
+                )
+                c.put_item(TableName="num", Item={"pk": {"S": f"p{p}"}, "n": {"N": str((k * 11) % 23 - 5)}, "v": {"S": "x" * k}})
+            c.put_item(TableName="hash_only", Item={"pk": {"S": f"p{p}"}, "v": {"N": str(p)}})
+        yield c
+
+
+def S(v: str) -> dict:
+    return {"S": v}
+
+
+def N(v: int) -> dict:
+    return {"N": str(v)}
+
+
+QUERIES: list[dict[str, Any]] = [
+    {"TableName": "str", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": S("p2")}},
+    {"TableName": "str", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": S("nope")}},
+    {"TableName": "str", "KeyConditionExpression": "pk = :p AND begins_with(sk, :b)", "ExpressionAttributeValues": {":p": S("p1"), ":b": S("a")}},
+    {"TableName": "str", "KeyConditionExpression": "pk = :p AND begins_with(sk, :b)", "ExpressionAttributeValues": {":p": S("p1"), ":b": S("ab#")}},
+    {"TableName": "str", "KeyConditionExpression": "pk = :p AND sk BETWEEN :lo AND :hi", "ExpressionAttributeValues": {":p": S("p3"), ":lo": S("a#005"), ":hi": S("b#015")}},
+    {"TableName": "str", "KeyConditionExpression": "pk = :p AND sk > :lo", "ExpressionAttributeValues": {":p": S("p0"), ":lo": S("b")}},
+    {"TableName": "str", "KeyConditionExpression": "pk = :p AND sk <= :hi", "ExpressionAttributeValues": {":p": S("p0"), ":hi": S("ab#010")}},
+    {"TableName": "str", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": S("p4")}, "ScanIndexForward": False},
+    {"TableName": "str", "KeyConditionExpression": "pk = :p", "FilterExpression": "v > :v AND attribute_exists(flag)", "ExpressionAttributeValues": {":p": S("p5"), ":v": N(6)}},
+    {"TableName": "str", "KeyConditionExpression": "pk = :p", "ProjectionExpression": "sk, v", "ExpressionAttributeValues": {":p": S("p2")}},
+    {"TableName": "str", "KeyConditionExpression": "pk = :p", "Select": "COUNT", "ExpressionAttributeValues": {":p": S("p2")}},
+    {"TableName": "str", "KeyConditionExpression": "pk = :p", "ConsistentRead": True, "ExpressionAttributeValues": {":p": S("p1")}},
+    {"TableName": "str", "IndexName": "by_g", "KeyConditionExpression": "g = :g", "ExpressionAttributeValues": {":g": S("g1")}},
+    {"TableName": "str", "IndexName": "by_g", "KeyConditionExpression": "g = :g AND gn BETWEEN :a AND :b", "ExpressionAttributeValues": {":g": S("g0"), ":a": N(3), ":b": N(11)}, "ScanIndexForward": False},
+    {"TableName": "num", "KeyConditionExpression": "pk = :p AND n BETWEEN :a AND :b", "ExpressionAttributeValues": {":p": S("p1"), ":a": N(-3), ":b": N(9)}},
+    {"TableName": "num", "KeyConditionExpression": "pk = :p AND n < :a", "ExpressionAttributeValues": {":p": S("p0"), ":a": N(2)}, "ScanIndexForward": False},
+    {"TableName": "num", "KeyConditionExpression": "pk = :p", "FilterExpression": "size(v) > :s", "ExpressionAttributeValues": {":p": S("p3"), ":s": N(8)}},
+    {"TableName": "hash_only", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": S("p2")}},
+]
+LIMITS = (None, 2, 5)
+
+
+def pages(client: Any, query: dict[str, Any], limit: int | None) -> list[dict[str, Any]]:
+    """Every page of a paginated Query: items, counts and LastEvaluatedKey."""
+    out: list[dict[str, Any]] = []
+    start: dict[str, Any] | None = None
+    while True:
+        args = dict(query)
+        if limit is not None:
+            args["Limit"] = limit
+        if start is not None:
+            args["ExclusiveStartKey"] = start
+        r = client.query(**args)
+        out.append({k: r.get(k) for k in ("Items", "Count", "ScannedCount", "LastEvaluatedKey")})
+        start = r.get("LastEvaluatedKey")
+        if start is None or len(out) > 200:
+            return out
+
+
+def every_answer(client: Any) -> list[list[dict[str, Any]]]:
+    return [pages(client, q, limit) for q in QUERIES for limit in LIMITS]
+
+
+def test_patched_queries_answer_exactly_as_moto_does(client: Any, unpatched_after: None) -> None:
+    moto_speedups.remove()
+    assert not moto_speedups.is_applied()
+    plain = every_answer(client)
+    assert moto_speedups.apply()
+    patched = every_answer(client)
+    assert len(plain) == len(QUERIES) * len(LIMITS)
+    for q, (a, b) in enumerate(zip(plain, patched)):
+        assert a == b, QUERIES[q // len(LIMITS)]
+    # The set is not vacuous: pagination, empty answers and filtered pages occur.
+    assert any(len(p) > 2 for p in plain)
+    assert any(p[0]["Count"] == 0 for p in plain)
+    assert any(page["ScannedCount"] != page["Count"] for p in plain for page in p)
+
+
+def test_the_patch_is_the_pinned_release_of_requirements_dev() -> None:
+    pins = re.findall(r"^moto(?:\[[^\]]*\])?==(\S+)", (REPO / "requirements-dev.txt").read_text(), re.M)
+    assert pins == [moto_speedups.PINNED_MOTO]
+
+
+def test_another_moto_release_is_left_alone_with_a_warning(unpatched_after: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    moto_speedups.remove()
+    original = Table.query
+    monkeypatch.setattr(moto_speedups, "installed_moto", lambda: "5.3.0")
+    with pytest.warns(moto_speedups.MotoVersionWarning, match="5.3.0.*not patching"):
+        assert moto_speedups.apply() is False
+    assert Table.query is original and not moto_speedups.is_applied()
+
+
+def test_the_pinned_release_is_patched_once_and_quietly(unpatched_after: None) -> None:
+    moto_speedups.remove()
+    original = Table.query
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert moto_speedups.apply() is True
+        patched = Table.query
+        assert patched is not original
+        assert moto_speedups.apply() is True  # idempotent
+    assert Table.query is patched
+    moto_speedups.remove()
+    assert Table.query is original
