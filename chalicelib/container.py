@@ -11,7 +11,8 @@ cases depend on Protocols only; this module picks the implementations.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from chalicelib.services.fence_cache import VersionCache
 from chalicelib.clock import Clock, Sleep, system_clock, system_sleep
@@ -42,7 +43,7 @@ class LazyCounties:
                     self._index = self._load()
         return self._index
 
-    def union(self, same_codes: Sequence[str]) -> tuple[object | None, tuple[str, ...]]:
+    def union(self, same_codes: Iterable[str]) -> tuple[Any | None, tuple[str, ...]]:
         return self._counties().union(same_codes)
 
 

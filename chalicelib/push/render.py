@@ -281,6 +281,11 @@ class TemplateGlobals(dict):
     ``__missing__``). Most templates use one or two of them."""
 
     __slots__ = ("_now", "_tz", "_fallback_tz", "_coupon", "_fence")
+    _now: float
+    _tz: Any
+    _fallback_tz: str | None
+    _coupon: Any
+    _fence: Any
 
     def __missing__(self, key: str) -> Any:
         if key in _CLOCK_NAMES:

@@ -136,7 +136,7 @@ class _Plan:
         """The rendered text, or None when python-liquid must render it."""
         context = context or {}  # as RenderContext takes its globals
         try:
-            text = "".join([step if type(step) is str else step.text(context) for step in self.steps])
+            text = "".join([step if isinstance(step, str) else step.text(context) for step in self.steps])
         except Exception:  # noqa: BLE001 - _FallBack, or an error python-liquid reports in its own words
             return None
         return text if len(text) <= PushTemplateEnvironment.output_stream_limit else None
@@ -166,10 +166,13 @@ def fast_plan(template: Any) -> _Plan | None:
 
 def _plan_output(expr: FilteredExpression, taken: set[str]) -> _Output | None:
     left = expr.left
+    root: str | None
+    keys: tuple[str, ...]
     if type(left) in _LITERALS:
         root, keys, value = None, (), _literal_value(left)
     elif type(left) is Path and all(type(s) is str for s in left.path) and left.path[0] not in taken:
-        root, keys, value = left.path[0], tuple(left.path[1:]), None
+        names = [str(s) for s in left.path]
+        root, keys, value = names[0], tuple(names[1:]), None
     else:
         return None
     filters = []
