@@ -11,7 +11,7 @@ the same run and process.
   ``--quick`` 2,000), seeded: ``first_name`` (some blank, some
   whitespace-only, some absent), ``loyalty_tier`` (15% gold), ``language``,
   ``timezone`` across six US zones (2% none: the campaign's UTC), iOS/Android.
-* Campaign: SPEC §3's example turned into a ``geofence_enter`` campaign on
+* Campaign: the README's example campaign turned into a ``geofence_enter`` campaign on
   tag ``shop``: Liquid title/body with ``default``, ``downcase``,
   ``fence.name`` and the coupon, a ``gold`` variant, arms A/B (B with its
   own message) after a 10% control group, a coupon, caps (2/day, 60 min

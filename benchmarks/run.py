@@ -1,4 +1,4 @@
-"""Run the benchmarks of issue 2 and print each figure beside its baseline,
+"""Run the benchmarks and print each figure beside its baseline,
 both measured in this run, as a ratio (``baseline / ours``: above 1 is
 faster or cheaper).
 

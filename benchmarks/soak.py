@@ -1,4 +1,4 @@
-"""Fault injection at full counts (issue 5; ``make soak``): a storm fan-out,
+"""Fault injection at full counts (``make soak``): a storm fan-out,
 a ping replay and concurrent pings of one device, each under injected
 DynamoDB throttling, conditional-check races, SNS throttling and disabled
 endpoints, crashed and retried invocations and SQS redelivery — and the

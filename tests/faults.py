@@ -1,5 +1,5 @@
 """Fault injection for the service layer, seeded, and the two measured
-scenarios of issue 5 (RELIABILITY.md "Fault injection"):
+scenarios of RELIABILITY.md ("Fault injection"):
 
 * :class:`FaultyRepo` wraps any repository (:func:`faulty_stores` wraps
   each one of a bundle): DynamoDB throttling (:class:`~chalicelib.errors.Unavailable`
@@ -685,7 +685,7 @@ def ping_replay(seed: int, n_devices: int, per_device: int, rates: Rates, *, wor
 class PairsReport:
     devices: int
     matched_in_order: int = 0  # the result of "p1 then p2"
-    matched_reversed: int = 0  # "p2 then p1" (p1 then arrives late and is ignored: SPEC §3)
+    matched_reversed: int = 0  # "p2 then p1" (p1 then arrives late and is ignored)
     matched_neither: int = 0  # a lost enter or exit (or a spurious one)
     publishes_duplicated: int = 0
     enters: int = 0

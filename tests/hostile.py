@@ -14,7 +14,7 @@ how to judge each answer.
   its edge (README "Limits and behaviour") with the exact status expected,
   and a sweep of wrong types over every field of every valid body.
 * :class:`Harness` — sends a request through ``chalice.test.Client`` over
-  moto and checks: status < 500; every 4xx carries the spec's error body
+  moto and checks: status < 500; every 4xx carries the documented error body
   ``{"error": {"code", "message", "field"}}``; and a rejected request wrote
   nothing (all DynamoDB items and SNS endpoints, read from moto's memory,
   equal before and after). It counts everything for the report.
@@ -1171,12 +1171,12 @@ class Tally:
         lines.append("statuses: " + " ".join(f"{s}:{c:,}" for s, c in sorted(self.statuses.items())))
         lines.append(f"5xx: {len(self.server_errors)}   partial writes: {len(self.partial_writes)} "
                      f"(of {self.rejected:,} rejected requests, each compared item by item; write calls they made: {self.rejected_write_calls})   "
-                     f"4xx without the spec body: {len(self.bad_error_bodies)}   unexpected status at a limit: {len(self.unexpected)}")
+                     f"4xx without the documented error body: {len(self.bad_error_bodies)}   unexpected status at a limit: {len(self.unexpected)}")
         if self.rejected_writers:
             lines.append("rejected requests that made write calls (conditional writes that failed, say; their tables compared equal): "
                          + ", ".join(f"{k} ×{v}" for k, v in self.rejected_writers.most_common()))
         if self.framework:
-            lines.append("4xx from the framework, before hexcast code (no spec body): "
+            lines.append("4xx from the framework, before hexcast code (no documented error body): "
                          + ", ".join(f"{k} ×{v:,}" for k, v in sorted(self.framework.items())))
         lines.append("limits exercised (label: status ×count):")
         for label, c in sorted(self.limits.items()):

@@ -9,7 +9,7 @@ It runs ``tests/integration/test_hostile.py`` (the same generator and
 judging as ``make test``'s small version) with the full counts, prints the
 figures — requests and statuses per route, 5xx, partial writes, limits
 exercised — and writes them to ``out/hostile.json``. Exit status 0 only when
-there were no 5xx, no partial writes, no 4xx without the spec's error body
+there were no 5xx, no partial writes, no 4xx without the documented error body
 and no documented limit answered otherwise.
 """
 

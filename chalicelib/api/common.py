@@ -107,7 +107,7 @@ def error_response(exc: HexcastError) -> Response:
 
 
 def handled(fn: Callable) -> Callable:
-    """Map domain errors to the spec's error body; anything else is a logged 500
+    """Map domain errors to the documented error body; anything else is a logged 500
     with no detail leaked."""
 
     @functools.wraps(fn)

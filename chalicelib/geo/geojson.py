@@ -1,6 +1,6 @@
 """Parse and validate a geofence Feature (RFC 7946) into a :class:`FenceDefinition`.
 
-Every rule of the spec lives here, and every rejection raises
+Every geometry rule of the README lives here, and every rejection raises
 :class:`~chalicelib.errors.InvalidGeometry` / :class:`~chalicelib.errors.InvalidInput`
 naming the field (``features[3].geometry.coordinates[0][5]``) so a marketer
 can find the problem in a 3,000-feature file.

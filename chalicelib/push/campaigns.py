@@ -133,7 +133,7 @@ def _fence_tags(value: Any, where: str, *, allow_empty: bool) -> tuple[str, ...]
 
 # ---------------------------------------------------------------- parsing
 def parse_campaign(campaign_id: str, body: Any) -> Campaign:
-    """Validate a campaign definition (SPEC §3) and compile its templates.
+    """Validate a campaign definition (the README's "Campaigns") and compile its templates.
 
     Raises InvalidInput naming the field. ``campaign_id`` in the body is
     accepted only when it equals the path id (so a GET result can be PUT back).

@@ -2,7 +2,7 @@
 preview, stats, the delivery log, open/conversion events, audience
 estimates, and the SNS endpoint that device registration manages.
 
-Bad input gets the exact 4xx naming the field and writes nothing (SPEC §6);
+Bad input gets the exact 4xx naming the field and writes nothing;
 one happy-path flow walks ping → delivery → events → stats → erase; a small
 hypothesis fuzz checks no body makes the campaign, event and estimate
 routes answer 5xx."""
@@ -57,7 +57,7 @@ def body(resp):
 
 def headers(role: str, secret: str | None = None) -> dict:
     """``admin`` | ``app`` | ``none`` | ``badkey``. App calls carry the
-    device's secret when registration handed one out (SPEC §3 auth)."""
+    device's secret when registration handed one out (see the README's "Security model")."""
     h = {"Content-Type": "application/json"}
     if role == "admin":
         h["X-Api-Key"] = ADMIN_KEY

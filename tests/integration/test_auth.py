@@ -1,8 +1,8 @@
 """Authentication over HTTP (chalice.test.Client over moto) and the device
-secret in DynamoDB (SPEC §3 auth, issue 5 item 1):
+secret in DynamoDB:
 
 * every route × {no key, unknown key, app key, admin key} → 401 / 403 / its
-  own answer, with the spec's error body naming the header;
+  own answer, with the documented error body naming the header;
 * hashed keys, two per role during a rotation;
 * app-key calls for a device need its ``X-Device-Secret`` (missing, wrong
   or another device's → 403 and nothing written); admin keys need none;

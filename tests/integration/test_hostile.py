@@ -1,5 +1,5 @@
 """Hostile input, measured: every route, bad
-requests of every kind → never a 5xx, every 4xx with the spec's error body,
+requests of every kind → never a 5xx, every 4xx with the documented error body,
 and a rejected request writes nothing (all tables compared before and after).
 
 ``make test`` runs a small seeded version (the documented limits, a sweep of
@@ -66,7 +66,7 @@ def test_hostile_requests_never_5xx_and_rejections_write_nothing(harness):
     assert set(tally.by_route) == {r.name for r in hostile.ROUTES}, "every route is tried"
     assert not tally.server_errors, "5xx:\n" + "\n".join(tally.server_errors[:10])
     assert not tally.partial_writes, "partial writes:\n" + "\n".join(tally.partial_writes[:10])
-    assert not tally.bad_error_bodies, "4xx without the spec body:\n" + "\n".join(tally.bad_error_bodies[:10])
+    assert not tally.bad_error_bodies, "4xx without the documented error body:\n" + "\n".join(tally.bad_error_bodies[:10])
     assert not tally.unexpected, "a documented limit answered otherwise:\n" + "\n".join(tally.unexpected[:10])
     if FULL:
         assert tally.requests >= 10_000

@@ -78,7 +78,7 @@ def invalid(body, campaign_id="c1") -> InvalidInput:
     return exc.value
 
 
-# ------------------------------------------------------------------ the spec example
+# ------------------------------------------------------------------ the README example
 def test_spec_example_parses_and_round_trips():
     c = parse_campaign("storm-1", copy.deepcopy(README_EXAMPLE))
     assert c.trigger.type == "weather_alert" and c.trigger.min_severity == "Moderate"

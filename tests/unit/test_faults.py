@@ -1,4 +1,4 @@
-"""Issue 5, fault injection — the small, seeded versions of the soak
+"""Fault injection — the small, seeded versions of the soak
 (``make soak`` runs the full counts; RELIABILITY.md has the figures): under
 DynamoDB throttling, conditional-check races, SNS throttling and disabled
 endpoints, crashed and retried invocations and redelivered fan-out

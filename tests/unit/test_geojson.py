@@ -1,4 +1,4 @@
-"""Geofence Feature validation: every geometry rule of the spec, on made-up
+"""Geofence Feature validation: every geometry rule of the README, on made-up
 and real inputs (the county and state files)."""
 
 from __future__ import annotations
