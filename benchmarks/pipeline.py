@@ -131,7 +131,7 @@ class Clock:
 
 def make_deps():
     from chalicelib.services.fence_cache import VersionCache
-    from chalicelib.push.fake import FakePushGateway
+    from tests.fake_push import FakePushGateway
     from chalicelib.services.deps import Deps
     from chalicelib.services.delivery import CampaignCache
     from chalicelib.settings import Settings

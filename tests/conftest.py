@@ -10,7 +10,7 @@ from chalicelib import container as deps_module
 from chalicelib.auth import hash_token
 from chalicelib.services.fence_cache import VersionCache
 from chalicelib.services.deps import Deps
-from chalicelib.push.fake import FakePushGateway
+from tests.fake_push import FakePushGateway
 from chalicelib.services.delivery import CampaignCache
 from chalicelib.settings import Settings, reset_settings
 from chalicelib.store import memory_stores

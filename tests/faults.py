@@ -55,7 +55,7 @@ from chalicelib.errors import Unavailable
 from chalicelib.services import delivery
 from chalicelib.services import campaigns as campaign_service
 from chalicelib.services import engagement
-from chalicelib.push.fake import FakePushGateway
+from tests.fake_push import FakePushGateway
 from chalicelib.push.model import FINAL_STATUSES, PENDING, PUBLISHING, SENT, Delivery
 from chalicelib.services.devices import register_device
 from chalicelib.services.geofences import put_geofence

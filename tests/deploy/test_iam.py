@@ -55,6 +55,9 @@ SETUP_ONLY = {
     ("chalicelib/push/platform_apps.py", "_existing_applications"): "as above",
 }
 ACCOUNT, REGION = "123456789012", "eu-west-1"
+#: Helpers that take the client operation as their first argument, a string:
+#: ``store.table.Table.call("get_item", ...)``, ``Table.pages("scan", ...)``.
+TABLE_CALLS = frozenset({"_call", "call", "call_if", "_raw", "pages", "items"})
 
 
 @cache
@@ -99,7 +102,7 @@ def client_calls() -> dict[tuple[str, str], list[str]]:
             elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
                     and isinstance(node.args[0].value, str):
                 func = node.func
-                if isinstance(func, ast.Attribute) and func.attr == "_call":
+                if isinstance(func, ast.Attribute) and func.attr in TABLE_CALLS:
                     method = node.args[0].value
                 elif isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) > 1 \
                         and _is_client(node.args[0]) and isinstance(node.args[1], ast.Constant):

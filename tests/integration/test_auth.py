@@ -26,7 +26,7 @@ from chalicelib import auth
 from chalicelib.api import common
 from chalicelib.services.deps import Deps
 from chalicelib.errors import Forbidden
-from chalicelib.push.fake import FakePushGateway
+from tests.fake_push import FakePushGateway
 from chalicelib.services.pings import handle_pings
 from chalicelib.settings import get_settings
 from chalicelib.store import dynamo_stores, memory_stores

@@ -18,7 +18,7 @@ from chalicelib.services.deps import Deps
 from chalicelib.errors import Unavailable
 from chalicelib.services import campaigns as campaign_service
 from chalicelib.services import engagement
-from chalicelib.push.fake import FakePushGateway
+from tests.fake_push import FakePushGateway
 from chalicelib.services.devices import register_device
 from chalicelib.services.geofences import put_geofence
 from chalicelib.services.pings import handle_pings

@@ -28,7 +28,6 @@ LAYERS: dict[str, int] = {
     # adapters: DynamoDB, SNS, SQS, HTTP
     "chalicelib.store": 7,
     "chalicelib.push.sns": 7,
-    "chalicelib.push.fake": 7,
     "chalicelib.push.platform_apps": 7,
     "chalicelib.weather.fanout": 7,
     "chalicelib.weather.poller": 7,

@@ -12,7 +12,7 @@ import pytest
 
 from chalicelib import metrics
 from chalicelib.services.fence_cache import VersionCache
-from chalicelib.push.fake import FakePushGateway
+from tests.fake_push import FakePushGateway
 from chalicelib.services.deps import Deps
 from chalicelib.services import campaigns as campaign_service
 from chalicelib.services import weather

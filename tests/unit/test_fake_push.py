@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from chalicelib.push.fake import FakePushGateway
+from tests.fake_push import FakePushGateway
 from chalicelib.push.model import EndpointDisabled, PushError, PushMessage
 
 MSG = PushMessage("dl_1", "Hi", "there")

@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib.services.fence_cache import VersionCache
 from chalicelib.services.deps import Deps
-from chalicelib.push.fake import FakePushGateway
+from tests.fake_push import FakePushGateway
 from chalicelib.push.model import FenceContext, PushError, Trigger
 from chalicelib.services.devices import delete_device, register_device
 from chalicelib.services.geofences import put_geofence

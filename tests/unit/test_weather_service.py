@@ -15,7 +15,7 @@ import shapely
 
 from chalicelib.services.fence_cache import VersionCache
 from chalicelib.services.deps import Deps
-from chalicelib.push.fake import FakePushGateway
+from tests.fake_push import FakePushGateway
 from chalicelib.services.devices import register_device
 from chalicelib.services.pings import handle_pings
 from chalicelib.services import campaigns as campaign_service

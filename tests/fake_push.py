@@ -1,4 +1,4 @@
-"""An in-memory :class:`~chalicelib.push.model.PushGateway` for service tests
+"""An in-memory :class:`~chalicelib.ports.PushGateway` for service tests
 and benchmarks: the same contract as :class:`~chalicelib.push.sns.SnsGateway`
 (endpoint lifecycle, errors, throttling retried inside), no AWS.
 
