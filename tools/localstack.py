@@ -62,7 +62,7 @@ from tools.feed_replay import FeedReplay
 from tools.pump import EventPump, scheduled_event, sqs_event
 
 __all__ = ["ACCOUNT_ID", "FAKE_AWS_ENV", "FEED_FILE_ENV", "FEED_POLLER", "FEED_URL_ENV", "HOST", "REGION",
-           "EventPump", "LocalStack", "MotoServer", "free_port", "scheduled_event", "sqs_event"]
+           "EventPump", "LocalStack", "MotoServer", "free_port", "new_key", "scheduled_event", "sqs_event"]
 
 log = logging.getLogger(__name__)
 http_log = logging.getLogger(__name__ + ".http")
@@ -73,6 +73,15 @@ FEED_POLLER = "poll_weather"
 #: A feed URL to poll, or a recorded feed file to serve on loopback and poll.
 FEED_URL_ENV = "HEXCAST_WEATHER_FEED_URL"
 FEED_FILE_ENV = "HEXCAST_WEATHER_FEED_FILE"
+
+
+def new_key() -> str:
+    """A fresh random API key that never starts with ``-``.
+
+    ``secrets.token_urlsafe`` may start with a dash, which a command line
+    (``--key -abc``) reads as an option; the keys are pasted into shells.
+    """
+    return "hx" + secrets.token_urlsafe(24)
 
 #: Variables that could make boto3 reach real AWS or fail to find the fake
 #: credentials; removed while the stack runs and restored afterwards.
@@ -162,8 +171,8 @@ class LocalStack:
         self.app = app
         self.host = host
         self.port = port
-        self.admin_key = admin_key or secrets.token_urlsafe(24)
-        self.app_key = app_key or secrets.token_urlsafe(24)
+        self.admin_key = admin_key or new_key()
+        self.app_key = app_key or new_key()
         # Coupon codes are HMACs with a per-stage secret: the environment's
         # when set (stable codes across restarts), else a fresh one.
         self.coupon_secret = os.environ.get("HEXCAST_COUPON_SECRET") or secrets.token_urlsafe(32)

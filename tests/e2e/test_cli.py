@@ -65,7 +65,7 @@ def get_fence(stack, fid: str) -> requests.Response:
 
 def run_cli(stack, *args: str, key: str | None = None) -> tuple[int, str]:
     out = io.StringIO()
-    code = cli.main(["upload", *args, "--quiet", "--url", stack.base_url, "--key", key or stack.admin_key], out=out)
+    code = cli.main(["upload", *args, "--quiet", "--url", stack.base_url, f"--key={key or stack.admin_key}"], out=out)
     return code, out.getvalue()
 
 
@@ -127,7 +127,7 @@ def test_good_features_exit_0_and_are_found_by_lookup(stack, tmp_path, ids):
 
     out = io.StringIO()
     assert cli.main(["lookup", "--lat", str(LAT + 0.005), "--lng", str(LNG + 0.005),
-                     "--url", stack.base_url, "--key", stack.admin_key], out=out) == 0
+                     "--url", stack.base_url, f"--key={stack.admin_key}"], out=out) == 0
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("2 fence(s) contain")
     assert {line.split()[0] for line in lines[2:]} == {a, circle_file}
