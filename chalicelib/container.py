@@ -10,6 +10,7 @@ cases depend on Protocols only; this module picks the implementations.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -103,4 +104,29 @@ def set_deps(deps: Deps | None) -> None:
     _deps = deps
 
 
-__all__ = ["LazyCounties", "build_deps", "get_deps", "set_deps"]
+_weather: tuple[Deps, Deps] | None = None  # (the base, the weather functions' own)
+
+
+def get_weather_deps() -> Deps:
+    """The :class:`Deps` of the weather functions (alert planner, fan-out
+    sender): the process's, with a thread pool of their own, so storm work
+    never queues behind — or in front of — a ping's store calls. (Deployed,
+    each function is a process of its own anyway; the local stack runs them
+    all in one.)"""
+    global _weather
+    base = get_deps()
+    cached = _weather
+    if cached is not None and cached[0] is base:
+        return cached[1]
+    with _lock:
+        if _weather is None or _weather[0] is not base:
+            pool = None
+            if base.pool is not None:
+                from chalicelib.logs import ContextThreadPool
+
+                pool = ContextThreadPool(max_workers=8, thread_name_prefix="hexcast-weather")
+            _weather = (base, dataclasses.replace(base, pool=pool))
+        return _weather[1]
+
+
+__all__ = ["LazyCounties", "build_deps", "get_deps", "get_weather_deps", "set_deps"]

@@ -197,6 +197,23 @@ def fanout_lag(queued_at: Any, now: float) -> None:
     inv.observe("fanout_lag_s", round(max(0.0, now - float(queued_at)), 3))
 
 
+def alerts_queued(n: int) -> None:
+    """``n`` accepted alerts went onto the alert queue."""
+    inv = _current.get()
+    if inv is not None:
+        inv.add("alerts_queued", n)
+
+
+def alert_planned(status: str, received_at: Any, now: float) -> None:
+    """An alert left the planner (``status``); the lag from its intake."""
+    inv = _current.get()
+    if inv is None:
+        return
+    inv.add(f"alerts_{status}")
+    if isinstance(received_at, (int, float)) and not isinstance(received_at, bool):
+        inv.observe("alert_plan_lag_s", round(max(0.0, now - float(received_at)), 3))
+
+
 def feed_failure(consecutive: int) -> None:
     """A poll of the weather feed failed; ``consecutive``: how many in a row."""
     inv = _current.get()

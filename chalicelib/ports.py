@@ -254,6 +254,19 @@ class WeatherRepo(Protocol):
     def put_alert_record(self, alert_id: str, record: dict, expires_at: float) -> bool:
         """Create the record; False when the alert already has one."""
 
+    def advance_alert(self, alert_id: str, record: dict, expires_at: float, *, from_status: tuple[str, ...]) -> bool:
+        """Replace the record when its status is one of ``from_status``; False otherwise."""
+
+    def forget_alert(self, alert_id: str) -> None:
+        """Remove the alert's record while it is still ``queued``."""
+
+    def get_members(self, alert_ids: list[str]) -> dict[str, str]:
+        """The lineage each known alert id belongs to."""
+
+    def add_members(self, alert_ids: list[str], lineage_id: str, expires_at: float) -> dict[str, str]:
+        """File each id under ``lineage_id`` unless it has a lineage already;
+        → the lineage each id has afterwards."""
+
     def get_lineages(self, lineage_ids: list[str]) -> dict[str, dict]: ...
 
     def touch_lineage(self, lineage_id: str, alert_id: str, now: float, expires_at: float) -> dict:

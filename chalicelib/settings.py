@@ -38,6 +38,14 @@ def fanout_queue_name(env: Mapping[str, str] | None = None) -> str:
     return env.get("HEXCAST_FANOUT_QUEUE") or f"hexcast-{env.get('HEXCAST_STAGE', 'local')}-fanout"
 
 
+def alert_queue_name(env: Mapping[str, str] | None = None) -> str:
+    """The weather alert queue's name (accepted alerts waiting to be
+    planned): ``HEXCAST_ALERT_QUEUE``, else per stage; read at import like
+    :func:`fanout_queue_name`."""
+    env = os.environ if env is None else env
+    return env.get("HEXCAST_ALERT_QUEUE") or f"hexcast-{env.get('HEXCAST_STAGE', 'local')}-alerts"
+
+
 @dataclass(frozen=True)
 class Settings:
     stage: str = "local"
@@ -50,6 +58,8 @@ class Settings:
     alerts_table: str = "hexcast-local-alerts"
     #: SQS queue (name) of the weather fan-out: chunks of devices to send to.
     fanout_queue: str = "hexcast-local-fanout"
+    #: SQS queue (name) of accepted weather alerts, planned by their consumer.
+    alert_queue: str = "hexcast-local-alerts"
     #: ``sha256:<hex>`` of the active API keys per role (at most two: rotation).
     admin_key_hashes: tuple[str, ...] = ()
     app_key_hashes: tuple[str, ...] = ()
@@ -102,6 +112,7 @@ class Settings:
             deliveries_table=env.get("HEXCAST_DELIVERIES_TABLE", f"{prefix}-deliveries"),
             alerts_table=env.get("HEXCAST_ALERTS_TABLE", f"{prefix}-alerts"),
             fanout_queue=fanout_queue_name(env),
+            alert_queue=alert_queue_name(env),
             admin_key_hashes=_role_hashes(env, "ADMIN"),
             app_key_hashes=_role_hashes(env, "APP"),
             log_level=env.get("HEXCAST_LOG_LEVEL", "INFO"),

@@ -112,6 +112,7 @@ def moto_aws(aws_env, monkeypatch):
 
     with mock_aws():
         create_tables(boto3.client("dynamodb"), get_settings())
+        create_queues(get_settings())
         for name, arn in ensure_platform_applications(boto3.client("sns"), get_settings().stage).items():
             monkeypatch.setenv(name, arn)
         reset_settings()
@@ -178,6 +179,39 @@ def api(moto_aws):
     deps_module.set_deps(None)
 
 
+def create_queues(settings) -> None:
+    """The alert and fan-out queues, in moto (the local stack's pump and the
+    deployed template create their own)."""
+    import boto3
+
+    for queue in (settings.alert_queue, settings.fanout_queue):
+        boto3.client("sqs").create_queue(QueueName=queue)
+
+
+def run_queues(client) -> int:
+    """Deliver what the app queued in moto's SQS to its consumers, as Lambda's
+    event source mappings would (alerts to ``plan_alerts``, chunks to
+    ``send_fanout``), until both queues are empty; → messages delivered."""
+    import boto3
+
+    from chalicelib.settings import get_settings
+
+    sqs = boto3.client("sqs")
+    consumers = ((get_settings().alert_queue, "plan_alerts"), (get_settings().fanout_queue, "send_fanout"))
+    delivered = 0
+    while True:
+        moved = 0
+        for queue, handler in consumers:
+            url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+            for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+                client.lambda_.invoke(handler, client.events.generate_sqs_event(queue_name=queue, message_bodies=[m["Body"]]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                moved += 1
+        delivered += moved
+        if not moved:
+            return delivered
+
+
 @contextlib.contextmanager
 def moto_app_client(env: dict[str, str], unset: tuple[str, ...] = ()):
     """What the ``api`` fixture builds (fake credentials, moto, the tables,
@@ -202,6 +236,7 @@ def moto_app_client(env: dict[str, str], unset: tuple[str, ...] = ()):
         try:
             with mock_aws():
                 create_tables(boto3.client("dynamodb"), get_settings())
+                create_queues(get_settings())
                 for name, arn in ensure_platform_applications(boto3.client("sns"), get_settings().stage).items():
                     mp.setenv(name, arn)
                 reset_settings()

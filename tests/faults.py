@@ -63,7 +63,7 @@ from chalicelib.services.pings import handle_pings
 from chalicelib.services.delivery import STALE_OPEN_S, CampaignCache
 from chalicelib.settings import Settings
 from chalicelib.services import fanout as fanout_service
-from chalicelib.services import weather
+from chalicelib.services import alert_planning, weather
 from chalicelib.store import Stores, memory_stores
 from chalicelib.weather.area import AreaResolver
 
@@ -508,14 +508,20 @@ def storm(seed: int, n_devices: int, rates: Rates, *, workers: int = 4, redelive
 
     # The oracle: one post, each message once, in order.
     weather.post_alerts(oracle.deps, alert)
-    for body in oracle.deps.queue.messages:
-        fanout_service.send_chunk(oracle.deps, body)
+    alert_planning.drain(oracle.deps, oracle.deps.queue)
 
     f = world.faults
     invoke(f, "alert", lambda: weather.post_alerts(world.deps, alert), retry_kind="retry_alert", crash_within=200)
     rng = random.Random(f"{seed}:sqs")
+    plans = [m for m in world.deps.queue.messages if alert_planning.is_plan_message(m)]
+    for i, body in enumerate(plans):  # the planner: crashes, then SQS delivers it again (and again)
+        for k in range(1 + (rng.choice((1, 2)) if rng.random() < redelivery else 0)):
+            f.count("sqs_redelivery", k > 0)
+            invoke(f, f"plan{i}.{k}", lambda: alert_planning.plan_alert(world.deps, body),
+                   retry_kind="sqs_redelivery_after_failure", crash_within=200)
+    chunks = [m for m in world.deps.queue.messages if not alert_planning.is_plan_message(m)]
     work: list[tuple[str, str]] = []
-    for i, body in enumerate(world.deps.queue.messages):
+    for i, body in enumerate(chunks):
         extra = rng.choice((1, 2)) if rng.random() < redelivery else 0
         f.count("sqs_redelivery", extra)
         work += [(f"msg{i}.{k}", body) for k in range(1 + extra)]
@@ -529,7 +535,7 @@ def storm(seed: int, n_devices: int, rates: Rates, *, workers: int = 4, redelive
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(deliver, work))
     swept = settle(world)
-    inputs = {"devices": n_devices, "campaigns": len(STORM_CAMPAIGNS), "fan-out messages": len(world.deps.queue.messages),
+    inputs = {"devices": n_devices, "campaigns": len(STORM_CAMPAIGNS), "fan-out messages": len(chunks),
               "deliveries of them": len(work)}
     return compare("storm fan-out", oracle, world, swept, inputs, started)
 

@@ -89,14 +89,17 @@ def run_storm(admin: HexcastClient, app: HexcastClient, stack, out: TextIO, out_
     print(f"\nweather: replaying a real NWS alert as if issued now — {p['event']}, {p['areaDesc']}",
           f"\n  id {p['id'][:60]}…, SAME {', '.join(p['geocode']['SAME'])}, no polygon", file=out, sep="")
     t = time.perf_counter()
-    result = admin.request("POST", "/v1/weather/alerts", json_body=feature)["alerts"][0]
+    taken = admin.request("POST", "/v1/weather/alerts", json_body=feature)["alerts"][0]
     took = time.perf_counter() - t
-    print(f"  → {result['status']} (area from {result.get('area_source', '-')}), "
-          f"{result['devices_targeted']} devices inside, {result['deliveries']} decisions, {took * 1000:.0f} ms", file=out)
+    print(f"  → {taken['status']} in {took * 1000:.0f} ms (the planner, an SQS consumer, takes it from there)", file=out)
     again = admin.request("POST", "/v1/weather/alerts", json_body=feature)["alerts"][0]
     print(f"  posted again → {again['status']}", file=out)
     if stack.pump is not None:
         stack.pump.wait_until_drained()
+    result = admin.request("GET", f"/v1/weather/alerts/{taken['id']}")
+    print(f"  planned → {result['status']} (area from {result.get('area_source', '-')}), "
+          f"{result.get('devices_targeted', 0)} devices inside, {result.get('queued_chunks', 0)} fan-out chunks",
+          file=out)
 
     decisions = admin.request("GET", "/v1/deliveries", params={"campaign_id": "storm-delay", "limit": "1000"})["deliveries"]
     received = {m["message_id"]: json.loads(m["message"]) for m in stack.sns_messages()}
@@ -125,7 +128,7 @@ def run_storm(admin: HexcastClient, app: HexcastClient, stack, out: TextIO, out_
     path = os.path.join(out_dir, "demo_storm.png")
     write_storm_map(path, feature, reached)
     print(f"\nstorm map: {os.path.relpath(path)}", file=out)
-    return {"status": result["status"], "targeted": result["devices_targeted"], "sent": len(reached), "map": path}
+    return {"status": result["status"], "targeted": result.get("devices_targeted", 0), "sent": len(reached), "map": path}
 
 
 def write_storm_map(path: str, feature: dict, reached: list[str]) -> None:

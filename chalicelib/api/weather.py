@@ -1,5 +1,6 @@
-"""Weather: NWS alerts and conditions in (admin key), the scheduled feed
-poller, and the SQS fan-out sender."""
+"""Weather: NWS alerts and conditions in (admin key), what became of an
+alert, the scheduled feed poller, the alert planner and the fan-out sender
+(both SQS consumers, each a function of its own)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any
 from chalice import Blueprint, Rate
 
 from chalicelib.api.common import Call, route
-from chalicelib.container import get_deps
+from chalicelib.container import get_deps, get_weather_deps
+from chalicelib.services import alert_planning, weather
 from chalicelib.services import fanout as fanout_service
-from chalicelib.services import weather
+from chalicelib.settings import alert_queue_name
 from chalicelib.weather import fanout
 
 bp = Blueprint(__name__)
@@ -23,6 +25,11 @@ def post_alerts(call: Call) -> Any:
     return weather.post_alerts(call.deps, call.body())
 
 
+@route(bp, "/v1/weather/alerts/{alert_id}", methods=["GET"])
+def get_alert(call: Call, alert_id: str) -> Any:
+    return weather.get_alert(call.deps, alert_id)
+
+
 @route(bp, "/v1/weather/conditions", methods=["POST"], status=202)
 def post_conditions(call: Call) -> Any:
     return weather.post_conditions(call.deps, call.body())
@@ -31,14 +38,24 @@ def post_conditions(call: Call) -> Any:
 @bp.schedule(Rate(2, unit=Rate.MINUTES), name="poll_weather")
 def poll_weather(event: Any) -> dict[str, Any]:
     """Fetch the configured alert feed; errors are logged and retried next tick."""
-    result = weather.poll_feed(get_deps())
+    result = weather.poll_feed(get_weather_deps())
     return {"status": result.status, "alerts": result.alerts, "reason": result.reason}
+
+
+@bp.on_sqs_message(queue=alert_queue_name(), batch_size=1, name="plan_alerts")
+def plan_alerts(event: Any) -> None:
+    """One accepted alert per invocation: its area, the devices inside and
+    their fan-out chunks. A poison alert reaches the dead-letter queue by
+    itself; the others go on."""
+    deps = get_weather_deps()
+    for body in fanout.sqs_records(event):
+        alert_planning.plan_alert(deps, body)
 
 
 @bp.on_sqs_message(queue=fanout.QUEUE_NAME, batch_size=1, name="send_fanout")
 def send_fanout(event: Any) -> None:
     """One fan-out chunk per invocation: a failure is retried alone and a
     poison message reaches the dead-letter queue by itself."""
-    deps = get_deps()
+    deps = get_weather_deps()
     for body in fanout.sqs_records(event):
         fanout_service.send_chunk(deps, body)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from chalicelib.services.fence_cache import VersionCache
 from chalicelib.clock import Clock, Sleep, system_clock, system_sleep
 from chalicelib.ports import AreaResolver, FanoutQueue, PushGateway
+from chalicelib.services.alert_planning import PlanCache
 from chalicelib.services.delivery import CampaignCache
 from chalicelib.settings import Settings
 from chalicelib.store import Stores
@@ -46,6 +47,8 @@ class Deps:
     #: Weather: the alert-area resolver and the fan-out queue (None: inline).
     resolver: AreaResolver | None = None
     queue: FanoutQueue | None = None
+    #: Alert areas and their region plans, kept while warm.
+    plans: PlanCache = field(default_factory=PlanCache)
     #: Backoff between retries of a store write (tests pass a recorder).
     sleep: Sleep = system_sleep
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from chalicelib import metrics
 from chalicelib.errors import Unavailable
@@ -30,12 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("hexcast.weather")
 
 MESSAGE_VERSION = 1
-
-
-class HeldMessages(Protocol):
-    """A queue that keeps what was sent (:class:`~chalicelib.weather.fanout.InlineQueue`)."""
-
-    messages: list[str]
 
 
 def weather_trigger(alert_id: str, lineage: str, alert_vars: dict, ends_at: float | None, at: float) -> Trigger:
@@ -72,6 +66,11 @@ def send_chunk(deps: Deps, body: str) -> list[str]:
     if not isinstance(msg, dict) or msg.get("v") != MESSAGE_VERSION:
         raise ValueError("not a hexcast fan-out message")
     now = deps.clock()
+    state = deps.weather.get_lineages([msg["lineage"]]).get(msg["lineage"])
+    if state and state.get("ended"):  # cancelled after the plan: nothing more of it is sent
+        log.info("fan-out chunk of an ended lineage dropped", extra={"alert_id": msg["alert_id"],
+                                                                     "devices": len(msg["device_ids"])})
+        return []
     trigger = weather_trigger(msg["alert_id"], msg["lineage"], msg.get("alert") or {}, msg.get("ends_at"), now)
     campaigns = [c for c in (deps.campaign_cache.get(deps.campaigns, cid, now) for cid in msg["campaign_ids"]) if c is not None]
     campaigns = [c for c in campaigns if c.in_schedule(now)]
@@ -91,14 +90,4 @@ def send_chunk(deps: Deps, body: str) -> list[str]:
         raise Unavailable(f"{throttled} decisions of this fan-out chunk were throttled; it will be redelivered")
     metrics.fanout_lag(msg.get("queued_at"), deps.clock())
     log.info("fan-out chunk", extra={"alert_id": msg["alert_id"], "devices": len(msg["device_ids"]), "decisions": len(ids)})
-    return ids
-
-
-def drain(deps: Deps, queue: HeldMessages) -> list[str]:
-    """Hand each message an :class:`~chalicelib.weather.fanout.InlineQueue`
-    kept to the sender, as the SQS consumer would (tests and benchmarks;
-    draining the same message twice simulates a redelivery)."""
-    ids: list[str] = []
-    while queue.messages:
-        ids += send_chunk(deps, queue.messages.pop(0))
     return ids

@@ -1,21 +1,25 @@
-"""Weather use cases: NWS alerts in (webhook or poller) → lifecycle → area →
-the devices already inside → the delivery pipeline, plus conditions and the
-scheduled feed poll.
+"""Weather use cases: the alert intake (webhook or poller), conditions and
+the scheduled feed poll. Planning an accepted alert is the alert queue
+consumer's job (:mod:`chalicelib.services.alert_planning`).
 
-Per alert:
+The intake answers in seconds, whatever the alerts' areas. Per alert:
 
-* invalid features are reported, the others still processed;
-* an id seen before (in this body or earlier) is ``duplicate``;
+* an invalid feature is ``ignored: invalid`` (its field named), the others
+  still taken;
 * not ``Actual``, ended, or not yet effective → ``ignored`` with the reason
-  (a not-yet-effective alert is not recorded, so it is acted on once it is);
+  (not recorded: a not-yet-effective alert is taken once it is);
+* an id seen before (in this body, earlier, or by a concurrent request —
+  the record is created with a conditional write) is ``duplicate``;
 * ``Cancel`` / VTEC ``CAN``/``EXP``/``UPG`` / ``AllClear`` → ``cancelled``:
-  no push, and the lineage ends (a later update of it is ignored);
-* otherwise the area is resolved (polygon, SAME counties, zones) — or the
-  alert is ``unresolved_area`` — and the devices inside it, for every
-  matching ``weather_alert`` campaign, are decided: at once when they fit in
-  one chunk, else through the SQS fan-out. The trigger key is the lineage
-  (the earliest alert of its ``references`` chain), so an update reaches
-  devices newly inside a grown area and never re-notifies the others.
+  its lineage ends at once, so no message of the chain pushes afterwards,
+  whichever order they arrive in;
+* otherwise the alert is recorded ``queued`` and ``accepted``: one message
+  on the alert queue, planned by its consumer (or right here when there is
+  no queue: tests, benchmarks). ``GET /v1/weather/alerts/{id}`` tells what
+  became of it.
+
+If the queue refuses the messages, the records just written are removed and
+the request answers 503, so a retry is not taken for a duplicate.
 """
 
 from __future__ import annotations
@@ -25,145 +29,111 @@ import threading
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib import metrics, retention
-from chalicelib.errors import InvalidInput
-from chalicelib.push.campaigns import Campaign
-from chalicelib.services import fanout
-from chalicelib.services.delivery import matching
-from chalicelib.weather.alerts import Alert, classify, lineage_root, parse_alerts
+from chalicelib import metrics
+from chalicelib.errors import InvalidInput, NotFound, Unavailable
+from chalicelib.services import alert_planning
+from chalicelib.services.alert_lineage import resolve_lineage
+from chalicelib.services.alert_planning import keep_until, plan_message
+from chalicelib.weather.alerts import Alert, classify, is_alert_id, parse_alerts
 from chalicelib.weather.conditions import conditions_cell, parse_observations, store_observations, template_vars
 from chalicelib.weather.poller import ERROR, PollResult, poll
-from chalicelib.weather.targets import plan_targets
 
 if TYPE_CHECKING:
     from chalicelib.services.deps import Deps
 
 log = logging.getLogger("hexcast.weather")
 
-#: Alert and lineage records are kept this long after the alert ends.
-RECORD_RETENTION_S = 30 * 86400
-DEFAULT_MAX_LOCATION_AGE_H = 24.0
 POLL_SLICE = 500  # the national feed holds ~500 alerts; post_alerts takes ≤ 1,000 at once
-
-
-def _fence_ids_for(deps: Deps, fence_ids: tuple[str, ...], fence_tags: tuple[str, ...]) -> set[str] | None:
-    if not fence_ids and not fence_tags:
-        return None
-    out = set(fence_ids)
-    for tag in fence_tags:
-        token = None
-        while True:
-            recs, token = deps.fences.list_fences(tag, 1000, token)
-            out.update(r.fence_id for r in recs)
-            if token is None:
-                break
-    return out
-
-
-def _lineage(deps: Deps, alert: Alert, known: dict[str, dict]) -> str:
-    """The lineage of an alert: the lineage of any referenced alert we have
-    recorded, else the earliest reference, else the alert itself."""
-    for ref in alert.references:
-        rec = known.get(ref.id)
-        if rec and rec.get("lineage"):
-            return rec["lineage"]
-    return lineage_root(alert)
+#: An accepted alert's queue message stays well under SQS's 256 KB.
+MAX_MESSAGE_BYTES = 200_000
 
 
 def post_alerts(deps: Deps, body: Any) -> dict:
+    """Take a Feature or FeatureCollection of NWS alerts; → ``{"alerts": [...]}``,
+    one answer per feature in input order (see the module docs)."""
     items = parse_alerts(body)
     now = deps.clock()
     alerts = [a for a in items if isinstance(a, Alert)]
-    ids = {a.id for a in alerts} | {r.id for a in alerts for r in a.references}
-    known = deps.weather.get_alert_records(sorted(ids)) if ids else {}
+    known = deps.weather.get_alert_records(sorted({a.id for a in alerts})) if alerts else {}
     results: list[dict] = []
+    queued: list[tuple[str, str]] = []  # (alert id, message)
+    requeue: list[tuple[str, str]] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
         if isinstance(item, InvalidInput):
-            results.append({"index": index, "id": None, "status": "ignored", "reason": "invalid", "error": item.to_json()["error"],
-                            "devices_targeted": 0, "deliveries": 0})
+            results.append({"index": index, "id": None, "status": "ignored", "reason": "invalid",
+                            "error": item.to_json()["error"]})
             continue
-        out = {"index": index, "id": item.id}
+        out: dict[str, Any] = {"index": index, "id": item.id}
         if item.id in seen or item.id in known:
-            out.update(status="duplicate", devices_targeted=0, deliveries=0)
+            out["status"] = "duplicate"
+            if item.id not in seen and known[item.id].get("status") == "queued":
+                # Taken, but maybe never queued (the intake died in between):
+                # queued again; the planner plans an alert once however often
+                # its message arrives.
+                requeue.append((item.id, plan_message(item, now)))
+            seen.add(item.id)
         else:
             seen.add(item.id)
-            out.update(_process(deps, item, known, now))
+            out.update(_take(deps, item, now, queued))
         results.append(out)
+    _enqueue(deps, queued, forget=True)
+    _enqueue(deps, requeue, forget=False)
     return {"alerts": results}
 
 
-def _record(deps: Deps, alert: Alert, lineage: str, status: str, now: float, **extra: Any) -> None:
-    end = alert.end_time() or now
-    deps.weather.put_alert_record(
-        alert.id,
-        {"lineage": lineage, "status": status, "fingerprint": alert.fingerprint, "processed_at": now, **extra},
-        max(end, now) + RECORD_RETENTION_S,
-    )
-
-
-def _process(deps: Deps, alert: Alert, known: dict[str, dict], now: float) -> dict:
+def _take(deps: Deps, alert: Alert, now: float, queued: list[tuple[str, str]]) -> dict:
     verdict = classify(alert, now)
-    lineage = _lineage(deps, alert, known)
-    keep_until = max(alert.end_time() or now, now) + RECORD_RETENTION_S
     if verdict.action == "ignore":
-        return {"status": "ignored", "reason": verdict.reason, "devices_targeted": 0, "deliveries": 0}
+        return {"status": "ignored", "reason": verdict.reason}
+    until = keep_until(alert, now)
+    base = {"fingerprint": alert.fingerprint, "received_at": now}
     if verdict.action == "end_lineage":
-        deps.weather.end_lineage(lineage, verdict.reason or verdict.action, now, keep_until)
-        _record(deps, alert, lineage, "cancelled", now)
+        lineage = resolve_lineage(deps, alert, until)
+        deps.weather.end_lineage(lineage, verdict.reason or verdict.action, now, until)
+        if not deps.weather.put_alert_record(alert.id, {**base, "status": "cancelled", "reason": verdict.reason,
+                                                        "lineage": lineage}, until):
+            return {"status": "duplicate"}
         log.info("alert lineage ended", extra={"alert_id": alert.id, "lineage": lineage, "reason": verdict.reason})
-        return {"status": "cancelled", "reason": verdict.reason, "lineage": lineage, "devices_targeted": 0, "deliveries": 0}
-    state = deps.weather.get_lineages([lineage]).get(lineage)
-    if state and state.get("ended"):
-        _record(deps, alert, lineage, "ignored", now)
-        return {"status": "ignored", "reason": "lineage_ended", "lineage": lineage, "devices_targeted": 0, "deliveries": 0}
+        return {"status": "cancelled", "reason": verdict.reason, "lineage": lineage}
+    message = plan_message(alert, now)
+    if len(message.encode()) > MAX_MESSAGE_BYTES:
+        if not deps.weather.put_alert_record(alert.id, {**base, "status": "ignored", "reason": "area_too_large"}, until):
+            return {"status": "duplicate"}
+        return {"status": "ignored", "reason": "area_too_large",
+                "detail": f"the alert takes over {MAX_MESSAGE_BYTES} bytes once parsed"}
+    if not deps.weather.put_alert_record(alert.id, {**base, "status": "queued"}, until):
+        return {"status": "duplicate"}  # a concurrent request took it first
+    queued.append((alert.id, message))
+    return {"status": "accepted"}
 
-    area = deps.resolver.resolve(alert) if deps.resolver is not None else None
-    if area is None:
-        _record(deps, alert, lineage, "unresolved_area", now)
-        log.warning("alert area unresolved", extra={"alert_id": alert.id, "same": list(alert.same)[:20]})
-        return {"status": "unresolved_area", "reason": "no polygon, no known SAME county, no zone geometry",
-                "lineage": lineage, "devices_targeted": 0, "deliveries": 0}
 
-    trigger = fanout.weather_trigger(alert.id, lineage, alert.template_vars(), alert.end_time(), now)
-    campaigns = matching(deps, trigger)
-    # One plan per distinct audience (location age, fence filter).
-    groups: dict[tuple[float, tuple[str, ...], tuple[str, ...]], list[Campaign]] = defaultdict(list)
-    for c in campaigns:
-        a = c.audience
-        age = a.max_location_age_hours if a.max_location_age_hours is not None else DEFAULT_MAX_LOCATION_AGE_H
-        groups[(age, tuple(sorted(a.fence_ids)), tuple(sorted(a.fence_tags)))].append(c)
-    targeted: set[str] = set()
-    deliveries = 0
-    queued = 0
-    for (age_h, fence_ids, fence_tags), group in sorted(groups.items(), key=lambda kv: kv[0]):
-        plan = plan_targets(
-            deps.devices, area.geometry, now=now, shards=deps.settings.region_shards,
-            max_age_s=retention.max_location_age_s(age_h * 3600.0, retention.location_ttl_s(deps.settings)),
-            inside_fences=_fence_ids_for(deps, fence_ids, fence_tags),
-        )
-        targeted.update(plan.device_ids)
-        cids = sorted(c.campaign_id for c in group)
-        bodies = fanout.make_messages(alert.id, lineage, cids, plan.device_ids, alert.template_vars(), alert.end_time(),
-                                      deps.settings.fanout_chunk, queued_at=now)
-        if len(bodies) == 1 or deps.queue is None:
-            for b in bodies:  # people already inside are reached at once
-                deliveries += len(fanout.send_chunk(deps, b))
-        elif bodies:
-            queued += deps.queue.send(deps.settings.fanout_queue, bodies)
-    deps.weather.touch_lineage(lineage, alert.id, now, keep_until)
-    # The alert.* variables stay with the record: the sweep rebuilds the
-    # trigger of a decision a dead fan-out invocation left pending from them.
-    _record(deps, alert, lineage, "processed", now, devices_targeted=len(targeted), vars=alert.template_vars(),
-            ends_at=alert.end_time())
-    log.info("alert processed", extra={"alert_id": alert.id, "lineage": lineage, "area": area.source,
-                                       "campaigns": len(campaigns), "devices": len(targeted), "queued_chunks": queued})
-    out = {"status": "processed", "lineage": lineage, "area_source": area.source, "campaigns": len(campaigns),
-           "devices_targeted": len(targeted), "deliveries": deliveries}
-    if queued:
-        out["queued_chunks"] = queued
-    if area.unresolved:
-        out["unresolved_codes"] = list(area.unresolved)
+def _enqueue(deps: Deps, queued: list[tuple[str, str]], *, forget: bool) -> None:
+    if not queued:
+        return
+    if deps.queue is None:
+        for _alert_id, message in queued:
+            alert_planning.plan_alert(deps, message)
+        return
+    try:
+        deps.queue.send(deps.settings.alert_queue, [m for _i, m in queued])
+    except Exception as exc:
+        for alert_id, _m in queued if forget else ():
+            deps.weather.forget_alert(alert_id)
+        raise Unavailable("the alert queue is unavailable; nothing was taken, retry") from exc
+    metrics.alerts_queued(len(queued))
+
+
+def get_alert(deps: Deps, alert_id: str) -> dict:
+    """What became of an alert: its record (status, lineage, counts)."""
+    if not is_alert_id(alert_id):
+        raise InvalidInput("alert id must be 1-256 characters without whitespace or control characters", "alert_id")
+    rec = deps.weather.get_alert_records([alert_id]).get(alert_id)
+    if rec is None:
+        raise NotFound(f"alert {alert_id!r} not found")
+    out = {"id": alert_id, **rec}
+    out.pop("lease_until", None)
+    out.pop("fingerprint", None)
     return out
 
 

@@ -28,6 +28,7 @@ class _WeatherTables:
     lock: threading.RLock = field(default_factory=threading.RLock)
     alerts: dict[str, tuple[str, int]] = field(default_factory=dict)  # id → (record JSON, expires_at)
     lineages: dict[str, dict] = field(default_factory=dict)
+    members: dict[str, str] = field(default_factory=dict)  # alert id → lineage
     feeds: dict[str, dict] = field(default_factory=dict)  # feed key → state
     conditions: dict[int, tuple[dict, int]] = field(default_factory=dict)  # cell → (observation, expires_at)
 
@@ -61,6 +62,41 @@ class MemoryWeather:
             wx.alerts[alert_id] = (text, ttl_seconds(expires_at))
             self._count("writes")
             return True
+
+    def advance_alert(self, alert_id: str, record: dict, expires_at: float, *, from_status: tuple[str, ...]) -> bool:
+        text = json.dumps(record, separators=(",", ":"), sort_keys=True)
+        wx = self._wx()
+        with wx.lock:
+            cur = wx.alerts.get(alert_id)
+            if cur is None or json.loads(cur[0]).get("status") not in from_status:
+                return False
+            wx.alerts[alert_id] = (text, ttl_seconds(expires_at))
+            self._count("writes")
+            return True
+
+    def forget_alert(self, alert_id: str) -> None:
+        wx = self._wx()
+        with wx.lock:
+            cur = wx.alerts.get(alert_id)
+            if cur is not None and json.loads(cur[0]).get("status") == "queued":
+                del wx.alerts[alert_id]
+                self._count("writes")
+
+    # ------------------------------------------------------------ membership
+    def get_members(self, alert_ids: list[str]) -> dict[str, str]:
+        wx = self._wx()
+        with wx.lock:
+            self._count("reads")
+            return {i: wx.members[i] for i in set(alert_ids) if i in wx.members}
+
+    def add_members(self, alert_ids: list[str], lineage_id: str, expires_at: float) -> dict[str, str]:
+        wx = self._wx()
+        with wx.lock:
+            out = {}
+            for alert_id in dict.fromkeys(alert_ids):
+                out[alert_id] = wx.members.setdefault(alert_id, lineage_id)
+                self._count("writes")
+            return out
 
     # ------------------------------------------------------------ lineages
     @staticmethod

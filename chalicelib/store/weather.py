@@ -7,6 +7,12 @@ Items:
   JSON: ``lineage``, ``status``, ``fingerprint``, ``processed_at``, counts
   and whatever the caller adds), ``expires_at``. Created once with a
   conditional ``PutItem``: identical ids are processed once.
+  The record's status is also kept as ``st`` (S), so status transitions are
+  conditional writes (:meth:`DynamoWeather.advance_alert`).
+* ``M#<alert id>`` — lineage membership: ``lineage`` (S), ``expires_at``.
+  Written for an alert and every alert it references, conditionally, so
+  whichever message of a chain arrives first names the lineage and every
+  later one, in any order, joins it.
 * ``L#<lineage id>`` — a lineage: ``alert_ids`` (SS), ``ended`` (BOOL),
   ``ended_reason`` (S, the first reason wins), ``updated_at`` (N),
   ``expires_at``. Written with ``UpdateItem`` only (``ADD`` to the set), so
@@ -44,6 +50,10 @@ OBS_OPTIONAL = ("precipitation_mm_h", "wind_kph")
 
 def alert_key(alert_id: str) -> str:
     return f"A#{alert_id}"
+
+
+def member_key(alert_id: str) -> str:
+    return f"M#{alert_id}"
 
 
 def lineage_key(lineage_id: str) -> str:
@@ -96,6 +106,15 @@ def newest_per_cell(items: list[tuple[int, dict, float]]) -> dict[int, tuple[dic
     return out
 
 
+def _alert_item(alert_id: str, record: dict, expires_at: float) -> dict:
+    return {
+        "pk": _s(alert_key(alert_id)),
+        "rec": _s(json.dumps(record, separators=(",", ":"), sort_keys=True)),
+        "st": _s(str(record.get("status", ""))),
+        "expires_at": _n(ttl_seconds(expires_at)),
+    }
+
+
 def _lineage(item: dict) -> dict:
     return {
         "ended": bool(item.get("ended", {}).get("BOOL", False)),
@@ -130,12 +149,37 @@ class DynamoWeather:
 
     def put_alert_record(self, alert_id: str, record: dict, expires_at: float) -> bool:
         """Create the record; False when the alert already has one."""
-        item = {
-            "pk": _s(alert_key(alert_id)),
-            "rec": _s(json.dumps(record, separators=(",", ":"), sort_keys=True)),
-            "expires_at": _n(ttl_seconds(expires_at)),
-        }
-        return self.table.put_if(item, "attribute_not_exists(pk)") is not None
+        return self.table.put_if(_alert_item(alert_id, record, expires_at), "attribute_not_exists(pk)") is not None
+
+    def advance_alert(self, alert_id: str, record: dict, expires_at: float, *, from_status: tuple[str, ...]) -> bool:
+        """Replace the record when its status is one of ``from_status``;
+        False otherwise (another consumer moved it on)."""
+        names = {f":s{i}": _s(st) for i, st in enumerate(from_status)}
+        return self.table.put_if(_alert_item(alert_id, record, expires_at), f"st IN ({', '.join(names)})", names) is not None
+
+    def forget_alert(self, alert_id: str) -> None:
+        """Remove a ``queued`` record (its message could not be queued)."""
+        self.table.delete_if({"pk": _s(alert_key(alert_id))}, ConditionExpression="st = :q",
+                             ExpressionAttributeValues={":q": _s("queued")})
+
+    # ------------------------------------------------------------ membership
+    def get_members(self, alert_ids: list[str]) -> dict[str, str]:
+        """The lineage each known alert id belongs to."""
+        items = self.table.batch_get([{"pk": _s(member_key(i))} for i in sorted(set(alert_ids))], ConsistentRead=True)
+        return {item["pk"]["S"][2:]: item["lineage"]["S"] for item in items}
+
+    def add_members(self, alert_ids: list[str], lineage_id: str, expires_at: float) -> dict[str, str]:
+        """File each id under ``lineage_id`` unless it already has a lineage;
+        → the lineage each id has afterwards (its earlier one where it had)."""
+        out: dict[str, str] = {}
+        for alert_id in dict.fromkeys(alert_ids):
+            item = {"pk": _s(member_key(alert_id)), "lineage": _s(lineage_id), "expires_at": _n(ttl_seconds(expires_at))}
+            if self.table.put_if(item, "attribute_not_exists(pk)") is not None:
+                out[alert_id] = lineage_id
+            else:
+                found = self.table.get({"pk": _s(member_key(alert_id))}, consistent=True)
+                out[alert_id] = found["lineage"]["S"] if found else lineage_id
+        return out
 
     # ------------------------------------------------------------ lineages
     def get_lineages(self, lineage_ids: list[str]) -> dict[str, dict]:

@@ -42,6 +42,14 @@ MAX_FEATURES = 1000
 MAX_ID_LEN = 256
 _ID_RE = re.compile(r"^[^\s\x00-\x1f\x7f]{1,%d}\Z" % MAX_ID_LEN)
 
+
+
+def is_alert_id(value: object) -> bool:
+    """An alert id as this service takes it: 1-256 characters, no whitespace
+    or control characters (NWS ids are URNs, ``NWS-IDP-PROD-…`` or ``IINFO_…``)."""
+    return isinstance(value, str) and _ID_RE.match(value) is not None
+
+
 #: P-VTEC: ``/k.aaa.cccc.pp.s.####.yymmddThhnnZ-yymmddThhnnZ/`` (NWSI 10-1703).
 _PVTEC_RE = re.compile(
     r"^/?(?P<klass>[OTEX])\.(?P<action>[A-Z]{3})\.(?P<office>[A-Z0-9]{4})\.(?P<phen>[A-Z0-9]{2})\."

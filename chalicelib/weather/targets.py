@@ -76,6 +76,7 @@ def plan_targets(
     inside_fences: set[str] | None = None,
     max_boundary: int = PLAN_MAX_BOUNDARY,
     finest: int = PLAN_FINEST,
+    plan: RegionPlan | None = None,
 ) -> TargetPlan:
     """The devices to notify for ``area_geometry`` (shapely, lng/lat).
 
@@ -87,13 +88,16 @@ def plan_targets(
     number (its ``region_shards``) is asked with its own, since a query of
     the wrong shards would silently miss devices. ``max_boundary`` and
     ``finest`` set how finely the area's boundary is covered (see
-    :data:`PLAN_MAX_BOUNDARY`).
+    :data:`PLAN_MAX_BOUNDARY`); ``plan``: the area's region plan, when
+    already made (for these ``shards``).
     """
     filed = getattr(store, "region_shards", shards)
     if filed != shards:
         log.warning("region shards differ: planning with the store's", extra={"asked": shards, "store": filed})
         shards = filed
-    plan = plan_area(area_geometry, shards=shards, max_boundary=max_boundary, finest=finest)
+        plan = None
+    if plan is None:
+        plan = plan_area(area_geometry, shards=shards, max_boundary=max_boundary, finest=finest)
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     oldest = now - max_age_s if max_age_s is not None else -math.inf
     ids: list[str] = []

@@ -18,7 +18,7 @@ from chalicelib.settings import get_settings
 from chalicelib.ports import Device
 from chalicelib.presence import LocationState
 from chalicelib.weather.region import location_cell
-from tests.conftest import ADMIN_KEY, APP_KEY
+from tests.conftest import ADMIN_KEY, APP_KEY, run_queues
 from tools.demo_storm import CAMPAIGN as STORM_CAMPAIGN
 from tools.demo_storm import DEVICES as STORM_DEVICES
 from tools.demo_storm import rebased_alert
@@ -174,7 +174,10 @@ def test_delivery_records_carry_no_coordinates(api):
             ping(api, device_id, (lat, lng), sec, ts=now - 300)
             posted.append((lat, lng))
     status, out = call(api, "post", "/v1/weather/alerts", rebased_alert(now))
-    assert status == 202 and out["alerts"][0]["status"] == "processed", out
+    assert status == 202 and out["alerts"][0]["status"] == "accepted", out
+    assert run_queues(api) >= 1
+    status, rec = call(api, "get", f"/v1/weather/alerts/{out['alerts'][0]['id']}")
+    assert status == 200 and rec["status"] == "processed", rec
 
     records = [r for r in items(get_settings().deliveries_table) if str(r["pk"]).startswith("dl_")]
     assert {r["trigger_type"] for r in records} == {"geofence_enter", "weather_alert"}

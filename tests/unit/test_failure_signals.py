@@ -20,7 +20,8 @@ from chalicelib.services.delivery import CampaignCache
 from chalicelib.settings import Settings
 from chalicelib.store import memory_stores
 from chalicelib.store.memory_weather import MemoryWeather
-from chalicelib.settings import fanout_queue_name
+from chalicelib.settings import alert_queue_name, fanout_queue_name
+from tests.alert_flow import post_and_plan
 from chalicelib.weather.poller import ERROR, NOT_MODIFIED
 
 T0 = 1_780_000_000.0  # a fixed instant: nothing here depends on today
@@ -119,10 +120,12 @@ def test_a_stored_campaign_that_no_longer_compiles_is_an_error_line_and_a_metric
 class RecordingQueue:
     def __init__(self) -> None:
         self.names: list[str] = []
+        self.messages: list[str] = []
 
     def send(self, name: str, bodies: list[str]) -> int:
         self.names.append(name)
-        return len(list(bodies))
+        self.messages += list(bodies)
+        return len(self.messages)
 
 
 @pytest.mark.parametrize("env", [
@@ -132,6 +135,7 @@ class RecordingQueue:
 ])
 def test_the_consumers_queue_name_is_the_one_settings_hold(env: dict[str, str]) -> None:
     assert fanout_queue_name(env) == Settings.from_env(env).fanout_queue
+    assert alert_queue_name(env) == Settings.from_env(env).alert_queue
 
 
 def test_the_sender_uses_the_settings_queue() -> None:
@@ -140,10 +144,11 @@ def test_the_sender_uses_the_settings_queue() -> None:
 
     s = sample("flash_flood_warning_polygon_update")
     deps = weather_deps(anchor(s), chunk=2)
-    deps.settings = dataclasses.replace(deps.settings, fanout_queue="hexcast-test-fanout-x")
+    deps.settings = dataclasses.replace(deps.settings, fanout_queue="hexcast-test-fanout-x",
+                                        alert_queue="hexcast-test-alerts-x")
     deps.queue = RecordingQueue()
     campaign_service.put_campaign(deps, "storm", STORM_CAMPAIGN)
     place(deps, grid(47.43, -122.25, 47.455, -122.23, 4))
-    out = weather.post_alerts(deps, s["feature"])["alerts"][0]
+    out = post_and_plan(deps, s["feature"])[0]
     assert out["queued_chunks"] > 1
-    assert deps.queue.names == ["hexcast-test-fanout-x"]
+    assert deps.queue.names == ["hexcast-test-alerts-x", "hexcast-test-fanout-x"]

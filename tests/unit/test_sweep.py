@@ -14,7 +14,7 @@ from chalicelib.services import campaigns as campaign_service
 from chalicelib.services import delivery, delivery_sweep, engagement
 from chalicelib.push.model import PENDING, Delivery, FenceContext, Trigger, delivery_id_for
 from chalicelib.services.delivery import STALE_OPEN_S
-from chalicelib.services import weather
+from chalicelib.services import alert_planning, fanout, weather
 from tests import faults
 from tests.faults import Crash
 from tests.unit.test_pipeline import INSIDE, OUTSIDE, T0, deps, ping, record, setup  # noqa: F401 — deps is a fixture
@@ -191,10 +191,15 @@ def test_a_weather_decision_is_redriven_from_the_alert_record():
         return real(*a)
 
     store.reserve_send = die_once  # storm-recent has a frequency cap
+    assert weather.post_alerts(deps, faults.storm_alert())["alerts"][0]["status"] == "accepted"
+    (plan,) = deps.queue.messages
+    deps.queue.messages.clear()
+    assert alert_planning.plan_alert(deps, plan)["status"] == "processed"
+    chunks = list(deps.queue.messages)
     with pytest.raises(Crash):
-        weather.post_alerts(deps, faults.storm_alert())
-    out = weather.post_alerts(deps, faults.storm_alert())["alerts"][0]  # the webhook's retry
-    assert out["status"] == "processed"
+        fanout.send_chunk(deps, chunks[0])
+    for body in chunks:  # SQS delivers them all (again)
+        fanout.send_chunk(deps, body)
     (stuck,) = [d for d in store.deliveries.values() if d.status == PENDING]
     world.clock.now += STALE_OPEN_S + 1
     assert delivery_sweep.sweep_open(deps) == {"pending->sent": 1}

@@ -19,7 +19,7 @@ from tests.fake_push import FakePushGateway
 from chalicelib.services.devices import register_device
 from chalicelib.services.pings import handle_pings
 from chalicelib.services import campaigns as campaign_service
-from chalicelib.services import engagement, fanout
+from chalicelib.services import alert_planning, engagement, fanout
 from chalicelib.services.delivery import CampaignCache
 from chalicelib.settings import Settings
 from chalicelib.store import memory_stores
@@ -28,6 +28,7 @@ from chalicelib.services import weather
 from chalicelib.weather.alerts import Alert, classify, parse_alerts
 from chalicelib.weather.area import AreaResolver, CountyIndex
 from chalicelib.weather.fanout import InlineQueue
+from tests.alert_flow import post_and_plan
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
 NWS = FIX / "nws"
@@ -107,7 +108,7 @@ def test_polygon_alert_reaches_exactly_the_devices_inside():
     campaign_service.put_campaign(deps, "storm", dict(STORM_CAMPAIGN, trigger={"type": "weather_alert", "events": ["Flash Flood Warning"]}))
     pts = grid(47.42, -122.28, 47.47, -122.20, 12)
     place(deps, pts)
-    out = weather.post_alerts(deps, s["feature"])["alerts"][0]
+    out = post_and_plan(deps, s["feature"])[0]
     area = shapely.geometry.shape(s["feature"]["geometry"])
     expected = brute_force(area, pts)
     assert expected and len(expected) < len(pts)
@@ -117,7 +118,7 @@ def test_polygon_alert_reaches_exactly_the_devices_inside():
     assert "a flash flood warning may delay your order" in d.body and "STORM-" in d.body
 
     # The same alert again (a poll, a retried webhook): duplicate, nothing sent.
-    again = weather.post_alerts(deps, {"type": "FeatureCollection", "features": [s["feature"], s["feature"]]})["alerts"]
+    again = post_and_plan(deps, {"type": "FeatureCollection", "features": [s["feature"], s["feature"]]})
     assert [a["status"] for a in again] == ["duplicate", "duplicate"]
     assert len(deps.push.published) == len(expected)
 
@@ -136,9 +137,9 @@ def test_update_with_a_grown_area_reaches_only_the_newcomers():
     grown["properties"].update(id="urn:oid:test.second", messageType="Update",
                                references=[{"identifier": "urn:oid:test.first", "sent": first["properties"]["sent"]}])
     grown["geometry"] = {"type": "Polygon", "coordinates": [[[-100, 40], [-99, 40], [-99, 41], [-100, 41], [-100, 40]]]}
-    a = weather.post_alerts(deps, first)["alerts"][0]
+    a = post_and_plan(deps, first)[0]
     n_first = len(deps.push.published)
-    b = weather.post_alerts(deps, grown)["alerts"][0]
+    b = post_and_plan(deps, grown)[0]
     assert a["lineage"] == b["lineage"] == "urn:oid:test.first"
     assert n_first == a["devices_targeted"] == 25
     assert b["devices_targeted"] == 100
@@ -152,14 +153,14 @@ def test_cancellation_never_pushes_and_ends_the_lineage():
     s = sample("cancelled_vtec_can_allclear_still_in_active")
     deps = make_deps(anchor(s))
     campaign_service.put_campaign(deps, "storm", STORM_CAMPAIGN)
-    out = weather.post_alerts(deps, s["feature"])["alerts"][0]
-    assert out["status"] == "cancelled" and out["deliveries"] == 0
+    out = post_and_plan(deps, s["feature"])[0]
+    assert out["status"] == "cancelled" and deps.push.published == []
     # A later update in that lineage: no push either.
     upd = copy.deepcopy(s["feature"])
     upd["properties"].update(id="urn:oid:test.after-cancel", messageType="Update", response="Prepare",
                              references=[{"identifier": s["feature"]["properties"]["id"], "sent": s["feature"]["properties"]["sent"]}],
                              parameters={})
-    res = weather.post_alerts(deps, upd)["alerts"][0]
+    res = post_and_plan(deps, upd)[0]
     assert (res["status"], res["reason"]) == ("ignored", "lineage_ended")
     assert deps.push.published == []
 
@@ -168,11 +169,11 @@ def test_ended_and_non_actual_alerts_are_ignored():
     s = sample("flash_flood_warning_polygon_update")
     deps = make_deps(anchor(s) + 30 * 86400)  # long after it ended
     campaign_service.put_campaign(deps, "storm", STORM_CAMPAIGN)
-    assert weather.post_alerts(deps, s["feature"])["alerts"][0]["reason"] == "ended"
+    assert post_and_plan(deps, s["feature"])[0]["reason"] == "ended"
     test = copy.deepcopy(s["feature"])
     test["properties"].update(status="Test", id="urn:oid:test.exercise")
     deps.clock.now = anchor(s)
-    assert weather.post_alerts(deps, test)["alerts"][0]["reason"] == "not_actual"
+    assert post_and_plan(deps, test)[0]["reason"] == "not_actual"
 
 
 # ------------------------------------------------------------------ SAME counties
@@ -185,7 +186,7 @@ def test_same_alert_resolves_counties_and_reaches_sonoma():
     alert = parse_alerts(s["feature"])[0]
     if classify(alert, deps.clock()).action != "push":
         pytest.skip(f"sample not actionable at its anchor: {classify(alert, deps.clock())}")
-    out = weather.post_alerts(deps, s["feature"])["alerts"][0]
+    out = post_and_plan(deps, s["feature"])[0]
     assert out["status"] == "processed" and out["area_source"] == "same"
     area = deps.resolver.resolve(alert).geometry
     assert set(sent_to(deps)) == brute_force(area, pts) >= {"santa-rosa", "petaluma"}
@@ -195,7 +196,7 @@ def test_unresolvable_area_is_reported_not_silent():
     s = sample("hydrologic_outlook_american_samoa")
     deps = make_deps(anchor(s))
     campaign_service.put_campaign(deps, "storm", STORM_CAMPAIGN)
-    out = weather.post_alerts(deps, s["feature"])["alerts"][0]
+    out = post_and_plan(deps, s["feature"])[0]
     assert out["status"] in ("unresolved_area", "ignored")
     if out["status"] == "unresolved_area":
         assert out["reason"]
@@ -210,7 +211,7 @@ def test_consent_and_location_age_filters():
     place(deps, {"fresh": inside})
     place(deps, {"stale": inside}, age_s=30 * 3600)
     place(deps, {"no-push": inside}, consent={"push": False, "location": True})
-    out = weather.post_alerts(deps, s["feature"])["alerts"][0]
+    out = post_and_plan(deps, s["feature"])[0]
     assert out["devices_targeted"] == 1
     assert sent_to(deps) == ["fresh"]
 
@@ -221,7 +222,7 @@ def test_campaign_event_and_severity_filters():
     campaign_service.put_campaign(deps, "winter", dict(STORM_CAMPAIGN, trigger={"type": "weather_alert", "events": ["Winter Storm Warning"]}))
     campaign_service.put_campaign(deps, "extreme", dict(STORM_CAMPAIGN, trigger={"type": "weather_alert", "min_severity": "Extreme"}))
     place(deps, {"inside": (47.445, -122.24)})
-    out = weather.post_alerts(deps, s["feature"])["alerts"][0]
+    out = post_and_plan(deps, s["feature"])[0]
     assert out["campaigns"] == 0 and deps.push.published == []
 
 
@@ -233,13 +234,13 @@ def test_large_fanout_goes_through_the_queue_and_redelivery_sends_once():
     pts = grid(47.43, -122.25, 47.455, -122.23, 6)
     place(deps, pts)
     expected = brute_force(shapely.geometry.shape(s["feature"]["geometry"]), pts)
-    out = weather.post_alerts(deps, s["feature"])["alerts"][0]
+    out = post_and_plan(deps, s["feature"])[0]
     assert out["queued_chunks"] == -(-len(expected) // 4) and deps.push.published == []
     first = list(deps.queue.messages)
-    fanout.drain(deps, deps.queue)
+    alert_planning.drain(deps, deps.queue)
     assert sorted(sent_to(deps)) == sorted(expected)
     deps.queue.messages = first  # SQS redelivers every message
-    fanout.drain(deps, deps.queue)
+    alert_planning.drain(deps, deps.queue)
     assert len(deps.push.published) == len(expected)
 
 
@@ -267,7 +268,7 @@ def test_national_bundle_targets_equal_brute_force(bundle, at):
     campaign_service.put_campaign(deps, "storm", STORM_CAMPAIGN)
     pts = cities()
     place(deps, pts)
-    results = weather.post_alerts(deps, body)["alerts"]
+    results = post_and_plan(deps, body)
     assert len(results) == len(body["features"])
     alerts = parse_alerts(body)
     lineages = {}
@@ -292,7 +293,7 @@ def test_national_bundle_targets_equal_brute_force(bundle, at):
     assert sent == want
     # Posting the whole bundle again sends nothing more.
     n = len(deps.push.published)
-    again = weather.post_alerts(deps, body)["alerts"]
+    again = post_and_plan(deps, body)
     assert {a["status"] for a in again} <= {"duplicate", "ignored"}
     assert len(deps.push.published) == n
 
