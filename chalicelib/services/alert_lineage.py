@@ -30,20 +30,39 @@ def chain_ids(alert: Alert) -> list[str]:
 
 
 def resolve_lineage(deps: Deps, alert: Alert, keep_until: float) -> str:
+    """:func:`chain_lineages`' first: the lineage the alert goes on with."""
+    return chain_lineages(deps, alert, keep_until)[0]
+
+
+def chain_lineages(deps: Deps, alert: Alert, keep_until: float) -> list[str]:
     """The alert's lineage, filing the alert and its references under it.
 
     The lineage of the oldest id of the chain already filed wins; with none
     filed, the chain's root (:func:`~chalicelib.weather.alerts.lineage_root`).
+    When the chain's ids were filed under several lineages (its messages
+    arrived from both ends before the middle), they are one hazard: if any
+    of them has ended, the others end too. → The lineage first, then any
+    other the chain's ids were filed under.
     """
     ids = chain_ids(alert)
     known = deps.weather.get_members(ids)
     lineage = next((known[i] for i in ids if i in known), None) or lineage_root(alert)
-    if all(known.get(i) == lineage for i in ids):
-        return lineage
-    filed = deps.weather.add_members([i for i in ids if i not in known], lineage, keep_until)
+    filed = dict(known)
+    if any(i not in known for i in ids):
+        filed.update(deps.weather.add_members([i for i in ids if i not in known], lineage, keep_until))
     # Two messages of one chain filed at the same moment: the oldest id's
     # lineage (whoever wrote it first) is the one both go on with.
-    return next((filed.get(i) or known[i] for i in ids if i in filed or i in known), lineage)
+    lineage = filed[ids[0]]
+    linked = sorted(set(filed.values()))
+    if len(linked) > 1:
+        states = deps.weather.get_lineages(linked)
+        ended = [(n, st) for n, st in states.items() if st.get("ended")]
+        if ended:
+            reason = str(ended[0][1].get("ended_reason") or "ended")
+            for other in linked:
+                if not states.get(other, {}).get("ended"):
+                    deps.weather.end_lineage(other, reason, deps.clock(), keep_until)
+    return [lineage] + [other for other in linked if other != lineage]
 
 
 def lineage_ended(deps: Deps, lineage: str) -> str | None:

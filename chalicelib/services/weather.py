@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from chalicelib import metrics
 from chalicelib.errors import InvalidInput, NotFound, Unavailable
 from chalicelib.services import alert_planning
-from chalicelib.services.alert_lineage import resolve_lineage
+from chalicelib.services.alert_lineage import chain_lineages
 from chalicelib.services.alert_planning import keep_until, plan_message
 from chalicelib.weather.alerts import Alert, classify, is_alert_id, parse_alerts
 from chalicelib.weather.conditions import conditions_cell, parse_observations, store_observations, template_vars
@@ -89,13 +89,17 @@ def _take(deps: Deps, alert: Alert, now: float, queued: list[tuple[str, str]]) -
     until = keep_until(alert, now)
     base = {"fingerprint": alert.fingerprint, "received_at": now}
     if verdict.action == "end_lineage":
-        lineage = resolve_lineage(deps, alert, until)
-        deps.weather.end_lineage(lineage, verdict.reason or verdict.action, now, until)
+        lineage, *linked = chain_lineages(deps, alert, until)
+        for ending in (lineage, *linked):
+            deps.weather.end_lineage(ending, verdict.reason or verdict.action, now, until)
         if not deps.weather.put_alert_record(alert.id, {**base, "status": "cancelled", "reason": verdict.reason,
                                                         "lineage": lineage}, until):
             return {"status": "duplicate"}
         log.info("alert lineage ended", extra={"alert_id": alert.id, "lineage": lineage, "reason": verdict.reason})
         return {"status": "cancelled", "reason": verdict.reason, "lineage": lineage}
+    # Filed under its lineage now, not when planned: a cancel that arrives
+    # while the chain waits in the queue then ends the right lineage.
+    chain_lineages(deps, alert, until)
     message = plan_message(alert, now)
     if len(message.encode()) > MAX_MESSAGE_BYTES:
         if not deps.weather.put_alert_record(alert.id, {**base, "status": "ignored", "reason": "area_too_large"}, until):
