@@ -47,6 +47,45 @@ def test_alert_records_of_nothing_and_of_many(store):
     assert got["NWS-IDP-PROD-7"] == {"lineage": "NWS-IDP-PROD-7", "status": "processed"}
 
 
+def test_advance_alert_moves_only_from_the_named_statuses(store):
+    store.put_alert_record("a", {"status": "queued", "received_at": NOW}, LATER)
+    assert store.advance_alert("a", {"status": "planning", "lease_until": NOW + 60}, LATER, from_status=("queued",))
+    assert not store.advance_alert("a", {"status": "planning"}, LATER, from_status=("queued",))  # the other consumer
+    assert store.advance_alert("a", {"status": "processed", "devices_targeted": 2}, LATER, from_status=("planning",))
+    assert store.get_alert_records(["a"]) == {"a": {"status": "processed", "devices_targeted": 2}}
+    assert not store.advance_alert("missing", {"status": "planning"}, LATER, from_status=("queued", "planning"))
+    assert store.get_alert_records(["missing"]) == {}
+
+
+def test_forget_alert_removes_only_a_queued_record(store):
+    store.put_alert_record("q", {"status": "queued"}, LATER)
+    store.put_alert_record("p", {"status": "processed"}, LATER)
+    store.forget_alert("q")
+    store.forget_alert("p")
+    store.forget_alert("never")
+    assert set(store.get_alert_records(["q", "p"])) == {"p"}
+    assert store.put_alert_record("q", {"status": "queued"}, LATER)  # taken again on retry
+
+
+def test_members_are_filed_once_and_the_first_lineage_wins(store):
+    assert store.get_members(["a", "b"]) == {}
+    assert store.add_members(["a", "b", "a"], "a", LATER) == {"a": "a", "b": "a"}
+    assert store.add_members(["b", "c"], "c", LATER) == {"b": "a", "c": "c"}
+    assert store.get_members(["a", "b", "c", "d"]) == {"a": "a", "b": "a", "c": "c"}
+
+
+def test_concurrent_filings_agree_on_one_lineage(store):
+    got: list[dict] = []
+    threads = [threading.Thread(target=lambda i=i: got.append(store.add_members(["root", f"m{i}"], f"L{i}", LATER)))
+               for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({g["root"] for g in got}) == 1
+    assert store.get_members(["root"])["root"] == got[0]["root"]
+
+
 # ---------------------------------------------------------------- lineages
 def test_touch_lineage_creates_then_appends(store):
     first = store.touch_lineage("a1", "a1", NOW, LATER)
