@@ -24,6 +24,7 @@ the request answers 503, so a retry is not taken for a duplicate.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import defaultdict
@@ -59,6 +60,7 @@ def post_alerts(deps: Deps, body: Any) -> dict:
     queued: list[tuple[str, str]] = []  # (alert id, message)
     requeue: list[tuple[str, str]] = []
     seen: set[str] = set()
+    taking: list[tuple[dict, Alert]] = []
     for index, item in enumerate(items):
         if isinstance(item, InvalidInput):
             results.append({"index": index, "id": None, "status": "ignored", "reason": "invalid",
@@ -75,17 +77,24 @@ def post_alerts(deps: Deps, body: Any) -> dict:
             seen.add(item.id)
         else:
             seen.add(item.id)
-            out.update(_take(deps, item, now, queued))
+            taking.append((out, item))
         results.append(out)
+    # Each alert's writes are independent of the others': taken concurrently.
+    taken = deps.parallel([functools.partial(_take, deps, alert, now) for _out, alert in taking])
+    for (out, alert), (answer, message) in zip(taking, taken):
+        out.update(answer)
+        if message is not None:
+            queued.append((alert.id, message))
     _enqueue(deps, queued, forget=True)
     _enqueue(deps, requeue, forget=False)
     return {"alerts": results}
 
 
-def _take(deps: Deps, alert: Alert, now: float, queued: list[tuple[str, str]]) -> dict:
+def _take(deps: Deps, alert: Alert, now: float) -> tuple[dict, str | None]:
+    """One new alert → its answer, and its queue message when accepted."""
     verdict = classify(alert, now)
     if verdict.action == "ignore":
-        return {"status": "ignored", "reason": verdict.reason}
+        return {"status": "ignored", "reason": verdict.reason}, None
     until = keep_until(alert, now)
     base = {"fingerprint": alert.fingerprint, "received_at": now}
     if verdict.action == "end_lineage":
@@ -94,22 +103,21 @@ def _take(deps: Deps, alert: Alert, now: float, queued: list[tuple[str, str]]) -
             deps.weather.end_lineage(ending, verdict.reason or verdict.action, now, until)
         if not deps.weather.put_alert_record(alert.id, {**base, "status": "cancelled", "reason": verdict.reason,
                                                         "lineage": lineage}, until):
-            return {"status": "duplicate"}
+            return {"status": "duplicate"}, None
         log.info("alert lineage ended", extra={"alert_id": alert.id, "lineage": lineage, "reason": verdict.reason})
-        return {"status": "cancelled", "reason": verdict.reason, "lineage": lineage}
-    # Filed under its lineage now, not when planned: a cancel that arrives
-    # while the chain waits in the queue then ends the right lineage.
-    chain_lineages(deps, alert, until)
+        return {"status": "cancelled", "reason": verdict.reason, "lineage": lineage}, None
     message = plan_message(alert, now)
     if len(message.encode()) > MAX_MESSAGE_BYTES:
         if not deps.weather.put_alert_record(alert.id, {**base, "status": "ignored", "reason": "area_too_large"}, until):
-            return {"status": "duplicate"}
+            return {"status": "duplicate"}, None
         return {"status": "ignored", "reason": "area_too_large",
-                "detail": f"the alert takes over {MAX_MESSAGE_BYTES} bytes once parsed"}
+                "detail": f"the alert takes over {MAX_MESSAGE_BYTES} bytes once parsed"}, None
+    # Filed under its lineage now, not when planned: a cancel that arrives
+    # while the chain waits in the queue then ends the right lineage.
+    chain_lineages(deps, alert, until)
     if not deps.weather.put_alert_record(alert.id, {**base, "status": "queued"}, until):
-        return {"status": "duplicate"}  # a concurrent request took it first
-    queued.append((alert.id, message))
-    return {"status": "accepted"}
+        return {"status": "duplicate"}, None  # a concurrent request took it first
+    return {"status": "accepted"}, message
 
 
 def _enqueue(deps: Deps, queued: list[tuple[str, str]], *, forget: bool) -> None:
