@@ -61,9 +61,12 @@ class RenderBudgetError(ResourceLimitError):
 
 
 class RenderBudget:
-    """The steps one render has left; :meth:`charge` raises once they run out."""
+    """The steps one render has left; :meth:`charge` raises once they run out.
 
-    __slots__ = ("left",)
+    ``with RenderBudget():`` makes it the running render's budget (the guarded
+    filters and loop bodies charge it); nested renders each get their own."""
+
+    __slots__ = ("left", "_token")
 
     def __init__(self, steps: int = RENDER_STEPS) -> None:
         self.left = steps
@@ -75,24 +78,16 @@ class RenderBudget:
                 f"render budget limit reached ({RENDER_STEPS:,} steps of loops and filters)", token=token
             )
 
-
-#: The budget of the render running in this thread (None: no render, nothing charged).
-_BUDGET: ContextVar[RenderBudget | None] = ContextVar("hexcast_render_budget", default=None)
-
-
-class render_budget:  # noqa: N801 - used as a context manager, like a function
-    """``with render_budget():`` — a fresh budget for one render (nested
-    renders each get their own)."""
-
-    __slots__ = ("_token", "budget")
-
     def __enter__(self) -> RenderBudget:
-        self.budget = RenderBudget()
-        self._token = _BUDGET.set(self.budget)
-        return self.budget
+        self._token = _BUDGET.set(self)
+        return self
 
     def __exit__(self, *exc: object) -> None:
         _BUDGET.reset(self._token)
+
+
+#: The budget of the render running in this thread (None: no render, nothing charged).
+_BUDGET: ContextVar[RenderBudget | None] = ContextVar("hexcast_render_budget", default=None)
 
 
 def charge(steps: int, token: Any = None) -> None:
@@ -170,7 +165,7 @@ def _harden(node: Node, static_context: RenderContext) -> None:
 
 class PushTemplate(BoundTemplate):
     """A template of :class:`PushTemplateEnvironment`: hardened once when
-    parsed, and every render runs inside a fresh :class:`render_budget`."""
+    parsed, and every render runs inside a fresh :class:`RenderBudget`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -179,11 +174,11 @@ class PushTemplate(BoundTemplate):
             _harden(node, static_context)
 
     def render_with_context(self, context: RenderContext, buffer: TextIO, *args: Any, **kwargs: Any) -> None:
-        with render_budget():
+        with RenderBudget():
             super().render_with_context(context, buffer, *args, **kwargs)
 
     async def render_with_context_async(self, context: RenderContext, buffer: TextIO, *args: Any, **kwargs: Any) -> None:
-        with render_budget():
+        with RenderBudget():
             await super().render_with_context_async(context, buffer, *args, **kwargs)
 
 

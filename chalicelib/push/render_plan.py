@@ -53,7 +53,7 @@ from liquid.builtin.output import OutputNode
 from liquid.context import builtin as _liquid_builtin_names
 from liquid.stringify import to_liquid_string
 
-from chalicelib.push.liquid_env import ENV, PushTemplateEnvironment, render_budget
+from chalicelib.push.liquid_env import ENV, PushTemplateEnvironment, RenderBudget
 
 # ---------------------------------------------------------------- fast path
 #: The python-liquid release the fast plan was written and checked against.
@@ -138,7 +138,7 @@ class _Plan:
         """The rendered text, or None when python-liquid must render it."""
         context = context or {}  # as RenderContext takes its globals
         try:
-            with render_budget():  # the same filters, charged as python-liquid's render charges them
+            with RenderBudget():  # the same filters, charged as python-liquid's render charges them
                 text = "".join([step if isinstance(step, str) else step.text(context) for step in self.steps])
         except Exception:  # noqa: BLE001 - _FallBack, or an error python-liquid reports in its own words
             return None
