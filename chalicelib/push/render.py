@@ -7,10 +7,17 @@ compile-at-save, and cheap rendering. Pure (no I/O).
 - ``default`` also replaces whitespace-only strings (Liquid's does not).
 - ``include`` / ``render`` are not available (no partials: a push text is
   one template), and resource limits stop a hostile template from looping or
-  growing memory: loops, output size, assigned-variable size, and the size of
-  anything a filter takes or returns (``replace``/``join`` are checked before
-  they run, so ``{{ s | replace: "", big }}`` never allocates).
+  growing memory: one render budget per render for loop passes and filter
+  work across the whole template, range literals of at most 1,000 items,
+  output size, assigned-variable size, and the size of anything a filter
+  takes or returns (``replace``/``join`` are checked before they run, so
+  ``{{ s | replace: "", big }}`` never allocates). What the parse tree shows
+  is refused at save (:func:`~chalicelib.push.template_budget.check_budget`).
 - Rendering never raises anything but :class:`RenderError`.
+- A deep link takes at most ``DEEP_LINK_MAX_BYTES`` in the push payload
+  (a static one is checked at save, :func:`check_deep_link_size`); title
+  and body are cut further to fit the payload when it is built
+  (:func:`chalicelib.push.payloads.fit_message`).
 
 The flat plan that renders most push texts without python-liquid's render
 context is :mod:`chalicelib.push.render_plan`; the hardened environment
