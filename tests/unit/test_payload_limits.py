@@ -25,6 +25,7 @@ from chalicelib.push.payloads import (
 )
 from chalicelib.push.render import BODY_MAX, TITLE_MAX, RenderError, render_message
 from chalicelib.push.textcut import ELLIPSIS, grapheme_start
+from tests.unit.test_pipeline import deps, record, setup, visit  # noqa: F401 - deps is a fixture
 
 #: Texts that cost several bytes a character, and characters JSON escapes.
 SCRIPTS = {
@@ -173,3 +174,18 @@ def test_encoded_size_counts_what_the_sns_message_carries():
         inner = json.dumps({"k": text}, ensure_ascii=False, separators=(",", ":"))
         empty = json.dumps({"k": ""}, ensure_ascii=False, separators=(",", ":"))
         assert value_bytes(inner) - value_bytes(empty) == encoded_size(text)
+
+
+def test_a_push_at_the_caps_is_sent_and_what_sns_gets_fits(deps):  # noqa: F811 - the pipeline's fixture
+    """Through the pipeline: title, body and deep link at their caps in CJK
+    are recorded ``sent``, and the SNS message built for the device fits."""
+    cjk = SCRIPTS["cjk"]
+    link = "app://" + "東" * 680  # 2,046 bytes
+    setup(deps, message={"title": at_cap(cjk, 1000), "body": at_cap(cjk, 4000), "deep_link": link})
+    d = record(deps, visit(deps)["deliveries"][0])
+    assert d.status == "sent" and len(d.title) == TITLE_MAX and len(d.body) == BODY_MAX
+    (_, platform, msg, _), = deps.push.published
+    _, value, title, body = decode(platform, build_message(platform, msg))
+    assert value_bytes(value) <= PAYLOAD_LIMITS[platform] < payload_size(platform, msg)
+    assert_cut_from(title, d.title)
+    assert_cut_from(body, d.body)
