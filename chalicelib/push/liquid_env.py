@@ -44,7 +44,7 @@ from liquid.filter import liquid_filter
 
 #: Limits on any one value a filter takes or returns.
 MAX_TEXT = 20_000  # characters in a string
-MAX_ITEMS = 20_000  # items in an array or range
+MAX_ITEMS = 20_000  # items in an array
 MAX_LIST_TEXT = 100_000  # characters in all the strings of one array
 MAX_INT_BITS = 10_000
 #: Items in a range literal ``(a..b)``, and in a range a filter takes or returns.
