@@ -848,6 +848,47 @@ HUGE = ["1" + "0" * 400, "4.9e-324", "1e-200", "1" + "0" * 41, "1e308", "-1" + "
         "NaN", "Infinity", "-0", "1.2345678901234567e-129"]
 
 
+# ---------------------------------------------------------------- render budget and payload size
+#: A loop of filters over a large range: 40+ s per render before the render budget.
+BUDGET_LOOP = "{% for i in (1..1000) %}{% assign n = (1..20000) | sort | reverse | sort | size %}{% endfor %}"
+#: The same work with sizes only the render sees.
+BUDGET_HIDDEN = "{% assign m = 1000 %}{% for i in (1..m) %}{% assign n = (1..m) | sort | reverse | sort | size %}{% endfor %}x"
+
+
+def budget_requests(world: World, by_path: dict[str, Route]) -> list[Req]:
+    """Campaign templates at the render budget's edges and texts at the push
+    payload's (README "Limits and behaviour"): refused at save with a 400
+    naming the field, or accepted and, at preview, reported not rendered."""
+    put, preview = by_path["PUT /v1/campaigns/{id}"], by_path["POST /v1/campaigns/{id}/preview"]
+    rid = SCRATCH_IDS["campaign"][0]
+
+    def with_message(**message: str) -> bytes:
+        return dump({**CAMPAIGN, "variants": [], "message": {"title": "t", "body": "b", **message}})
+
+    loops = "{% for i in (1..1000) %}x{% endfor %}"
+    cases: list[tuple[bytes, tuple[int, ...], str]] = [
+        (with_message(body=BUDGET_LOOP), (400,), "template: range (1..20000) in a loop"),
+        (with_message(body="{{ (1..1001) | size }}"), (400,), "template: range of 1,001 items"),
+        (with_message(body="{{ (1..1000) | size }}"), (200,), "template: range of 1,000 items"),
+        (with_message(body=loops * 11), (400,), "template: 11 loops of 1,000 passes (11,000 steps)"),
+        (with_message(body=loops * 10), (200,), "template: 10 loops of 1,000 passes (10,000 steps)"),
+        (with_message(body="{% for i in (1..100) %}{% for j in (1..100) %}x{% endfor %}{% endfor %}"), (400,),
+         "template: nested loops of 10,000 passes"),
+        (with_message(title="{% tablerow i in (1..1000) %}{{ i }}{{ i }}{{ i }}{{ i }}{% endtablerow %}"), (400,),
+         "template: tablerow over the budget (title)"),
+        (with_message(deep_link="app://" + "東" * 700), (400,), "deep link 2,106 bytes (> 2,048)"),
+        (with_message(deep_link="app://" + "a" * 1994), (200,), "deep link 2,000 bytes"),
+        (with_message(title="東京😀" * 333, body="👨‍👩‍👧‍👦 مَرْحَبًا \"" * 190), (200,), "title and body at their caps in multi-byte text"),
+    ]
+    out = [make(put, world, id_=rid, body=b, kind="limit", expect=exp, limit=label) for b, exp, label in cases]
+    # accepted, and stopped at render: the preview says so (200, rendered: false), nothing is sent
+    out.append(make(put, world, id_=rid, body=with_message(body=BUDGET_HIDDEN), kind="limit", expect=(200,),
+                    limit="template: over the budget at render only"))
+    out.append(make(preview, world, id_=rid, body=dump({"device_id": "d1"}), kind="limit", expect=(200,),
+                    limit="preview: over the budget at render → rendered: false"))
+    return out
+
+
 def catalogue(world: World, *, full: bool) -> list[Req]:
     """Every documented limit at its edge, every route's auth, every wrong
     method, and wrong types swept over every field of every valid body
@@ -959,6 +1000,7 @@ def catalogue(world: World, *, full: bool) -> list[Req]:
     for route, body, exp, label in edges:
         rid = SCRATCH_IDS[route.id_kind][0] if route.id_kind else None
         out.append(make(route, world, id_=rid, body=body, kind="limit", expect=exp, limit=label))
+    out.extend(budget_requests(world, by_path))
     lookup = by_path["GET /v1/geofences/lookup"]
     for q, exp, label in (("lat=90&lng=180", (200,), "lookup lat 90, lng 180"), ("lat=90.0000001&lng=0", (400,), "lookup lat > 90"),
                           ("lat=0&lng=-180.0000001", (400,), "lookup lng < -180"), ("lat=nan&lng=0", (400,), "lookup lat NaN"),

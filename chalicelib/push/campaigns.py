@@ -36,7 +36,14 @@ from chalicelib.push.campaign_model import (
 from chalicelib.push.coupons import Coupon, CouponSpec
 from chalicelib.push.model import GEOFENCE_TRIGGERS, TRIGGER_TYPES
 from chalicelib.push.quiet import hhmm, parse_hhmm, validate_timezone
-from chalicelib.push.render import CompiledTemplate, MessageSpec, Rendered, RenderError, compile_template
+from chalicelib.push.render import (
+    CompiledTemplate,
+    MessageSpec,
+    Rendered,
+    RenderError,
+    check_deep_link_size,
+    compile_template,
+)
 from chalicelib.timeutil import iso, parse_timestamp
 from chalicelib.validation import (
     CAMPAIGN_ID_RE,
@@ -273,11 +280,12 @@ def _required_template(obj: dict, key: str, where: str, max_len: int) -> Compile
 
 def _parse_message(value: Any, where: str) -> MessageSpec:
     obj = json_object(value, where, ("title", "body", "deep_link"))
-    return MessageSpec(
-        title=_required_template(obj, "title", where, MAX_TITLE_TEMPLATE),
-        body=_required_template(obj, "body", where, MAX_BODY_TEMPLATE),
-        deep_link=_template(obj, "deep_link", where, MAX_DEEP_LINK_TEMPLATE, required=False),
-    )
+    title = _required_template(obj, "title", where, MAX_TITLE_TEMPLATE)
+    body = _required_template(obj, "body", where, MAX_BODY_TEMPLATE)
+    deep_link = _template(obj, "deep_link", where, MAX_DEEP_LINK_TEMPLATE, required=False)
+    if deep_link is not None:
+        check_deep_link_size(deep_link)
+    return MessageSpec(title=title, body=body, deep_link=deep_link)
 
 
 def _label(value: Any, where: str) -> str:

@@ -7,10 +7,17 @@ compile-at-save, and cheap rendering. Pure (no I/O).
 - ``default`` also replaces whitespace-only strings (Liquid's does not).
 - ``include`` / ``render`` are not available (no partials: a push text is
   one template), and resource limits stop a hostile template from looping or
-  growing memory: loops, output size, assigned-variable size, and the size of
-  anything a filter takes or returns (``replace``/``join`` are checked before
-  they run, so ``{{ s | replace: "", big }}`` never allocates).
+  growing memory: one render budget per render for loop passes and filter
+  work across the whole template, range literals of at most 1,000 items,
+  output size, assigned-variable size, and the size of anything a filter
+  takes or returns (``replace``/``join`` are checked before they run, so
+  ``{{ s | replace: "", big }}`` never allocates). What the parse tree shows
+  is refused at save (:func:`~chalicelib.push.template_budget.check_budget`).
 - Rendering never raises anything but :class:`RenderError`.
+- A deep link takes at most ``DEEP_LINK_MAX_BYTES`` in the push payload
+  (a static one is checked at save, :func:`check_deep_link_size`); title
+  and body are cut further to fit the payload when it is built
+  (:func:`chalicelib.push.payloads.fit_message`).
 
 The flat plan that renders most push texts without python-liquid's render
 context is :mod:`chalicelib.push.render_plan`; the hardened environment
@@ -26,7 +33,6 @@ static title costs nothing (no Liquid run), and the costlier context values
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from dataclasses import field as _field
 from datetime import datetime
@@ -37,16 +43,16 @@ from liquid.context import RenderContext
 from liquid.exceptions import LiquidError, OutputStreamLimitError
 
 from chalicelib.errors import InvalidInput
+from chalicelib.push.liquid_env import ENV, PushTemplateEnvironment
+from chalicelib.push.payloads import DEEP_LINK_MAX_BYTES, encoded_size
 from chalicelib.push.quiet import resolve_zone
+from chalicelib.push.render_plan import _Plan, fast_plan
+from chalicelib.push.template_budget import check_budget
+from chalicelib.push.textcut import ELLIPSIS, shorten  # noqa: F401 - ELLIPSIS: what texts are cut with
 from chalicelib.timeutil import iso
 
 TITLE_MAX = 200
 BODY_MAX = 1500
-DEEP_LINK_MAX = 2048
-ELLIPSIS = "…"
-
-from chalicelib.push.liquid_env import ENV, PushTemplateEnvironment
-from chalicelib.push.render_plan import _Plan, fast_plan
 
 #: Context names that templates get from the campaign/trigger, never from device attributes.
 RESERVED_NAMES = frozenset(
@@ -161,6 +167,10 @@ def compile_template(source: str, field_name: str) -> CompiledTemplate:
     except Exception as err:  # noqa: BLE001 - any parser failure is a bad template
         raise InvalidInput(f"template error: {err}", field_name) from None
     _check_filters(template, source, field_name)
+    try:
+        check_budget(template)
+    except LiquidError as err:
+        raise InvalidInput(f"template error on line {_error_line(err, source)}: {_describe(err)}", field_name) from None
     return CompiledTemplate(source, field_name, template, fast_plan(template))
 
 
@@ -194,7 +204,7 @@ class MessageSpec:
 
 def finish_text(text: str, limit: int) -> str:
     """Strip, then cap at ``limit`` characters ending with "…", never splitting
-    a character from its combining marks or an emoji sequence.
+    a character from its combining marks, an emoji sequence or a flag.
 
     >>> finish_text("  hello  ", 10), finish_text("abcdefghijkl", 5)
     ('hello', 'abcd…')
@@ -202,23 +212,20 @@ def finish_text(text: str, limit: int) -> str:
     text = text.strip()
     if len(text) <= limit:
         return text
-    cut = limit - 1
-    while cut > 0 and (_attaches(text[cut]) or text[cut - 1] == "\u200d"):
-        cut -= 1
-    return text[:cut].rstrip() + ELLIPSIS
+    return shorten(text, limit - 1)
 
 
-def _attaches(ch: str) -> bool:
-    """Whether ``ch`` belongs to the character before it."""
-    code = ord(ch)
-    return (
-        unicodedata.combining(ch) != 0
-        or code == 0x200D  # zero-width joiner
-        or 0xFE00 <= code <= 0xFE0F  # variation selectors
-        or 0x1F3FB <= code <= 0x1F3FF  # skin tones
-        or 0xE0020 <= code <= 0xE007F  # tag characters (flag sequences)
-        or unicodedata.category(ch) in ("Mc", "Me")
-    )
+def check_deep_link_size(link: CompiledTemplate) -> None:
+    """A static deep link that cannot fit a payload is refused at save
+    (a template is checked when it renders)."""
+    if link.template is None:
+        size = encoded_size(link.source.strip())
+        if size > DEEP_LINK_MAX_BYTES:
+            raise InvalidInput(
+                f"a deep link takes at most {DEEP_LINK_MAX_BYTES:,} bytes in the push payload "
+                f"(UTF-8, JSON-escaped); this one takes {size:,}",
+                link.field,
+            )
 
 
 def render_message(
@@ -242,9 +249,11 @@ def render_message(
     deep_link = None
     if link is not None:
         deep_link = link.render(context).strip() or None
-        if deep_link is not None and len(deep_link) > DEEP_LINK_MAX:
+        if deep_link is not None and encoded_size(deep_link) > DEEP_LINK_MAX_BYTES:
             field_name = link.field
-            raise RenderError(f"{field_name}: the deep link is longer than {DEEP_LINK_MAX} characters", field_name)
+            raise RenderError(
+                f"{field_name}: the deep link takes more than {DEEP_LINK_MAX_BYTES:,} bytes in the push payload", field_name
+            )
     return Rendered(title, body, deep_link, variant)
 
 

@@ -20,7 +20,11 @@ filters outside the allow-list (``date`` reads the clock), and the names
 python-liquid resolves itself (``now``, ``today``, ``partial``); at render
 time, a missing key or a path through a value that is not a dict (Liquid's
 ``size``/``first``/``last`` rules apply there), any exception (so an error
-is python-liquid's, with its line), and output over the stream limit.
+is python-liquid's, with its line), and output over the stream limit. The
+plan renders inside a render budget of its own and calls the same guarded
+filters, so a template whose filters use up the budget falls back, and
+python-liquid stops it with the same error: the fast path never renders
+what the budget refuses.
 ``tests/unit/test_render_fastpath.py`` checks plan == python-liquid on
 random templates and contexts.
 
@@ -49,9 +53,7 @@ from liquid.builtin.output import OutputNode
 from liquid.context import builtin as _liquid_builtin_names
 from liquid.stringify import to_liquid_string
 
-
-
-from chalicelib.push.liquid_env import ENV, PushTemplateEnvironment
+from chalicelib.push.liquid_env import ENV, PushTemplateEnvironment, RenderBudget
 
 # ---------------------------------------------------------------- fast path
 #: The python-liquid release the fast plan was written and checked against.
@@ -136,7 +138,8 @@ class _Plan:
         """The rendered text, or None when python-liquid must render it."""
         context = context or {}  # as RenderContext takes its globals
         try:
-            text = "".join([step if isinstance(step, str) else step.text(context) for step in self.steps])
+            with RenderBudget():  # the same filters, charged as python-liquid's render charges them
+                text = "".join([step if isinstance(step, str) else step.text(context) for step in self.steps])
         except Exception:  # noqa: BLE001 - _FallBack, or an error python-liquid reports in its own words
             return None
         return text if len(text) <= PushTemplateEnvironment.output_stream_limit else None
