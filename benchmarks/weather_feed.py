@@ -214,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-budget", type=float, default=240.0)
     ap.add_argument("--skip-baseline", action="store_true")
     args = ap.parse_args(argv)
+    import os
+
+    os.environ.setdefault("HEXCAST_LOG_LEVEL", "WARNING")  # the figures, not a log line per ping
     got = async_run(args.devices)
     print(json.dumps(got, indent=2, default=str))
     base = None if args.skip_baseline else sync_baseline(args.devices, args.baseline_budget)

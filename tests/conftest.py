@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 
+from tools.clockshift import shift_the_wall_clock
 
-def _shift_the_wall_clock() -> None:
-    """``HEXCAST_TEST_CLOCK_SHIFT_DAYS=60 make test``: the whole suite with the
-    wall clock (``time.time``, which every adapter's default clock and the
-    system clock of the composition root read) that many days ahead, to show
-    that no test depends on today's date. Monotonic clocks are left alone."""
-    days = float(os.environ.get("HEXCAST_TEST_CLOCK_SHIFT_DAYS", "0") or 0)
-    if not days:
-        return
-    shift = days * 86400.0
-    real_time, real_time_ns = time.time, time.time_ns
-    time.time = lambda: real_time() + shift  # type: ignore[assignment]
-    time.time_ns = lambda: real_time_ns() + int(shift * 1e9)  # type: ignore[assignment]
-
-
-_shift_the_wall_clock()
+shift_the_wall_clock()  # HEXCAST_TEST_CLOCK_SHIFT_DAYS: before any import of chalicelib
 
 import pytest  # noqa: E402 (after the clock shift, which must precede every import of chalicelib)
 

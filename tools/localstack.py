@@ -70,6 +70,8 @@ http_log = logging.getLogger(__name__ + ".http")
 #: The scheduled function that polls the NWS alert feed: the only one that
 #: would leave the machine, so it runs only when a feed is configured.
 FEED_POLLER = "poll_weather"
+#: The SQS consumers of the weather path (planner, fan-out sender).
+WEATHER_FUNCTIONS = ("plan_alerts", "send_fanout")
 #: A feed URL to poll, or a recorded feed file to serve on loopback and poll.
 FEED_URL_ENV = "HEXCAST_WEATHER_FEED_URL"
 FEED_FILE_ENV = "HEXCAST_WEATHER_FEED_FILE"
@@ -169,6 +171,7 @@ class LocalStack:
         weather_feed_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.app = app
+        self._own_app = app is None  # the repository's app.py: importable by a function process
         self.host = host
         self.port = port
         self.admin_key = admin_key or new_key()
@@ -234,6 +237,10 @@ class LocalStack:
                     schedule_interval=self.schedule_interval,
                     max_receive_count=5,  # then the dead-letter queue, as deployed
                     skip_schedules=() if self.feed_url else (FEED_POLLER,),
+                    # The weather functions run in processes of their own, as
+                    # each Lambda function does: storm work never holds the
+                    # API's interpreter.
+                    processes=WEATHER_FUNCTIONS if self._own_app else (),
                 )
                 self.pump.start()
             except BaseException:

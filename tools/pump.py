@@ -9,10 +9,12 @@ import collections
 import datetime as dt
 import json
 import logging
+import multiprocessing
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Collection
 
 import boto3
@@ -20,6 +22,7 @@ from chalice import Chalice
 from chalice.app import ScheduledEventConfig, SQSEventConfig
 from chalice.local import LambdaContext
 
+from tools.clockshift import shift_the_wall_clock
 from tools.emulator import ACCOUNT_ID, REGION
 
 log = logging.getLogger("tools.localstack")
@@ -97,6 +100,54 @@ def scheduled_event(rule_name: str, *, region: str = REGION, account: str = ACCO
     }
 
 
+class FunctionFailed(RuntimeError):
+    """A handler run in a function process raised (its text; the exception
+    itself may not cross the process boundary)."""
+
+
+def _child_start() -> None:
+    shift_the_wall_clock()
+
+
+def _run_in_child(module: str, name: str, event: dict[str, Any]) -> None:
+    """In a function process: import the app (once) and run handler ``name``."""
+    import importlib
+
+    app = importlib.import_module(module).app
+    try:
+        app.handler_map[name](event, LambdaContext(name, memory_size=128, max_runtime_ms=900_000))
+    except Exception as exc:
+        raise FunctionFailed(f"{type(exc).__name__}: {exc}") from None
+
+
+class FunctionProcess:
+    """A Lambda function of its own, as deployed: one process that imports
+    the app and runs one handler's invocations, one at a time. CPU-heavy
+    work there (planning a storm) then cannot hold the API's interpreter
+    lock, so pings on the local stack are not slowed by it any more than on
+    AWS. Started on first use (after the local stack set the environment,
+    which the process inherits)."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any], context: Any = None) -> None:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_child_start)
+            pool = self._pool
+        pool.submit(_run_in_child, self.module, self.name, event).result()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+
 class EventPump:
     """Runs an app's event-driven functions against the emulator (or AWS).
 
@@ -121,6 +172,8 @@ class EventPump:
         queue ``<name>-dlq`` and a redrive policy: a message received this many
         times without success moves there, as the deployed fan-out queue does.
     :param skip_schedules: names of scheduled functions the pump never calls.
+    :param processes: names of SQS handlers run each in a process of its own
+        (:class:`FunctionProcess`), importing the app from ``app_module``.
     """
 
     def __init__(
@@ -135,8 +188,11 @@ class EventPump:
         visibility_timeout: int = 30,
         max_receive_count: int | None = None,
         skip_schedules: Collection[str] = (),
+        processes: Collection[str] = (),
+        app_module: str = "app",
     ) -> None:
         self.app = app
+        self.processes = {name: FunctionProcess(app_module, name) for name in processes}
         self.max_receive_count = max_receive_count
         self.skip_schedules = frozenset(skip_schedules)
         self.endpoint_url = endpoint_url
@@ -165,7 +221,8 @@ class EventPump:
             if isinstance(source, SQSEventConfig):
                 queue = source.queue or (source.queue_arn or "").rsplit(":", 1)[-1]
                 batch = max(1, min(10, int(source.batch_size or 1)))  # SQS returns at most 10
-                self._feeds.append(_QueueFeed(source.name, handler, queue, batch))
+                run = self.processes.get(source.name, handler)
+                self._feeds.append(_QueueFeed(source.name, run, queue, batch))
             elif isinstance(source, ScheduledEventConfig):
                 if source.name in self.skip_schedules:
                     log.info("scheduled function %s is off", source.name)
@@ -250,6 +307,8 @@ class EventPump:
                 log.warning("pump thread %s did not stop", thread.name)
         self._threads = []
         self._started = False
+        for process in self.processes.values():
+            process.close()
 
     def __enter__(self) -> EventPump:
         return self.start()
