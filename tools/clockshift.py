@@ -23,6 +23,6 @@ def shift_the_wall_clock() -> None:
         return
     shift = days * 86400.0
     real_time, real_time_ns = time.time, time.time_ns
-    time.time = lambda: real_time() + shift  # type: ignore[assignment]
-    time.time_ns = lambda: real_time_ns() + int(shift * 1e9)  # type: ignore[assignment]
+    time.time = lambda: real_time() + shift
+    time.time_ns = lambda: real_time_ns() + int(shift * 1e9)
     time._hexcast_shifted = True  # type: ignore[attr-defined]
