@@ -26,6 +26,11 @@ before its CLI runs::
    warning Chalice prints while still writing a package that fails on Lambda.
 4. ``chalicelib/**/__pycache__`` stays out of the zip: this interpreter's
    bytecode is useless to another Python, and it changed Chalice's cache key.
+5. An SQS event source of a function with a ``reserved_concurrency`` (the
+   alert planner) invokes at most that many at once (``MaximumConcurrency``),
+   unless ``@on_sqs_message(maximum_concurrency=...)`` says otherwise: Lambda
+   would otherwise throttle the surplus, and a throttled message counts as a
+   receive on its way to the dead-letter queue.
 
 ``chalice deploy`` also receives the stage's deploy-time values (platform
 application ARNs, key hashes, the coupon secret) from ``make deploy`` through
@@ -56,6 +61,8 @@ GLIBC_MINORS = range(17, 35)
 MACHINE = "x86_64"
 #: What the patches below were written against; another Chalice may differ.
 CHALICE_SERIES = "1.34."
+#: The least ``MaximumConcurrency`` an SQS event source accepts.
+MIN_SQS_CONCURRENCY = 2
 #: The variable ``make deploy`` passes the stage's deploy-time values in.
 DEPLOY_VALUES_ENV = "HEXCAST_DEPLOY_VALUES"
 
@@ -225,6 +232,19 @@ def apply_patches(lambda_runtime: str) -> None:
                 yield full_path, zip_path
 
     packager.BaseLambdaDeploymentPackager._iter_chalice_lib_if_needed = chalice_lib_files
+
+    from chalice.deploy import appgraph
+
+    original_sqs = appgraph.ApplicationGraphBuilder._create_sqs_subscription
+
+    def create_sqs_subscription(self, config, deployment, sqs_config, stage_name):
+        source = original_sqs(self, config, deployment, sqs_config, stage_name)
+        pool = source.lambda_function.reserved_concurrency
+        if source.maximum_concurrency is None and pool is not None and pool >= MIN_SQS_CONCURRENCY:
+            source.maximum_concurrency = pool
+        return source
+
+    appgraph.ApplicationGraphBuilder._create_sqs_subscription = create_sqs_subscription
     # Chalice compares the runtime with this interpreter and warns: expected here.
     warnings.filterwarnings("ignore", message="You are currently running python")
 

@@ -1,9 +1,9 @@
 """``make deploy STAGE=dev``: the ``chalice deploy`` path, idempotent.
 
 1. **Resource stack** ``hexcast-<stage>-resources``: CloudFormation creates or
-   updates ``dist/<stage>/resources.json`` (tables, fan-out queue and its
-   dead-letter queue, log groups; rendered from the code). Nothing changed →
-   nothing done.
+   updates ``dist/<stage>/resources.json`` (tables, the alert and fan-out
+   queues and their dead-letter queues, log groups; rendered from the code).
+   Nothing changed → nothing done.
 2. **Deploy-time values** from SSM Parameter Store, ``/hexcast/<stage>/…``:
    the platform application ARNs (String, optional), the API key hashes and
    the coupon secret (SecureString, required). They are checked here with the
@@ -35,6 +35,7 @@ from deploy import chalice_cli
 from deploy.render_resources import (
     CONFIG_FILE,
     PARAMETERS,
+    QUEUES,
     ROOT,
     Parameter,
     chalice_functions,
@@ -129,6 +130,10 @@ def make_plan(stage: str) -> Plan:
         lines.append(f"     {name} → {p.env} ({kind})")
     lines.append(f"3. {' '.join(['python', *plan.chalice_cmd[1:]])}  (runtime {runtime}, "
                  f"IAM {rel(policy)}, {len(names)} functions: {', '.join(names)})")
+    for q in QUEUES:
+        pool = cfg.reserved.get(q.consumer)
+        extra = f", reserved concurrency {pool}" if pool else ""
+        lines.append(f"     {cfg.function_name(q.consumer)} ← SQS {cfg.queue(q)} (timeout {cfg.timeouts[q.consumer]} s{extra})")
     plan.lines = lines
     return plan
 

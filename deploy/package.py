@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy import chalice_cli
-from deploy.render_resources import FANOUT_QUEUE_ARN, ROOT, function_environment, render
+from deploy.render_resources import ROOT, function_environment, queue_consumers, render
 
 #: Packages with compiled code that must match the runtime's ABI.
 NATIVE_PACKAGES = ("numpy", "shapely", "h3", "markupsafe", "charset_normalizer")
@@ -105,6 +105,7 @@ def check_template(template: dict[str, Any], lambda_runtime: str, expected_funct
     if set(functions) != expected_functions:
         problems.append(f"functions {sorted(functions)} != rendered {sorted(expected_functions)}")
     wanted = function_environment()
+    consumers = queue_consumers()
     for fid, fn in sorted(functions.items()):
         props = fn["Properties"]
         if props.get("Runtime") != lambda_runtime:
@@ -116,8 +117,17 @@ def check_template(template: dict[str, Any], lambda_runtime: str, expected_funct
         if "FunctionName" not in props:
             problems.append(f"{fid}: no FunctionName")
         for name, event in props.get("Events", {}).items():
-            if event["Type"] == "SQS" and event["Properties"]["Queue"] != FANOUT_QUEUE_ARN:
+            if event["Type"] != "SQS":
+                continue
+            queue = consumers.get(fid)
+            if queue is None or event["Properties"]["Queue"] != queue.arn:
                 problems.append(f"{fid}: event {name} reads {event['Properties']['Queue']}, not this template's queue")
+            elif queue.reserved:
+                limit = event["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency")
+                pool = props.get("ReservedConcurrentExecutions")
+                if not pool or not limit or limit > pool:
+                    problems.append(f"{fid}: event {name} may invoke {limit or 'unbounded'} at once, "
+                                    f"reserved concurrency {pool}: throttled messages would count as receives")
     body = json.dumps(template)
     for literal in (region, "123456789012"):
         if literal in body:

@@ -8,8 +8,10 @@ Two templates per stage, both written to ``dist/<stage>/``::
     Standalone: the DynamoDB tables exactly as :data:`chalicelib.store.schema.TABLES`
     defines them (keys, indexes, on-demand billing) plus the TTL attributes of
     :data:`~chalicelib.store.schema.TTL_ATTRIBUTES` and point-in-time recovery
-    on the tables that hold state; the SQS fan-out queue and its dead-letter
-    queue; one log group per function (with a retention). Table and queue
+    on the tables that hold state; the SQS queues (:data:`QUEUES`: the alert
+    queue the planner consumes, the fan-out queue the sender consumes), each
+    with its dead-letter queue; one log group per function (with a
+    retention). Table and queue
     names are the stage's environment variables in ``.chalice/config.json``,
     so the functions and the resources always agree. ``make deploy`` creates
     this stack before ``chalice deploy``.
@@ -20,9 +22,10 @@ Two templates per stage, both written to ``dist/<stage>/``::
     Parameters (platform application ARNs, API key hashes, the coupon secret:
     never literals in the repo), every function's environment wired to the
     resources (``Ref`` / ``GetAtt``, so CloudFormation creates the tables and
-    the queue first), the functions' names (the ones ``chalice deploy`` gives
-    them, which the IAM policy's log resources name), and the SQS event source
-    pointed at the queue of this template.
+    the queues first), the functions' names (the ones ``chalice deploy`` gives
+    them, which the IAM policy's log resources name), and each SQS event
+    source pointed at its queue of this template (the planner's limited to its
+    reserved concurrency).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from deploy.chalice_cli import MIN_SQS_CONCURRENCY
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE = ROOT / ".chalice" / "config.json"
@@ -47,23 +52,65 @@ TABLE_ENV = {
     "deliveries": "HEXCAST_DELIVERIES_TABLE",
     "alerts": "HEXCAST_ALERTS_TABLE",
 }
-QUEUE_ENV = "HEXCAST_FANOUT_QUEUE"
-#: The function the fan-out queue feeds (``@on_sqs_message(name=...)``).
-FANOUT_FUNCTION = "send_fanout"
 #: Tables whose loss loses something: point-in-time recovery (35 days);
 #: ``cells`` with ``geofences``, so an index is restored with its fences. Not
 #: ``alerts``: the feed poller's cache of NWS alerts and conditions, every
 #: item under a TTL of hours to days, re-read from the feed within one poll.
 STATEFUL_TABLES = frozenset({"geofences", "cells", "devices", "campaigns", "deliveries"})
-#: The fan-out queue's ARN as the SQS event source names it (a dependency on
-#: the queue, so CloudFormation creates it first).
-FANOUT_QUEUE_ARN = {"Fn::Sub": "${FanoutQueue.Arn}"}
 #: SQS: a message is retried this many times before the dead-letter queue.
 MAX_RECEIVE_COUNT = 5
 #: AWS's rule for a Lambda event source: visibility timeout ≥ 6 × the timeout.
 VISIBILITY_FACTOR = 6
 FANOUT_RETENTION_S = 4 * 24 * 3600
+#: An accepted alert waits at most this long for its plan (alerts last hours
+#: to days; retries end after MAX_RECEIVE_COUNT × the visibility timeout).
+ALERT_RETENTION_S = 4 * 24 * 3600
 DLQ_RETENTION_S = 14 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Queue:
+    """An SQS queue of the stage, its dead-letter queue ``<name>-dlq`` and the
+    function it feeds (``@on_sqs_message(name=consumer)``)."""
+
+    #: Logical-id prefix: ``<prefix>Queue``, ``<prefix>DeadLetterQueue``.
+    prefix: str
+    #: The setting that names it (``.chalice/config.json`` per stage).
+    env: str
+    consumer: str
+    retention_s: int
+    #: Its consumer must have a ``reserved_concurrency``, and its event
+    #: source invokes at most that many at once (never a throttle, which would
+    #: count as a receive and move a message towards the dead-letter queue).
+    reserved: bool = False
+
+    @property
+    def queue_id(self) -> str:
+        return f"{self.prefix}Queue"
+
+    @property
+    def dlq_id(self) -> str:
+        return f"{self.prefix}DeadLetterQueue"
+
+    @property
+    def arn(self) -> dict[str, str]:
+        """The ARN as the SQS event source names it (a dependency on the
+        queue, so CloudFormation creates it first)."""
+        return {"Fn::Sub": f"${{{self.queue_id}.Arn}}"}
+
+
+#: Fan-out chunks (100 devices each) → ``send_fanout``.
+FANOUT = Queue("Fanout", "HEXCAST_FANOUT_QUEUE", "send_fanout", FANOUT_RETENTION_S)
+#: Accepted weather alerts (intake and poller) → the planner ``plan_alerts``,
+#: which may run for minutes per alert: its own, bounded pool of functions.
+ALERTS = Queue("Alert", "HEXCAST_ALERT_QUEUE", "plan_alerts", ALERT_RETENTION_S, reserved=True)
+QUEUES = (FANOUT, ALERTS)
+QUEUE_ENV = FANOUT.env
+FANOUT_FUNCTION = FANOUT.consumer
+FANOUT_QUEUE_ARN = FANOUT.arn
+ALERT_QUEUE_ENV = ALERTS.env
+PLANNER_FUNCTION = ALERTS.consumer
+ALERT_QUEUE_ARN = ALERTS.arn
 #: Stages whose data survives a stack deletion (and whose tables refuse a
 #: DeleteTable): everything but a developer's sandbox.
 DISPOSABLE_STAGES = frozenset({"dev"})
@@ -129,15 +176,25 @@ class StageConfig:
     stage: str
     app_name: str
     environment: dict[str, str]
-    #: Chalice function name → timeout (s), for the event-driven functions.
+    #: Chalice function name → timeout (s), for the queues' consumers.
     timeouts: dict[str, int]
+    #: Chalice function name → reserved concurrency, where one is configured.
+    reserved: dict[str, int]
 
     def table_name(self, logical: str) -> str:
         return self.environment[TABLE_ENV[logical]]
 
+    def queue(self, q: Queue) -> str:
+        """The stage's name of queue ``q``."""
+        return self.environment[q.env]
+
     @property
     def queue_name(self) -> str:
-        return self.environment[QUEUE_ENV]
+        """The fan-out queue's name."""
+        return self.queue(FANOUT)
+
+    def visibility_timeout(self, q: Queue) -> int:
+        return VISIBILITY_FACTOR * self.timeouts[q.consumer]
 
     def function_name(self, name: str | None) -> str:
         """The Lambda function's name as ``chalice deploy`` gives it; ``None``
@@ -159,11 +216,11 @@ def stage_config(stage: str, config: dict[str, Any] | None = None) -> StageConfi
         raise SystemExit(f"no stage {stage!r} in .chalice/config.json (stages: {', '.join(sorted(stages))})")
     st = stages[stage]
     env = {**config.get("environment_variables", {}), **st.get("environment_variables", {})}
-    missing = [v for v in [*TABLE_ENV.values(), QUEUE_ENV] if not env.get(v)]
+    missing = [v for v in [*TABLE_ENV.values(), *(q.env for q in QUEUES)] if not env.get(v)]
     if missing:
         raise SystemExit(f"stage {stage}: .chalice/config.json sets no {', '.join(missing)}")
 
-    def lookup(key: str, function: str):
+    def lookup(key: str, function: str, default: Any = None) -> Any:
         for scope in (
             st.get("lambda_functions", {}).get(function, {}),
             st,
@@ -172,10 +229,42 @@ def stage_config(stage: str, config: dict[str, Any] | None = None) -> StageConfi
         ):
             if key in scope:
                 return scope[key]
-        return 60  # Chalice's default lambda_timeout
+        return default
 
-    timeouts = {FANOUT_FUNCTION: int(lookup("lambda_timeout", FANOUT_FUNCTION))}
-    return StageConfig(stage, config["app_name"], env, timeouts)
+    timeouts = {q.consumer: int(lookup("lambda_timeout", q.consumer, 60)) for q in QUEUES}  # Chalice's default: 60
+    reserved = {q.consumer: int(lookup("reserved_concurrency", q.consumer))
+                for q in QUEUES if lookup("reserved_concurrency", q.consumer) is not None}
+    cfg = StageConfig(stage, config["app_name"], env, timeouts, reserved)
+    check_consumers(cfg)
+    return cfg
+
+
+def check_consumers(cfg: StageConfig) -> None:
+    """The queues' consumers are configured so that their messages are
+    retried, not lost: a reserved concurrency where the queue needs one, and
+    the planner's timeout below its lease on an alert."""
+    from chalicelib.services.alert_planning import PLAN_LEASE_S
+
+    where = f"stage {cfg.stage}: .chalice/config.json"
+    for q in QUEUES:
+        if q.reserved and cfg.reserved.get(q.consumer, 0) < MIN_SQS_CONCURRENCY:
+            raise SystemExit(f"{where} gives {q.consumer} no reserved_concurrency of at least {MIN_SQS_CONCURRENCY} "
+                             "(the least an SQS event source can be limited to): it could take the account's "
+                             "concurrency from the API")
+        if q.retention_s <= MAX_RECEIVE_COUNT * cfg.visibility_timeout(q):
+            raise SystemExit(f"{where}: a {q.consumer} message would expire before its {MAX_RECEIVE_COUNT} "
+                             f"receives ({cfg.visibility_timeout(q)} s visibility, {q.retention_s} s retention)")
+    if cfg.timeouts[PLANNER_FUNCTION] >= PLAN_LEASE_S:
+        raise SystemExit(f"{where}: {PLANNER_FUNCTION}'s lambda_timeout {cfg.timeouts[PLANNER_FUNCTION]} s is not "
+                         f"below its lease on an alert ({PLAN_LEASE_S:g} s): another consumer could take over an "
+                         "alert still being planned")
+    if cfg.visibility_timeout(ALERTS) < PLAN_LEASE_S:
+        # A plan cut short (timeout, crash) comes back after the visibility
+        # timeout: the lease must have run out by then, or the retry only
+        # finds the alert held and spends a receive.
+        raise SystemExit(f"{where}: the alert queue's visibility timeout {cfg.visibility_timeout(ALERTS)} s "
+                         f"({VISIBILITY_FACTOR} × {PLANNER_FUNCTION}'s lambda_timeout) is below the planner's lease "
+                         f"({PLAN_LEASE_S:g} s)")
 
 
 # --------------------------------------------------------------- functions
@@ -227,6 +316,37 @@ def log_group_id(logical_function_id: str) -> str:
     return f"{logical_function_id}LogGroup"
 
 
+def queue_resources(cfg: StageConfig, q: Queue, transient: dict[str, str]) -> dict[str, Any]:
+    """``q`` and its dead-letter queue: a message received
+    :data:`MAX_RECEIVE_COUNT` times without success moves there."""
+    name = cfg.queue(q)
+    return {
+        q.dlq_id: {
+            "Type": "AWS::SQS::Queue",
+            **transient,
+            "Properties": {
+                "QueueName": f"{name}-dlq",
+                "MessageRetentionPeriod": DLQ_RETENTION_S,
+                "SqsManagedSseEnabled": True,
+            },
+        },
+        q.queue_id: {
+            "Type": "AWS::SQS::Queue",
+            **transient,
+            "Properties": {
+                "QueueName": name,
+                "VisibilityTimeout": cfg.visibility_timeout(q),
+                "MessageRetentionPeriod": q.retention_s,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": [q.dlq_id, "Arn"]},
+                    "maxReceiveCount": MAX_RECEIVE_COUNT,
+                },
+            },
+        },
+    }
+
+
 def resources_template(cfg: StageConfig, functions: dict[str, str | None]) -> dict[str, Any]:
     """The standalone template: tables, queues, log groups, outputs."""
     from chalicelib.store.schema import TABLES
@@ -241,36 +361,15 @@ def resources_template(cfg: StageConfig, functions: dict[str, str | None]) -> di
         outputs[rid] = {"Description": f"{logical} table", "Value": {"Ref": rid}}
         outputs[f"{rid}Arn"] = {"Value": {"Fn::GetAtt": [rid, "Arn"]}}
 
-    visibility = VISIBILITY_FACTOR * cfg.timeouts[FANOUT_FUNCTION]
-    # Queues and log groups go with the stack: fan-out chunks live minutes,
-    # and a retained log group would block the next stack of the same name.
+    # Queues and log groups go with the stack: their messages live minutes
+    # to hours, and a retained log group would block the next stack of the
+    # same name.
     transient = {"DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete"}
-    resources["FanoutDeadLetterQueue"] = {
-        "Type": "AWS::SQS::Queue",
-        **transient,
-        "Properties": {
-            "QueueName": f"{cfg.queue_name}-dlq",
-            "MessageRetentionPeriod": DLQ_RETENTION_S,
-            "SqsManagedSseEnabled": True,
-        },
-    }
-    resources["FanoutQueue"] = {
-        "Type": "AWS::SQS::Queue",
-        **transient,
-        "Properties": {
-            "QueueName": cfg.queue_name,
-            "VisibilityTimeout": visibility,
-            "MessageRetentionPeriod": FANOUT_RETENTION_S,
-            "SqsManagedSseEnabled": True,
-            "RedrivePolicy": {
-                "deadLetterTargetArn": {"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]},
-                "maxReceiveCount": MAX_RECEIVE_COUNT,
-            },
-        },
-    }
-    for rid in ("FanoutQueue", "FanoutDeadLetterQueue"):
-        outputs[f"{rid}Url"] = {"Value": {"Ref": rid}}
-        outputs[f"{rid}Arn"] = {"Value": {"Fn::GetAtt": [rid, "Arn"]}}
+    for q in QUEUES:
+        resources.update(queue_resources(cfg, q, transient))
+        for rid in (q.queue_id, q.dlq_id):
+            outputs[f"{rid}Url"] = {"Value": {"Ref": rid}}
+            outputs[f"{rid}Arn"] = {"Value": {"Fn::GetAtt": [rid, "Arn"]}}
 
     retention = LOG_RETENTION_DAYS.get(cfg.stage, DEFAULT_LOG_RETENTION_DAYS)
     for fid, name in sorted(functions.items()):
@@ -281,7 +380,7 @@ def resources_template(cfg: StageConfig, functions: dict[str, str | None]) -> di
         }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": f"hexcast {cfg.stage}: tables, fan-out queues and log groups "
+        "Description": f"hexcast {cfg.stage}: tables, queues and log groups "
                        "(rendered by deploy/render_resources.py from chalicelib/store/schema.py and .chalice/config.json)",
         "Resources": resources,
         "Outputs": outputs,
@@ -310,7 +409,7 @@ def function_environment() -> dict[str, Any]:
     """What the merge sets in every function's environment (on top of the
     stage's literal variables Chalice writes)."""
     env: dict[str, Any] = {TABLE_ENV[t]: {"Ref": logical_table_id(t)} for t in TABLE_ENV}
-    env[QUEUE_ENV] = {"Fn::GetAtt": ["FanoutQueue", "QueueName"]}
+    env.update({q.env: {"Fn::GetAtt": [q.queue_id, "QueueName"]} for q in QUEUES})
     env.update({p.env: {"Ref": p.name} for p in PARAMETERS})
     return env
 
@@ -318,25 +417,37 @@ def function_environment() -> dict[str, Any]:
 def merge_template(cfg: StageConfig, functions: dict[str, str | None]) -> dict[str, Any]:
     """The ``--merge-template`` of ``chalice package``: resources, parameters
     and the wiring of the functions Chalice generates."""
+    from chalice.utils import to_cfn_resource_name
+
     template = resources_template(cfg, functions)
     template["Parameters"] = template_parameters(cfg.stage)
     env = function_environment()
+    consumers = {q.consumer: q for q in QUEUES}
     for fid, name in functions.items():
         override: dict[str, Any] = {
             "DependsOn": [log_group_id(fid)],
             "Properties": {"FunctionName": cfg.function_name(name), "Environment": {"Variables": dict(env)}},
         }
-        if name == FANOUT_FUNCTION:
-            from chalice.utils import to_cfn_resource_name
-
+        q = consumers.get(name or "")
+        if q is not None:
             # Chalice writes the queue's ARN as an ``Fn::Sub`` from its name;
             # the merge is a deep merge of dicts, so the same key replaces it.
-            event = f"{to_cfn_resource_name(name)}SqsEventSource"
-            override["Properties"]["Events"] = {event: {"Properties": {"Queue": FANOUT_QUEUE_ARN}}}
+            event: dict[str, Any] = {"Queue": q.arn}
+            if q.reserved:
+                event["ScalingConfig"] = {"MaximumConcurrency": cfg.reserved[q.consumer]}
+            override["Properties"]["Events"] = {f"{to_cfn_resource_name(q.consumer)}SqsEventSource": {"Properties": event}}
         template["Resources"][fid] = override
-    if FANOUT_FUNCTION not in functions.values():
-        raise SystemExit(f"app.py defines no {FANOUT_FUNCTION!r} function: the fan-out queue would have no consumer")
+    for q in QUEUES:
+        if q.consumer not in functions.values():
+            raise SystemExit(f"app.py defines no {q.consumer!r} function: the {q.queue_id} would have no consumer")
     return template
+
+
+def queue_consumers() -> dict[str, Queue]:
+    """CloudFormation logical id of each queue's consumer → its queue."""
+    from chalice.utils import to_cfn_resource_name
+
+    return {to_cfn_resource_name(q.consumer): q for q in QUEUES}
 
 
 def render(stage: str, out_dir: Path) -> dict[str, Path]:

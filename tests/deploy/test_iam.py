@@ -42,9 +42,9 @@ IAM_ALIASES = {
 PLATFORM_ACTIONS = {
     "logs:CreateLogStream": "Lambda writes the function's logs (the log groups are in the template)",
     "logs:PutLogEvents": "Lambda writes the function's logs",
-    "sqs:ReceiveMessage": "the send_fanout event source mapping polls the queue with the function's role",
-    "sqs:DeleteMessage": "the event source mapping deletes a message once send_fanout returns",
-    "sqs:GetQueueAttributes": "the event source mapping reads the queue's attributes",
+    "sqs:ReceiveMessage": "the event source mappings (send_fanout, plan_alerts) poll their queues with the function's role",
+    "sqs:DeleteMessage": "an event source mapping deletes a message once its function returns",
+    "sqs:GetQueueAttributes": "an event source mapping reads its queue's attributes",
 }
 #: Functions in chalicelib that create resources — for the local stack and
 #: the tests only, never run in Lambda (test_setup_only_functions_...).
@@ -210,7 +210,7 @@ def stage_resources(stage: str) -> dict[str, list[str]]:
         "app": [f"arn:aws:sns:{REGION}:{ACCOUNT}:app/{plat}/{name}" for plat, name in apps],
         "endpoint": [f"arn:aws:sns:{REGION}:{ACCOUNT}:endpoint/{plat}/{name}/0c6b4d3e-1f2a-3b4c-5d6e-7f8091a2b3c4"
                      for plat, name in apps],
-        "queue": [f"arn:aws:sqs:{REGION}:{ACCOUNT}:{cfg.queue_name}"],
+        "queue": [f"arn:aws:sqs:{REGION}:{ACCOUNT}:{cfg.queue(q)}" for q in rr.QUEUES],
         "logs": [f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{cfg.function_name(n)}:log-stream:2026/11/23/[$LATEST]abc"
                  for n in functions],
     }
@@ -283,6 +283,25 @@ def test_policy_names_only_the_stages_resources(stage):
     assert not allows(doc, "dynamodb:GetItem", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/hexcast-{stage}-geofences-old")
     assert not allows(doc, "logs:PutLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/someone-else:log-stream:x")
     assert not allows(doc, "dynamodb:Scan", stage_resources(stage)["index"][0])  # the code queries indexes only
+
+
+@pytest.mark.parametrize("stage", ("dev", "prod"))
+def test_every_queue_is_sent_to_and_consumed_under_the_policy(stage):
+    """Both queues: the API and the poller send to the alert queue, the
+    planner to the fan-out queue; each consumer's event source receives and
+    deletes on its own queue — and no queue of another name is allowed."""
+    doc, cfg = policy(stage), rr.stage_config(stage)
+    names = {cfg.queue(q) for q in rr.QUEUES}
+    assert names == {f"hexcast-{stage}-fanout", f"hexcast-{stage}-alerts"}
+    for name in names:
+        arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+        for action in ("sqs:SendMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+                       "sqs:GetQueueAttributes"):
+            assert allows(doc, action, arn), (action, arn)
+        # the dead-letter queues are for operators: nothing sends to or reads them
+        assert not allows(doc, "sqs:ReceiveMessage", f"{arn}-dlq") and not allows(doc, "sqs:SendMessage", f"{arn}-dlq")
+    for action in ("sqs:SendMessage", "sqs:ReceiveMessage"):
+        assert not allows(doc, action, f"arn:aws:sqs:{REGION}:{ACCOUNT}:hexcast-{stage}-alerts-old")
 
 
 def test_setup_only_functions_are_never_called_by_the_deployed_code():

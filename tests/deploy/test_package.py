@@ -36,7 +36,7 @@ def test_make_package_writes_template_and_zip_that_cfn_lint_accepts(packaged):
 
 def test_every_function_runs_on_the_pinned_runtime_not_the_local_interpreters(packaged):
     fns = functions(packaged["template"])
-    assert {"APIHandler", "SendFanout", "PollWeather", "ReleaseHeld"} <= set(fns)
+    assert {"APIHandler", "SendFanout", "PlanAlerts", "PollWeather", "ReleaseHeld"} <= set(fns)
     runtimes = {fn["Properties"]["Runtime"] for fn in fns.values()}
     assert runtimes == {chalice_cli.DEFAULT_RUNTIME}, runtimes
     assert not runtimes & DEPRECATED_RUNTIMES
@@ -241,3 +241,30 @@ def test_python311_is_refused_as_a_target(monkeypatch):
     monkeypatch.setenv("HEXCAST_LAMBDA_RUNTIME", "python3.11")
     with pytest.raises(SystemExit, match="python3.12, python3.13"):
         chalice_cli.runtime()
+
+
+def test_chalice_deploy_limits_the_planners_event_source_to_its_reserved_concurrency():
+    """``chalice deploy`` (``make deploy``) builds the event source mapping
+    itself, without the merge template: the patch gives the planner's the
+    same ``MaximumConcurrency`` the package path has; send_fanout (no reserved
+    pool) stays unlimited."""
+    code = """
+import json, os
+from deploy import chalice_cli
+chalice_cli.apply_patches("python3.13")
+from chalice.cli.factory import CLIFactory
+from chalice.deploy import models
+from chalice.deploy.appgraph import ApplicationGraphBuilder
+factory = CLIFactory(".", environ=os.environ)  # as the CLI: the stage variables reach the app
+config = factory.create_config_obj("dev")
+graph = ApplicationGraphBuilder().build(config, "dev")
+out = {r.resource_name: [r.queue, r.maximum_concurrency, r.lambda_function.reserved_concurrency,
+                         r.lambda_function.timeout]
+       for r in graph.resources if isinstance(r, models.SQSEventSource)}
+print(json.dumps(out))
+"""
+    proc = _in_fresh_process(code)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"plan_alerts-sqs-event-source": ["hexcast-dev-alerts", 10, 10, 900],
+                   "send_fanout-sqs-event-source": ["hexcast-dev-fanout", None, None, 60]}, out

@@ -1,5 +1,6 @@
-"""Every resource as code: the template's tables are ``schema.TABLES``, the
-queue has its dead-letter queue, secrets are Parameters, the stages are
+"""Every resource as code: the template's tables are ``schema.TABLES``, each
+queue has its dead-letter queue and its consumer (the alert planner within
+its lease and its reserved concurrency), secrets are Parameters, the stages are
 configured; and the template's resources, created in the emulator (moto's
 CloudFormation), run the app (register, fence, campaign, ping, delivery)."""
 
@@ -86,20 +87,133 @@ def test_packaged_template_carries_the_rendered_resources(packaged):
 
 
 # ------------------------------------------------------------------ queues
-def test_fanout_queue_has_dead_letter_queue_and_visibility_six_times_the_function_timeout(packaged):
+QUEUE_CASES = [  # queue, its dead-letter queue, its consumer, the setting naming it, the stage's name
+    ("FanoutQueue", "FanoutDeadLetterQueue", "SendFanout", "HEXCAST_FANOUT_QUEUE", "hexcast-dev-fanout"),
+    ("AlertQueue", "AlertDeadLetterQueue", "PlanAlerts", "HEXCAST_ALERT_QUEUE", "hexcast-dev-alerts"),
+]
+
+
+@pytest.mark.parametrize("qid, dlq_id, fid, var, name", QUEUE_CASES, ids=[c[0] for c in QUEUE_CASES])
+def test_queue_has_dead_letter_queue_and_visibility_six_times_its_consumers_timeout(packaged, qid, dlq_id, fid, var, name):
     template = packaged["template"]
     res = template["Resources"]
-    queue, dlq = res["FanoutQueue"]["Properties"], res["FanoutDeadLetterQueue"]["Properties"]
-    cfg = rr.stage_config(STAGE)
-    assert queue["QueueName"] == cfg.queue_name and dlq["QueueName"] == f"{cfg.queue_name}-dlq"
-    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["FanoutDeadLetterQueue", "Arn"]},
-                                      "maxReceiveCount": 5}
-    timeout = res["SendFanout"]["Properties"]["Timeout"]
+    queue, dlq = res[qid]["Properties"], res[dlq_id]["Properties"]
+    assert rr.stage_config(STAGE).environment[var] == name
+    assert queue["QueueName"] == name and dlq["QueueName"] == f"{name}-dlq"
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]}, "maxReceiveCount": 5}
+    timeout = res[fid]["Properties"]["Timeout"]
     assert queue["VisibilityTimeout"] >= 6 * timeout
     assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
-    event = res["SendFanout"]["Properties"]["Events"]["SendFanoutSqsEventSource"]
+    # a message lives through all its receives before it could expire
+    assert queue["MessageRetentionPeriod"] > 5 * queue["VisibilityTimeout"]
+    assert queue["SqsManagedSseEnabled"] and dlq["SqsManagedSseEnabled"]
+    (event,) = res[fid]["Properties"]["Events"].values()
     assert event["Type"] == "SQS" and event["Properties"]["BatchSize"] == 1
-    assert event["Properties"]["Queue"] == {"Fn::Sub": "${FanoutQueue.Arn}"}
+    assert event["Properties"]["Queue"] == {"Fn::Sub": f"${{{qid}.Arn}}"}
+    # the function finds its queue (and the other one) by the stack's names
+    for fn in (f for f in res.values() if f["Type"] == "AWS::Serverless::Function"):
+        assert fn["Properties"]["Environment"]["Variables"][var] == {"Fn::GetAtt": [qid, "QueueName"]}
+
+
+def test_planner_runs_within_its_lease_and_its_own_reserved_pool(packaged):
+    """Planning one large alert takes minutes: the function stops before its
+    lease on the alert runs out, a cut-short plan comes back after the lease
+    (the retry takes it over instead of finding it held), and storm planning
+    never takes more than its reserved concurrency — nor is it throttled,
+    which would spend receives towards the dead-letter queue."""
+    from chalicelib.services.alert_planning import PLAN_LEASE_S
+
+    res = packaged["template"]["Resources"]
+    props = res["PlanAlerts"]["Properties"]
+    assert props["FunctionName"] == f"hexcast-{STAGE}-plan_alerts"
+    assert props["Timeout"] == 900 < PLAN_LEASE_S
+    assert res["AlertQueue"]["Properties"]["VisibilityTimeout"] == 6 * 900 >= PLAN_LEASE_S
+    assert props["ReservedConcurrentExecutions"] == 10
+    event = props["Events"]["PlanAlertsSqsEventSource"]["Properties"]
+    assert event["ScalingConfig"] == {"MaximumConcurrency": props["ReservedConcurrentExecutions"]}
+    # the other functions keep Chalice's defaults: no pool taken from the API
+    others = [fid for fid, fn in res.items() if fn["Type"] == "AWS::Serverless::Function"
+              and "ReservedConcurrentExecutions" in fn["Properties"]]
+    assert others == ["PlanAlerts"]
+    assert res["APIHandler"]["Properties"]["Timeout"] == 30
+
+
+def test_every_sqs_consumer_in_app_has_its_queue_in_the_template():
+    """A new ``@on_sqs_message`` without a queue here would read a queue no
+    stack creates; a queue here without its consumer is refused."""
+    from chalice.app import SQSEventConfig
+
+    import app
+
+    consumers = {s.name for s in app.app.event_sources if isinstance(s, SQSEventConfig)}
+    assert consumers == {q.consumer for q in rr.QUEUES} == {"send_fanout", "plan_alerts"}
+    assert {q.env for q in rr.QUEUES} == {"HEXCAST_FANOUT_QUEUE", "HEXCAST_ALERT_QUEUE"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_both_stages_render_the_alert_queue_and_the_planner(stage):
+    cfg, template = rendered(stage)
+    res = template["Resources"]
+    assert cfg.timeouts == {"send_fanout": 60, "plan_alerts": 900} and cfg.reserved == {"plan_alerts": 10}
+    assert res["AlertQueue"]["Properties"]["QueueName"] == f"hexcast-{stage}-alerts"
+    assert res["AlertQueue"]["Properties"]["VisibilityTimeout"] == 5400
+    assert res["AlertDeadLetterQueue"]["Properties"]["QueueName"] == f"hexcast-{stage}-alerts-dlq"
+    event = res["PlanAlerts"]["Properties"]["Events"]["PlanAlertsSqsEventSource"]["Properties"]
+    assert event == {"Queue": {"Fn::Sub": "${AlertQueue.Arn}"}, "ScalingConfig": {"MaximumConcurrency": 10}}
+    assert "Events" not in res["PollWeather"]["Properties"]  # its schedule stays Chalice's
+    for rid in ("AlertQueue", "AlertDeadLetterQueue"):
+        assert {f"{rid}Url", f"{rid}Arn"} <= set(template["Outputs"])
+
+
+def _config_with(**planner) -> dict:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    fn = config["lambda_functions"]["plan_alerts"]
+    for key, value in planner.items():
+        if value is None:
+            fn.pop(key, None)
+        else:
+            fn[key] = value
+    return config
+
+
+@pytest.mark.parametrize("planner, why", [
+    ({"lambda_timeout": 960}, "not below its lease"),
+    ({"lambda_timeout": 120}, "below the planner's lease"),  # 720 s visibility: a retry would find it held
+    ({"reserved_concurrency": None}, "no reserved_concurrency"),
+    ({"reserved_concurrency": 0}, "no reserved_concurrency"),
+], ids=["timeout-past-lease", "visibility-below-lease", "no-reserved-pool", "zero-pool"])
+def test_a_planner_that_could_lose_or_starve_alerts_is_refused(planner, why):
+    with pytest.raises(SystemExit, match=why):
+        rr.stage_config("dev", _config_with(**planner))
+
+
+def test_a_missing_planner_function_is_refused():
+    cfg = rr.stage_config("dev")
+    functions = {fid: name for fid, name in rr.chalice_functions().items() if name != "plan_alerts"}
+    with pytest.raises(SystemExit, match="no 'plan_alerts' function: the AlertQueue would have no consumer"):
+        rr.merge_template(cfg, functions)
+
+
+def test_package_check_refuses_a_planner_without_its_bounds(packaged):
+    """The built template is checked too: the planner's event source on its
+    queue, at most its reserved concurrency at once."""
+    import copy
+
+    from deploy.package import PackageError, check_template
+
+    template = packaged["template"]
+    fns = {k for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+    check_template(template, "python3.13", fns)
+    for edit, message in [
+        (lambda e, p: e.pop("ScalingConfig"), "may invoke unbounded at once"),
+        (lambda e, p: p.pop("ReservedConcurrentExecutions"), "reserved concurrency None"),
+        (lambda e, p: e.update(Queue={"Fn::Sub": "${FanoutQueue.Arn}"}), "not this template's queue"),
+    ]:
+        broken = copy.deepcopy(template)
+        props = broken["Resources"]["PlanAlerts"]["Properties"]
+        edit(props["Events"]["PlanAlertsSqsEventSource"]["Properties"], props)
+        with pytest.raises(PackageError, match=message):
+            check_template(broken, "python3.13", fns)
 
 
 def test_schedules_are_in_the_template(packaged):
@@ -188,7 +302,7 @@ def test_stage_configuration(stage):
     assert env["HEXCAST_LOG_LEVEL"] in ("DEBUG", "INFO", "WARNING")
     assert env["HEXCAST_WEATHER_FEED_URL"].startswith("https://api.weather.gov/alerts")
     assert re.fullmatch(r"\S+ \(\S+@\S+\)", env["HEXCAST_WEATHER_USER_AGENT"])  # NWS asks for a contact
-    for var in [*rr.TABLE_ENV.values(), rr.QUEUE_ENV]:
+    for var in [*rr.TABLE_ENV.values(), *(q.env for q in rr.QUEUES)]:
         assert env[var].startswith(f"hexcast-{stage}-"), var
     assert config["stages"]["prod"]["environment_variables"]["HEXCAST_LOG_LEVEL"] != "DEBUG"
 
@@ -298,7 +412,7 @@ def emulated_stack(packaged, monkeypatch, isolated_logging):
             if "Ref" in value:
                 return params[value["Ref"]] if value["Ref"] in params else physical[value["Ref"]]
             rid, attr = value["Fn::GetAtt"]
-            assert (rid, attr) == ("FanoutQueue", "QueueName")
+            assert rid in {q.queue_id for q in rr.QUEUES} and attr == "QueueName", value
             return physical[rid].rsplit("/", 1)[-1]  # a queue's physical id is its URL
 
         api_env = template["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
@@ -318,12 +432,16 @@ def test_emulated_stack_has_the_tables_indexes_and_queues(emulated_stack):
         assert sorted(g["IndexName"] for g in desc.get("GlobalSecondaryIndexes", [])) == want
         assert desc["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=env[rr.QUEUE_ENV])["QueueUrl"]
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    redrive = json.loads(attrs["RedrivePolicy"])
-    assert redrive["maxReceiveCount"] == 5 and redrive["deadLetterTargetArn"].endswith(f":{env[rr.QUEUE_ENV]}-dlq")
+    assert env["HEXCAST_ALERT_QUEUE"] == f"hexcast-{STAGE}-alerts"
+    for q in rr.QUEUES:
+        url = sqs.get_queue_url(QueueName=env[q.env])["QueueUrl"]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        redrive = json.loads(attrs["RedrivePolicy"])
+        assert int(redrive["maxReceiveCount"]) == 5 and redrive["deadLetterTargetArn"].endswith(f":{env[q.env]}-dlq")
+        assert int(attrs["VisibilityTimeout"]) == rr.stage_config(STAGE).visibility_timeout(q)
     groups = {g["logGroupName"] for g in boto3.client("logs").describe_log_groups()["logGroups"]}
-    assert f"/aws/lambda/hexcast-{STAGE}" in groups and f"/aws/lambda/hexcast-{STAGE}-send_fanout" in groups
+    assert {f"/aws/lambda/hexcast-{STAGE}", f"/aws/lambda/hexcast-{STAGE}-send_fanout",
+            f"/aws/lambda/hexcast-{STAGE}-plan_alerts"} <= groups
 
 
 def test_app_pointed_at_the_emulated_stack_registers_pings_and_delivers(emulated_stack):
@@ -375,12 +493,13 @@ def test_app_pointed_at_the_emulated_stack_registers_pings_and_delivers(emulated
             assert record["title"] == "Hi Ana" and record["coupon_code"].startswith("SHOP-")
             assert call("get", "/v1/campaigns/c1/stats", admin)[1]["sent"] == 1
 
-        # the fan-out sender's queue is the stack's
+        # the fan-out sender's and the alert intake's queues are the stack's
         deps = deps_module.get_deps()
-        deps.queue.send(settings.fanout_queue, ['{"v": 1}'])
-        url = emulated_stack["physical"]["FanoutQueue"]
-        got = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
-        assert got[0]["Body"] == '{"v": 1}'
+        for queue, rid in ((settings.fanout_queue, "FanoutQueue"), (settings.alert_queue, "AlertQueue")):
+            deps.queue.send(queue, [f'{{"v": 1, "to": "{rid}"}}'])
+            url = emulated_stack["physical"][rid]
+            got = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+            assert got[0]["Body"] == f'{{"v": 1, "to": "{rid}"}}'
     finally:
         deps_module.set_deps(None)
         reset_settings()
