@@ -206,7 +206,7 @@ def _engagement() -> dict[str, Schema]:
              "value": null_or(number(0, 1e9, description="A conversion's value (summed in stats.conversion_value).")),
              "at": null_or({**timestamp(), "description": "When it happened (default: now); at most 300 s in the future."})},
             ("device_id", "type"),
-            **{"if": {"properties": {"type": {"const": "push_opened"}}}, "then": {"required": ["delivery_id"]}},
+            allOf=[{"if": {"properties": {"type": {"const": "push_opened"}}}, "then": {"required": ["delivery_id"]}}],
         ),
         "EventResult": obj(
             {"accepted": {"const": True}, "type": {"enum": list(engagement.EVENT_TYPES)}, "attributed_to": {"type": ["string", "null"]},
