@@ -137,6 +137,32 @@ OPS: tuple[Op, ...] = (
        description="The newest observation per H3 resolution-5 cell is kept for 3 hours."),
 )
 
+#: A request body example per operation (each validated against its schema by the tests).
+EXAMPLES: dict[str, Any] = {
+    "putGeofence": {"type": "Feature", "geometry": {"type": "Point", "coordinates": [-73.9857, 40.7484]},
+                    "properties": {"name": "Store 42", "radius_m": 300, "tags": ["store"], "dwell_minutes": 10}},
+    "importGeofences": {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": "midtown", "properties": {"name": "Midtown", "tags": ["zone"]},
+         "geometry": {"type": "Polygon", "coordinates": [[[-74.0, 40.74], [-73.97, 40.74], [-73.97, 40.76], [-74.0, 40.76], [-74.0, 40.74]]]}},
+        {"type": "Feature", "id": "hex-1", "geometry": None, "properties": {"h3_cells": ["882a100d25fffff"]}}]},
+    "putDevice": {"platform": "android", "push_token": "tok-123", "attributes": {"first_name": "Ana", "language": "es"},
+                  "consent": {"push": True, "location": True}},
+    "postPings": {"pings": [{"device_id": "dev-1", "lat": 40.7484, "lng": -73.9857, "accuracy_m": 15,
+                             "timestamp": "2026-01-31T08:00:00Z"},
+                            {"device_id": "dev-1", "lat": 40.7486, "lng": -73.9855, "timestamp": 1769846460}]},
+    "putCampaign": {"name": "Store welcome", "trigger": {"type": "geofence_enter", "fence_tags": ["store"]},
+                    "message": {"title": "Welcome to {{ fence.name }}",
+                                "body": "Hi {{ first_name | default: 'there' }}, {{ coupon.percent_off }}% off: {{ coupon.code }}"},
+                    "coupon": {"percent_off": 10, "prefix": "HELLO", "valid_hours": 24},
+                    "limits": {"per_device_per_day": 2, "min_minutes_between": 60},
+                    "quiet_hours": {"start": "21:00", "end": "08:00", "mode": "hold", "timezone": "America/New_York"}},
+    "previewCampaign": {"device_id": "dev-1", "fence_id": "store-42"},
+    "postEvent": {"device_id": "dev-1", "type": "conversion", "coupon_code": "HELLO-7Q2KX9PD", "value": 42.5},
+    "estimateAudience": {"fence_id": "store-42", "max_location_age_hours": 6},
+    "postWeatherConditions": {"observations": [{"lat": 38.44, "lng": -122.71, "observed_at": "2026-01-31T08:00:00Z",
+                                                "temperature_c": -1.5, "condition": "snow", "wind_kph": 25}]},
+}
+
 _LIMIT: Schema = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
 _REPAIR = ("Repair self-intersecting rings (shapely.make_valid, polygonal parts kept); the answer says repaired: true. "
            "Also accepted: 1/0, yes/no.")
@@ -182,8 +208,11 @@ def _parameters(op: Op) -> list[Schema]:
     return params
 
 
-def _json(schema_name: str) -> dict[str, Any]:
-    return {"application/json": {"schema": ref(schema_name)}}
+def _json(schema_name: str, example: Any = None) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": ref(schema_name)}
+    if example is not None:
+        media["example"] = example
+    return {"application/json": media}
 
 
 def _responses(op: Op) -> dict[str, Any]:
@@ -194,9 +223,9 @@ def _responses(op: Op) -> dict[str, Any]:
     codes = set(op.errors)
     if op.roles:
         codes |= {401, 403}
-    for code in sorted(codes):
-        out[str(code)] = {"$ref": f"#/components/responses/{_ERRORS[code][0]}"}
-    out["429"] = {"$ref": "#/components/responses/TooManyRequests"}
+    for code in sorted(codes | {429}):
+        name = "TooManyRequests" if code == 429 else _ERRORS[code][0]
+        out[str(code)] = {"$ref": f"#/components/responses/{name}"}
     return out
 
 
@@ -209,7 +238,7 @@ def operation(op: Op) -> dict[str, Any]:
         out["parameters"] = params
     out["security"] = _security(op)
     if op.body is not None:
-        out["requestBody"] = {"required": True, "content": _json(op.body)}
+        out["requestBody"] = {"required": True, "content": _json(op.body, EXAMPLES.get(op.op_id))}
     out["responses"] = _responses(op)
     return out
 

@@ -236,3 +236,89 @@ def test_invalid_bodies_fail_both_the_schema_and_the_parser(doc, name, body):
     assert not schema_validator(doc, name).is_valid(body)
     with pytest.raises(InvalidInput):
         _parsers()[name](copy.deepcopy(body))
+
+
+# ---------------------------------------------------------------- examples: the document's and the README's
+def test_every_example_in_the_document_validates_and_parses(doc):
+    examples = 0
+    for (method, path), op in operations(doc).items():
+        media = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+        if "example" in media:
+            examples += 1
+            schema_validator(doc, media["schema"]["$ref"].rsplit("/", 1)[-1]).validate(media["example"])
+    assert examples >= 8
+    parsers = _parsers()
+    by_op = {"putGeofence": "GeofenceInput", "putDevice": "DeviceRegistration", "postPings": "PingsInput",
+             "putCampaign": "CampaignInput", "postWeatherConditions": "ConditionsInput"}
+    for op_id, name in by_op.items():
+        parsers[name](copy.deepcopy(openapi_doc.EXAMPLES[op_id]))
+
+
+def _commands(text: str) -> list[str]:
+    """The curl commands, each on one line with its multi-line quoted -d body."""
+    out: list[str] = []
+    lines = iter(text.splitlines())
+    for line in lines:
+        if not line.startswith("curl "):
+            continue
+        while line.count("'") % 2:
+            line += "\n" + next(lines)
+        out.append(line)
+    return out
+
+
+def readme_curls() -> list[tuple[str, str, str, str | None, bool, Any]]:
+    """(method, path, query, key, secret, body) of each curl in the README's walkthrough."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    out = []
+    for line in _commands(text):
+        if not line.startswith("curl ") or "$B/" not in line:
+            continue
+        method = m[1] if (m := re.search(r"-X (\w+)", line)) else "GET"
+        url = re.search(r'\$B(/v1/[^\s"]*)', line)
+        assert url, line
+        path, _, query = url[1].partition("?")
+        key = "admin" if "$ADMIN" in line else "app" if "$APP" in line else None
+        body = json.loads(m[1]) if (m := re.search(r"-d '(.*?)'\s*$", line, re.S)) else None
+        out.append((method, path, query, key, "$SECRET" in line, body))
+    return out
+
+
+def _template_of(doc: dict[str, Any], method: str, path: str) -> tuple[str, dict[str, Any]]:
+    ops = operations(doc)
+    if (method, path) in ops:  # a literal path (lookup) before a template ({fence_id})
+        return path, ops[(method, path)]
+    for (m, template), op in ops.items():
+        if m == method and re.fullmatch(re.sub(r"\{\w+\}", "[^/]+", template), path):
+            return template, op
+    raise AssertionError(f"the README calls {method} {path}, which the document does not have")
+
+
+def test_readme_walkthrough_calls_are_the_documents_operations(doc):
+    from urllib.parse import parse_qsl
+
+    calls = readme_curls()
+    assert len(calls) >= 10
+    for method, path, query, key, secret, body in calls:
+        template, op = _template_of(doc, method, path)
+        declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
+        assert {k for k, _ in parse_qsl(query)} <= declared, (method, template)
+        reqs = op["security"]
+        if key is None:
+            assert reqs == [], (method, template)
+        else:
+            ok = [r for r in reqs if key in r.get("ApiKey", [])]
+            assert ok and (secret or any("DeviceSecret" not in r for r in ok)), (method, template, key)
+        if "requestBody" in op:
+            assert body is not None, (method, template)
+            schema_validator(doc, op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]).validate(body)
+        else:
+            assert body is None, (method, template)
+
+
+def test_readme_full_campaign_format_is_a_valid_campaign_input(doc):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("The full format", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    body = json.loads(block.replace('"body": "..."', '"body": "x"'))
+    schema_validator(doc, "CampaignInput").validate(body)
+    _parsers()["CampaignInput"](body)
