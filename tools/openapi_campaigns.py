@@ -54,7 +54,9 @@ def _trigger() -> dict[str, Schema]:
             )),
         },
         ("type",),
-        description="At least one of fence_ids / fence_tags must be a non-empty list.",
+        description="At least one of fence_ids / fence_tags must be a non-empty list. geofence_dwell fires once per "
+        "visit when the device is still inside at a ping at least the fence's own properties.dwell_minutes after "
+        "it entered (a fence without dwell_minutes never dwells): the campaign has no dwell time of its own.",
         anyOf=[
             {"required": ["fence_ids"], "properties": {"fence_ids": {"type": "array", "minItems": 1}}},
             {"required": ["fence_tags"], "properties": {"fence_tags": {"type": "array", "minItems": 1}}},
@@ -226,6 +228,7 @@ def _engagement() -> dict[str, Schema]:
 
 def _weather() -> dict[str, Schema]:
     lo_hi = conditions.RANGES
+    assert set(conditions.RANGES) | {"observed_at", "condition"} == set(conditions._ALLOWED)  # every field the parser takes
     observation = obj(
         {"lat": number(*lo_hi["lat"]), "lng": number(*lo_hi["lng"]),
          "observed_at": {**timestamp(), "description": f"At most {conditions.MAX_SKEW_S:g} s in the future; kept 3 h."},

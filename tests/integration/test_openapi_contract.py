@@ -150,8 +150,16 @@ def test_walkthrough_through_the_documents_operations(client):
     assert ev["attributed_to"] == delivery_id, (ev, log)
     ev = c.call("postEvent", expect=202, body={"device_id": "dev-3", "type": "conversion", "at": now - 10}).body
     assert ev["attributed_to"] is None and ev["reason"] == "no_matching_delivery"
+    again = c.call("postEvent", role="app", secret=secret, expect=202,
+                   body={"device_id": "dev-1", "type": "push_opened", "delivery_id": delivery_id}).body
+    assert again["duplicate"] is True
     stats = c.call("campaignStats", campaign_id="store-welcome", expect=200).body
     assert stats["opened"] == 1 and stats["conversion_value"] == 42.5
+    assert c.call("getDevice", device_id="dev-2", expect=200).body["user_id"] == "u-2"
+    ctl = dict(WELCOME, experiment={"arms": [{"name": "A", "weight": 1}], "control_percent": 99.99})
+    c.call("putCampaign", campaign_id="mostly-control", body=ctl, expect=200)
+    prev = c.call("previewCampaign", campaign_id="mostly-control", body={"device_id": "dev-1"}, expect=200).body
+    assert prev["arm"] == "control" and prev["note"]
 
     # audience
     assert c.call("estimateAudience", body={"fence_id": "store-42"}, expect=200).body["reachable"] >= 1
@@ -165,6 +173,15 @@ def test_walkthrough_through_the_documents_operations(client):
     out = c.call("postWeatherAlerts", body={"type": "FeatureCollection", "features": [alert]}, expect=202).body["alerts"][0]
     assert out["status"] == "processed" and out["deliveries"] >= 1, out
     assert c.call("postWeatherAlerts", body=alert, expect=202).body["alerts"][0]["status"] == "duplicate"
+    cancel = alert_feature("urn:oid:2.49.0.1.840.0.openapi.2", now, lat=STORE[0], lng=STORE[1])
+    cancel["properties"].update(messageType="Cancel", references=[{"identifier": alert["properties"]["id"], "sent": alert["properties"]["sent"]}])
+    out = c.call("postWeatherAlerts", body={"type": "FeatureCollection", "features": [cancel]}, expect=202).body["alerts"][0]
+    assert (out["status"], out["lineage"]) == ("cancelled", alert["properties"]["id"]), out
+    # a feature the document does not describe (no properties.sent) is reported, not refused
+    bad = alert_feature("urn:oid:2.49.0.1.840.0.openapi.3", now)
+    del bad["properties"]["sent"]
+    out = c.call("postWeatherAlerts", body={"type": "FeatureCollection", "features": [bad]}, invalid=True, expect=202).body
+    assert out["alerts"][0]["reason"] == "invalid" and out["alerts"][0]["error"]["field"] == "features[0].properties.sent"
 
     # deletes
     c.call("deleteDevice", role="app", secret=secret, device_id="dev-1", expect=204)
@@ -173,6 +190,8 @@ def test_walkthrough_through_the_documents_operations(client):
     c.call("deleteCampaign", campaign_id="storm", expect=204)
     c.call("getCampaign", campaign_id="storm", expect=404)
 
+    statuses = {r["status"] for r in c.call("listDeliveries", limit=1000, expect=200).body["deliveries"]}
+    assert "sent" in statuses
     ok = {op for op, status in c.seen if 200 <= status < 300}
     assert ok == set(c.ops), f"operations the walkthrough never got a 2xx from: {set(c.ops) - ok}"
 
