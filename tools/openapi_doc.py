@@ -198,9 +198,9 @@ def _security(op: Op) -> list[dict[str, list[str]]]:
 
 def _parameters(op: Op) -> list[Schema]:
     params: list[Schema] = []
-    for name in (_FENCE, _DEVICE, _CAMPAIGN):
+    for name, example in ((_FENCE, "store-42"), (_DEVICE, "dev-1"), (_CAMPAIGN, "store-welcome")):
         if "{" + name + "}" in op.path:
-            params.append({"name": name, "in": "path", "required": True,
+            params.append({"name": name, "in": "path", "required": True, "example": example,
                            "schema": {"type": "string", "pattern": ID_PATTERN, "maxLength": 128}})
     for key in op.query:
         name, schema, required, description = QUERY[key]

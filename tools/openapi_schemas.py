@@ -129,7 +129,7 @@ def _geometry() -> dict[str, Schema]:
     }
     ring = arr(ref("Position"), minItems=4, description="A closed ring: the last position equals the first.")
     polygon_coords = arr(ref("LinearRing"), minItems=1)
-    bbox = arr({"type": "number"}, minItems=4)
+    bbox = arr({"type": "number"}, description="Accepted and ignored.")
     return {
         "Position": position,
         "LinearRing": ring,
@@ -175,7 +175,7 @@ def _fence_feature_request() -> Schema:
             "id": {"type": ["string", "integer", "null"], "description": "Must equal the path's fence id when given (PUT); the fence id in an import."},
             "geometry": geometry,
             "properties": null_or(ref("FencePropertiesInput")),
-            "bbox": arr({"type": "number"}, minItems=4),
+            "bbox": arr({"type": "number"}, description="Accepted and ignored."),
         },
         ("type", "geometry"),
         description=(
@@ -223,7 +223,7 @@ def _fences() -> dict[str, Schema]:
         "FencePropertiesInput": _fence_props_request(),
         "GeofenceInput": _fence_feature_request(),
         "GeofenceImport": obj(
-            {"type": {"const": "FeatureCollection"}, "features": arr(ref("GeofenceInput"), maxItems=MAX_IMPORT_FEATURES), "bbox": arr({"type": "number"}, minItems=4)},
+            {"type": {"const": "FeatureCollection"}, "features": arr(ref("GeofenceInput"), maxItems=MAX_IMPORT_FEATURES), "bbox": arr({"type": "number"}, description="Accepted and ignored.")},
             ("type", "features"),
             description="Each feature needs an id (Feature.id or properties.id), unique in the collection; each is accepted or rejected on its own.",
         ),

@@ -322,3 +322,25 @@ def test_readme_full_campaign_format_is_a_valid_campaign_input(doc):
     body = json.loads(block.replace('"body": "..."', '"body": "x"'))
     schema_validator(doc, "CampaignInput").validate(body)
     _parsers()["CampaignInput"](body)
+
+
+def test_fuzz_configuration_names_the_documents_operations(doc):
+    """`make fuzz`'s schemathesis settings (tools/fuzz.toml) name operation
+    ids that exist, and its command fuzzes this document with them."""
+    import argparse
+    import tomllib
+
+    from tools import fuzz
+
+    config = tomllib.loads(fuzz.CONFIG.read_text(encoding="utf-8"))
+    ids = {op["operationId"] for op in operations(doc).values()}
+    for block in config.get("operations", []):
+        assert set(block["include-operation-id"]) <= ids
+    args = argparse.Namespace(checks=None, max_examples=3, seed=1, report_dir=Path("out"), include_operation_id=["health"])
+    cmd = fuzz.command("http://127.0.0.1:1", "k", args)
+    assert cmd[cmd.index("--config-file") + 1] == str(fuzz.CONFIG) and "--checks" not in cmd
+    assert "http://127.0.0.1:1/v1/openapi.json" in cmd and cmd[-1] == "health"
+    enabled = {name for name, value in config["checks"].items() if isinstance(value, dict) and value["enabled"]}
+    assert config["checks"]["enabled"] is False and enabled == {
+        "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance",
+        "negative_data_rejection"}
