@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,6 @@ class Op:
     errors: tuple[int, ...] = ()
     query: tuple[str, ...] = ()
     description: str = ""
-    answer_note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _FENCE, _DEVICE, _CAMPAIGN = "fence_id", "device_id", "campaign_id"
@@ -216,7 +214,7 @@ def _json(schema_name: str, example: Any = None) -> dict[str, Any]:
 
 
 def _responses(op: Op) -> dict[str, Any]:
-    ok: dict[str, Any] = {"description": op.answer_note or ("No content." if op.status == 204 else "OK.")}
+    ok: dict[str, Any] = {"description": "No content." if op.status == 204 else "OK."}
     if op.answer is not None:
         ok["content"] = _json(op.answer)
     out: dict[str, Any] = {str(op.status): ok}
