@@ -71,7 +71,7 @@ _BODY = (400, 413, 415)
 
 OPS: tuple[Op, ...] = (
     Op("get", "/v1/health", "health", "meta", "Health check", roles=(), answer="Health"),
-    Op("get", "/v1/openapi.json", "openapi", "meta", "This document", roles=(), answer="OpenApiDocument"),
+    Op("get", "/v1/openapi.json", "openapi", "meta", "The API's OpenAPI 3.1 document", roles=(), answer="OpenApiDocument"),
     # geofences
     Op("get", "/v1/geofences/lookup", "lookupGeofences", "geofences", "Fences containing a point",
        answer="LookupResult", errors=(400, *_STORE), query=("lat", "lng"),
