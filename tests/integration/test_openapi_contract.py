@@ -140,8 +140,8 @@ def test_walkthrough_through_the_documents_operations(client):
     assert log and log[0]["status"] == "sent"
     c.call("listDeliveries", device_id="dev-1", status="sent", expect=200)
     some = c.call("listDeliveries", limit=1, expect=200).body
-    if some["next_token"]:
-        c.call("listDeliveries", limit=1, next_token=some["next_token"], expect=200)
+    assert some["next_token"], "two store-welcome deliveries by now: a second page"
+    assert c.call("listDeliveries", limit=1, next_token=some["next_token"], expect=200).body["deliveries"]
     ev = c.call("postEvent", role="app", secret=secret, expect=202,
                 body={"device_id": "dev-1", "type": "push_opened", "delivery_id": delivery_id}).body
     assert ev["attributed_to"] == delivery_id
