@@ -13,7 +13,7 @@ DRY_RUN ?=
 # `import app`, `import chalicelib` and `import tools` work from the repository root.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help venv typecheck test serve demo bench soak hostile package deploy clean
+.PHONY: help venv typecheck test serve demo bench soak hostile fuzz package deploy clean
 .DEFAULT_GOAL := help
 
 ## help: list the targets (also what plain `make` does)
@@ -63,6 +63,10 @@ soak: venv hostile
 ## hostile: hostile input at full counts (12,000 generated requests + the full catalogue, every route; RELIABILITY.md), ~10 minutes
 hostile: venv
 	$(PY) -m tools.hostile
+
+## fuzz: schemathesis from the OpenAPI document against the local stack (bounded: MAX_EXAMPLES per operation, default 25)
+fuzz: venv
+	$(PY) -m tools.fuzz --max-examples $(or $(MAX_EXAMPLES),25)
 
 ## package: dist/$(STAGE)/sam.json (one template that creates everything) + deployment.zip, checked by cfn-lint
 package: venv

@@ -2,7 +2,7 @@
 
 from chalice import Chalice
 
-from chalicelib.api import campaigns, devices, geofences, health, maintenance, observability, pings, weather
+from chalicelib.api import campaigns, devices, geofences, health, maintenance, observability, openapi, pings, weather
 
 app = Chalice(app_name="hexcast")
 app.debug = False
@@ -12,6 +12,7 @@ app.api.binary_types = []
 app.register_middleware(observability.observe, "all")
 
 app.register_blueprint(health.bp)
+app.register_blueprint(openapi.bp)
 app.register_blueprint(geofences.bp)
 app.register_blueprint(devices.bp)
 app.register_blueprint(pings.bp)

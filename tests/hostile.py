@@ -70,6 +70,7 @@ class Route:
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/health", roles=()),
+    Route("GET", "/v1/openapi.json", roles=()),
     Route("GET", "/v1/geofences/lookup", query=("lat", "lng")),
     Route("POST", "/v1/geofences/import", bodies=("collection",), query=("repair",)),
     Route("GET", "/v1/geofences", query=("tag", "limit", "next_token")),

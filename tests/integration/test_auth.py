@@ -44,7 +44,7 @@ CAMPAIGN = {"name": "Hi", "trigger": {"type": "geofence_enter", "fence_ids": ["s
 PING = {"device_id": "d1", "lat": 38.44, "lng": -122.7, "accuracy_m": 5}
 EVENT = {"device_id": "d1", "type": "conversion"}
 
-OPEN = {("GET", "/v1/health")}
+OPEN = {("GET", "/v1/health"), ("GET", "/v1/openapi.json")}
 APP_ROUTES = {("PUT", "/v1/devices/{device_id}"), ("DELETE", "/v1/devices/{device_id}"), ("POST", "/v1/pings"), ("POST", "/v1/events")}
 #: Path parameters: existing things, except that a DELETE aims at nothing (404) so no row changes the shared world.
 PARAMS = {"device_id": "d1", "fence_id": "shop", "campaign_id": "c1"}
