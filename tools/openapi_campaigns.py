@@ -259,12 +259,21 @@ def _weather() -> dict[str, Schema]:
     )
     result = obj(
         {"index": INT_COUNT, "id": {"type": ["string", "null"]},
-         "status": {"enum": ["processed", "duplicate", "ignored", "cancelled", "unresolved_area"]},
-         "reason": {"type": ["string", "null"], "description": "invalid, not_actual, ended, not_yet_effective, lineage_ended, cancelled, expired, upgraded, all_clear…"},
-         "error": ref("ErrorDetail"), "lineage": STRING, "area_source": {"enum": ["polygon", "same", "zones"]},
+         "status": {"enum": ["accepted", "duplicate", "ignored", "cancelled"]},
+         "reason": {"type": ["string", "null"], "description": "ignored: invalid, not_actual, ended, not_yet_effective, "
+                    "area_too_large; cancelled: cancelled, expired, upgraded, all_clear"},
+         "detail": STRING, "error": ref("ErrorDetail"), "lineage": STRING},
+        ("index", "id", "status"),
+    )
+    record = obj(
+        {"id": STRING, "status": {"enum": ["queued", "planning", "processed", "ignored", "unresolved_area", "cancelled"]},
+         "reason": {"type": ["string", "null"], "description": "ignored: ended, lineage_ended, area_too_large; "
+                    "cancelled: cancelled, expired, upgraded, all_clear"},
+         "detail": STRING, "lineage": STRING, "area_source": {"enum": ["polygon", "same", "zones"]},
          "campaigns": INT_COUNT, "devices_targeted": INT_COUNT, "deliveries": INT_COUNT, "queued_chunks": INT_COUNT,
-         "unresolved_codes": arr(STRING)},
-        ("index", "id", "status", "devices_targeted", "deliveries"),
+         "unresolved_codes": arr(STRING), "received_at": {"type": "number"}, "planned_at": {"type": "number"},
+         "ends_at": {"type": ["number", "null"]}, "vars": {"type": "object"}},
+        ("id", "status"), closed=False,
     )
     return {
         "Observation": observation,
@@ -277,6 +286,7 @@ def _weather() -> dict[str, Schema]:
         )]},
         "AlertsResult": obj({"alerts": arr(ref("AlertResult"))}, ("alerts",)),
         "AlertResult": result,
+        "AlertRecord": record,
     }
 
 

@@ -129,7 +129,12 @@ OPS: tuple[Op, ...] = (
     # weather
     Op("post", "/v1/weather/alerts", "postWeatherAlerts", "weather", "NWS alerts in (a Feature or FeatureCollection)",
        body="AlertsInput", status=202, answer="AlertsResult", errors=(*_BODY, *_STORE),
-       description="One result per feature, in input order. At most 1,000 features."),
+       description="One answer per feature, in input order; at most 1,000 features. Accepted alerts are planned "
+       "asynchronously: GET /v1/weather/alerts/{alert_id} tells what became of each."),
+    Op("get", "/v1/weather/alerts/{alert_id}", "getWeatherAlert", "weather", "What became of an alert",
+       answer="AlertRecord", errors=(400, 404, *_STORE),
+       description="Its record: queued, planning, then processed (with its lineage, area and counts), ignored, "
+       "unresolved_area or cancelled. Kept 30 days past the alert's end."),
     Op("post", "/v1/weather/conditions", "postWeatherConditions", "weather", "Weather observations in",
        body="ConditionsInput", status=202, answer="ConditionsResult", errors=(*_BODY, *_STORE),
        description="The newest observation per H3 resolution-5 cell is kept for 3 hours."),
@@ -200,6 +205,10 @@ def _parameters(op: Op) -> list[Schema]:
         if "{" + name + "}" in op.path:
             params.append({"name": name, "in": "path", "required": True, "example": example,
                            "schema": {"type": "string", "pattern": ID_PATTERN, "maxLength": 128}})
+    if "{alert_id}" in op.path:
+        params.append({"name": "alert_id", "in": "path", "required": True,
+                       "example": "urn:oid:2.49.0.1.840.0.0b1b8c5e6b0a4f7f3c1a2d3e4f5a6b7c8d9e0f1a.001.1",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\s\\x00-\\x1f\\x7f]+$"}})
     for key in op.query:
         name, schema, required, description = QUERY[key]
         params.append({"name": name, "in": "query", "required": required, "schema": schema, "description": description})

@@ -13,6 +13,7 @@ import h3
 import pytest
 
 from chalicelib.api.openapi import document
+from tests.conftest import run_queues
 from tests.hostile import alert_feature
 from tests.openapi_client import DocClient
 
@@ -69,7 +70,7 @@ def client(api) -> DocClient:
     return DocClient(api.http, document())
 
 
-def test_walkthrough_through_the_documents_operations(client):
+def test_walkthrough_through_the_documents_operations(client, api):
     c = client
     now = time.time()
     # meta
@@ -171,7 +172,11 @@ def test_walkthrough_through_the_documents_operations(client):
     assert c.call("postWeatherConditions", body={"observations": [obs]}, expect=202).body == {"stored": 1, "cells": 1}
     alert = alert_feature("urn:oid:2.49.0.1.840.0.openapi.1", now, lat=STORE[0], lng=STORE[1])
     out = c.call("postWeatherAlerts", body={"type": "FeatureCollection", "features": [alert]}, expect=202).body["alerts"][0]
-    assert out["status"] == "processed" and out["deliveries"] >= 1, out
+    assert out["status"] == "accepted", out
+    assert run_queues(api) >= 2  # the planner, then the fan-out sender
+    rec = c.call("getWeatherAlert", alert_id=alert["properties"]["id"], expect=200).body
+    assert rec["status"] == "processed" and rec["devices_targeted"] >= 1, rec
+    c.call("getWeatherAlert", alert_id="urn:oid:never.seen", expect=404)
     assert c.call("postWeatherAlerts", body=alert, expect=202).body["alerts"][0]["status"] == "duplicate"
     cancel = alert_feature("urn:oid:2.49.0.1.840.0.openapi.2", now, lat=STORE[0], lng=STORE[1])
     cancel["properties"].update(messageType="Cancel", references=[{"identifier": alert["properties"]["id"], "sent": alert["properties"]["sent"]}])
