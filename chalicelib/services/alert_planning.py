@@ -59,8 +59,9 @@ MESSAGE_VERSION = 1
 RECORD_RETENTION_S = 30 * 86400
 DEFAULT_MAX_LOCATION_AGE_H = 24.0
 #: How long a plan may hold an alert before another consumer takes it over
-#: (above the planner function's timeout).
-PLAN_LEASE_S = 960.0
+#: (above the planner function's timeout, 300 s; a plan within the budget
+#: takes seconds).
+PLAN_LEASE_S = 330.0
 
 #: The area budget. The largest real NWS areas (a statewide heat advisory
 #: over Texas's 254 counties, ~700,000 km²; an Alaska marine zone) fit well

@@ -32,13 +32,13 @@ def test_make_deploy_dry_run_prints_the_plan_without_aws(tmp_path):
     for table in ("hexcast-dev-devices", "hexcast-dev-deliveries"):
         assert f"DynamoDB {table}" in out
     assert "SQS hexcast-dev-fanout, visibility 360 s, dead letters after 5 receives" in out
-    assert "SQS hexcast-dev-alerts, visibility 5400 s, dead letters after 5 receives" in out
+    assert "SQS hexcast-dev-alerts, visibility 1800 s, dead letters after 5 receives" in out
     assert "SQS hexcast-dev-alerts-dlq" in out and "SQS hexcast-dev-fanout-dlq" in out
     assert "/hexcast/dev/coupon-secret → HEXCAST_COUPON_SECRET (required, SecureString)" in out
     assert "deploy.chalice_cli deploy --stage dev" in out and "runtime python3.13" in out
     assert "hexcast-dev-send_fanout" in out
     assert "hexcast-dev-send_fanout ← SQS hexcast-dev-fanout (timeout 60 s)" in out
-    assert "hexcast-dev-plan_alerts ← SQS hexcast-dev-alerts (timeout 900 s, reserved concurrency 10)" in out
+    assert "hexcast-dev-plan_alerts ← SQS hexcast-dev-alerts (timeout 300 s, reserved concurrency 10)" in out
     assert "Traceback" not in out
 
 

@@ -266,5 +266,5 @@ print(json.dumps(out))
     proc = _in_fresh_process(code)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out == {"plan_alerts-sqs-event-source": ["hexcast-dev-alerts", 10, 10, 900],
+    assert out == {"plan_alerts-sqs-event-source": ["hexcast-dev-alerts", 10, 10, 300],
                    "send_fanout-sqs-event-source": ["hexcast-dev-fanout", None, None, 60]}, out

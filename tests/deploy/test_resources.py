@@ -126,8 +126,8 @@ def test_planner_runs_within_its_lease_and_its_own_reserved_pool(packaged):
     res = packaged["template"]["Resources"]
     props = res["PlanAlerts"]["Properties"]
     assert props["FunctionName"] == f"hexcast-{STAGE}-plan_alerts"
-    assert props["Timeout"] == 900 < PLAN_LEASE_S
-    assert res["AlertQueue"]["Properties"]["VisibilityTimeout"] == 6 * 900 >= PLAN_LEASE_S
+    assert props["Timeout"] == 300 < PLAN_LEASE_S
+    assert res["AlertQueue"]["Properties"]["VisibilityTimeout"] == 6 * 300 >= PLAN_LEASE_S
     assert props["ReservedConcurrentExecutions"] == 10
     event = props["Events"]["PlanAlertsSqsEventSource"]["Properties"]
     assert event["ScalingConfig"] == {"MaximumConcurrency": props["ReservedConcurrentExecutions"]}
@@ -154,9 +154,9 @@ def test_every_sqs_consumer_in_app_has_its_queue_in_the_template():
 def test_both_stages_render_the_alert_queue_and_the_planner(stage):
     cfg, template = rendered(stage)
     res = template["Resources"]
-    assert cfg.timeouts == {"send_fanout": 60, "plan_alerts": 900} and cfg.reserved == {"plan_alerts": 10}
+    assert cfg.timeouts == {"send_fanout": 60, "plan_alerts": 300} and cfg.reserved == {"plan_alerts": 10}
     assert res["AlertQueue"]["Properties"]["QueueName"] == f"hexcast-{stage}-alerts"
-    assert res["AlertQueue"]["Properties"]["VisibilityTimeout"] == 5400
+    assert res["AlertQueue"]["Properties"]["VisibilityTimeout"] == 1800
     assert res["AlertDeadLetterQueue"]["Properties"]["QueueName"] == f"hexcast-{stage}-alerts-dlq"
     event = res["PlanAlerts"]["Properties"]["Events"]["PlanAlertsSqsEventSource"]["Properties"]
     assert event == {"Queue": {"Fn::Sub": "${AlertQueue.Arn}"}, "ScalingConfig": {"MaximumConcurrency": 10}}
@@ -177,8 +177,8 @@ def _config_with(**planner) -> dict:
 
 
 @pytest.mark.parametrize("planner, why", [
-    ({"lambda_timeout": 960}, "not below its lease"),
-    ({"lambda_timeout": 120}, "below the planner's lease"),  # 720 s visibility: a retry would find it held
+    ({"lambda_timeout": 330}, "not below its lease"),
+    ({"lambda_timeout": 50}, "below the planner's lease"),  # 300 s visibility: a retry would find it held
     ({"reserved_concurrency": None}, "no reserved_concurrency"),
     ({"reserved_concurrency": 0}, "no reserved_concurrency"),
 ], ids=["timeout-past-lease", "visibility-below-lease", "no-reserved-pool", "zero-pool"])
