@@ -116,7 +116,8 @@ class EndpointClaim:
 class EndpointHandover:
     """The claims a registration changes in the same atomic write as the
     profile: ``seen`` is the claim on the device's new ``endpoint_arn`` as
-    read (None: unclaimed), written only while it is unchanged; ``displace``:
+    read (None: unclaimed), written only while it is unchanged (a claim the
+    device holds already is only checked: still its own); ``displace``:
     the claim's previous owner still uses that endpoint and loses it
     (``endpoint_arn`` removed, ``push_enabled`` false); ``release``: the
     device's own claim on the endpoint it used before, removed."""

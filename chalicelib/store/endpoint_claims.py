@@ -50,7 +50,14 @@ def handover_writes(table: str, device: Device, handover: EndpointHandover) -> l
     the endpoint), and the device's claim on its previous endpoint released."""
     writes: list[dict[str, Any]] = []
     arn, seen = device.endpoint_arn, handover.seen
-    if arn is not None:
+    if arn is not None and seen is not None and seen.owner == device.device_id:
+        # Held already: only checked (not rewritten), so concurrent updates
+        # of one device do not conflict over their own claim.
+        writes.append({"ConditionCheck": {
+            "TableName": table, "Key": claim_key(arn), "ConditionExpression": "claim_owner = :o",
+            "ExpressionAttributeValues": {":o": _s(device.device_id)},
+        }})
+    elif arn is not None:
         version = seen.version + 1 if seen is not None else 1
         item = {**claim_key(arn), "claim_arn": _s(arn), "claim_owner": _s(device.device_id), "cv": _n(version)}
         put: dict[str, Any] = {"TableName": table, "Item": item}

@@ -71,8 +71,12 @@ class MemoryDevices:
     def _check_handover(self, device: Device, handover: EndpointHandover) -> None:
         """Every condition of the DynamoDB transaction, before any change."""
         arn, seen = device.endpoint_arn, handover.seen
-        if arn is not None:
-            if self.claims.get(arn) != seen:
+        held = self.claims.get(arn) if arn is not None else None
+        if arn is not None and seen is not None and seen.owner == device.device_id:
+            if held is None or held.owner != device.device_id:
+                raise ConcurrentUpdate(device.device_id)
+        elif arn is not None:
+            if held != seen:
                 raise ConcurrentUpdate(device.device_id)
             if handover.displace and seen is not None and seen.owner != device.device_id:
                 prev = self.devices.get(seen.owner)
@@ -84,7 +88,7 @@ class MemoryDevices:
 
     def _apply_handover(self, device: Device, handover: EndpointHandover) -> None:
         arn, seen = device.endpoint_arn, handover.seen
-        if arn is not None:
+        if arn is not None and not (seen is not None and seen.owner == device.device_id):
             version = seen.version + 1 if seen is not None else 1
             self.claims[arn] = EndpointClaim(arn, device.device_id, version)
             if handover.displace and seen is not None and seen.owner != device.device_id:

@@ -179,8 +179,20 @@ def dev(device_id, arn=None, **kw):
 def test_contract_a_profile_write_takes_the_claim(devices):
     devices.save_profile(dev("a", "arn:1"), create=True, handover=EndpointHandover())
     assert devices.get_endpoint_claim("arn:1") == EndpointClaim("arn:1", "a", 1)
-    devices.save_profile(dev("a", "arn:1"), create=False, handover=EndpointHandover(seen=devices.get_endpoint_claim("arn:1")))
-    assert devices.get_endpoint_claim("arn:1") == EndpointClaim("arn:1", "a", 2)
+    # held already: only checked, so concurrent updates of one device never conflict over it
+    for _ in range(2):
+        devices.save_profile(dev("a", "arn:1"), create=False, handover=EndpointHandover(seen=EndpointClaim("arn:1", "a", 1)))
+    assert devices.get_endpoint_claim("arn:1") == EndpointClaim("arn:1", "a", 1)
+
+
+def test_contract_a_claim_lost_meanwhile_fails_the_holders_update(devices):
+    devices.save_profile(dev("a", "arn:1"), create=True, handover=EndpointHandover())
+    held = devices.get_endpoint_claim("arn:1")
+    devices.save_profile(dev("b", "arn:1"), create=True, handover=EndpointHandover(seen=held, displace=True))
+    with pytest.raises(ConcurrentUpdate):  # "a" read its claim before "b" took it
+        devices.save_profile(dev("a", "arn:1", user_id="late"), create=False, handover=EndpointHandover(seen=held))
+    a = devices.get_device("a")
+    assert a.endpoint_arn is None and a.user_id is None
 
 
 def test_contract_a_stale_claim_writes_nothing(devices):
