@@ -104,6 +104,8 @@ class Table:
         except ClientError as exc:
             if transaction_lost(exc):
                 return False
+            if "Throttl" in str(exc.response.get("CancellationReasons", "")) or "Throttl" in str(exc):
+                raise _throttled() from None
             raise
         return True
 

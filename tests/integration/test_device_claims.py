@@ -244,3 +244,55 @@ def test_contract_claims_are_not_devices(devices):
     devices.save_profile(dev("a", "arn:1"), create=True, handover=EndpointHandover())
     assert set(devices.get_devices(["a", "claim"])) == {"a"}
     assert devices.expire_locations(written_before=1e12) == (0, True)
+
+
+# ---------------------------------------------------------------- with SNS's own semantics (moto)
+def test_shared_token_on_dynamodb_and_sns(dynamo_repos, clock):
+    """The real SNS gateway on moto: SNS hands the second registration of a
+    token the first one's endpoint; deleting the first record keeps it."""
+    import boto3
+
+    from chalicelib.push.sns import SnsGateway
+    from chalicelib.settings import get_settings
+
+    sns = boto3.client("sns")
+    deps = Deps.over(dynamo_repos, get_settings(), clock=clock, cache=VersionCache(),
+                     push=SnsGateway(sns, get_settings(), sleep=lambda s: None), campaign_cache=CampaignCache(0))
+    register(deps, "old-install")
+    register(deps, "new-install")
+    arn = deps.devices.get_device("new-install").endpoint_arn
+    assert arn is not None and deps.devices.get_device("old-install").endpoint_arn is None
+    svc.delete_device(deps, "old-install")
+    assert sns.get_endpoint_attributes(EndpointArn=arn)["Attributes"]["Enabled"] == "true"
+    svc.delete_device(deps, "new-install")
+    with pytest.raises(sns.exceptions.NotFoundException):
+        sns.get_endpoint_attributes(EndpointArn=arn)
+
+
+@pytest.mark.parametrize("reasons, expect", [
+    ([{"Code": "None"}, {"Code": "ConditionalCheckFailed"}], "lost"),
+    ([{"Code": "TransactionConflict"}], "lost"),
+    ([{"Code": "ThrottlingError"}], "unavailable"),
+    ([{"Code": "ValidationError"}], "raised"),
+])
+def test_a_cancelled_transaction_is_a_lost_race_throttling_or_an_error(reasons, expect):
+    from botocore.exceptions import ClientError
+
+    from chalicelib.errors import Unavailable
+    from chalicelib.retry import RetryPolicy
+    from chalicelib.store.table import Table
+
+    class Cancelling:
+        def transact_write_items(self, **kw):
+            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                               "CancellationReasons": reasons}, "TransactWriteItems")
+
+    table = Table(Cancelling(), "t", pool=None, retry=RetryPolicy(0, 0, 0, clock=lambda: 0.0, sleep=lambda s: None))  # type: ignore[arg-type]
+    if expect == "lost":
+        assert table.transact_if([]) is False
+    elif expect == "unavailable":
+        with pytest.raises(Unavailable):
+            table.transact_if([])
+    else:
+        with pytest.raises(ClientError):
+            table.transact_if([])
