@@ -86,6 +86,7 @@ def test_a_new_token_releases_the_claim_on_the_old_endpoint_when_it_moves(deps):
     assert second != first
     assert deps.devices.get_endpoint_claim(first) is None
     assert deps.devices.get_endpoint_claim(second).owner == "a"
+    assert first not in deps.push.endpoints and second in deps.push.endpoints
 
 
 def test_the_token_going_back_and_forth_leaves_one_owner(deps):
