@@ -50,7 +50,7 @@ def sns_messages(request: Any, full_url: str, headers: Any) -> tuple[int, dict[s
     return 200, {"Content-Type": "application/json"}, json.dumps({"messages": out})
 
 
-_DYNAMODB_LOCK = threading.Lock()
+_DYNAMODB_LOCK = threading.RLock()
 
 
 def serialise_dynamodb() -> None:
