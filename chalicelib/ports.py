@@ -99,6 +99,34 @@ class ConcurrentUpdate(Exception):
     """A conditional write lost a race; re-read and retry."""
 
 
+@dataclass(frozen=True)
+class EndpointClaim:
+    """Which device record holds an SNS endpoint. SNS gives one endpoint per
+    push token and platform application, so two device records registered
+    with one token (an app reinstalled, a shared tablet) would share it; the
+    claim names the one device that uses it. ``version`` moves on at every
+    change (the conditional writes compare it)."""
+
+    endpoint_arn: str
+    owner: str
+    version: int
+
+
+@dataclass(frozen=True)
+class EndpointHandover:
+    """The claims a registration changes in the same atomic write as the
+    profile: ``seen`` is the claim on the device's new ``endpoint_arn`` as
+    read (None: unclaimed), written only while it is unchanged (a claim the
+    device holds already is only checked: still its own); ``displace``:
+    the claim's previous owner still uses that endpoint and loses it
+    (``endpoint_arn`` removed, ``push_enabled`` false); ``release``: the
+    device's own claim on the endpoint it used before, removed."""
+
+    seen: EndpointClaim | None = None
+    displace: bool = False
+    release: EndpointClaim | None = None
+
+
 class FenceRepo(Protocol):
     def get_fence(self, fence_id: str) -> FenceRecord | None: ...
 
@@ -131,7 +159,9 @@ class DeviceRepo(Protocol):
         are absent. A ping batch issues it together with
         :meth:`FenceRepo.lookup_cells`."""
 
-    def save_profile(self, device: Device, *, create: bool | None = None) -> bool:
+    def save_profile(
+        self, device: Device, *, create: bool | None = None, handover: EndpointHandover | None = None
+    ) -> bool:
         """Create or update the profile (not the location state); True if new.
 
         ``create=True``: only create (with ``device.secret_hash``); raises
@@ -142,7 +172,18 @@ class DeviceRepo(Protocol):
         :class:`ConcurrentUpdate`, writing nothing, otherwise (deleted or
         re-created meanwhile). The stored hash is never changed.
         ``create=None``: create or update (fixtures, benchmarks); a stored
-        secret hash is kept, a new item gets ``device.secret_hash``."""
+        secret hash is kept, a new item gets ``device.secret_hash``.
+        ``handover``: the endpoint claims changed with the profile, all or
+        nothing (:class:`EndpointHandover`); :class:`ConcurrentUpdate` when
+        a claim changed since it was read. The device then holds the claim
+        on ``device.endpoint_arn``."""
+
+    def profile_bytes(self, device: Device) -> int:
+        """The size of the profile as stored (DynamoDB's count: UTF-8 bytes
+        of every attribute name and value), location state not included."""
+
+    def get_endpoint_claim(self, endpoint_arn: str) -> EndpointClaim | None:
+        """The claim on an endpoint (strongly consistent), or None."""
 
     def save_state(
         self, device_id: str, expected_version: int, state: LocationState | None, written_at: float, outbox: dict[str, dict] | None = None
@@ -153,10 +194,14 @@ class DeviceRepo(Protocol):
     def clear_outbox(self, device_id: str, keys: Iterable[str]) -> None:
         """Remove these outbox entries (their pushes are decided); idempotent."""
 
-    def delete_device(self, device_id: str, *, secret_hash: str | None = None) -> bool:
+    def delete_device(
+        self, device_id: str, *, secret_hash: str | None = None, release: EndpointClaim | None = None
+    ) -> bool:
         """Delete the device item; False when there was none. With
         ``secret_hash``, only while that is the stored hash: raises
-        :class:`ConcurrentUpdate`, deleting nothing, otherwise."""
+        :class:`ConcurrentUpdate`, deleting nothing, otherwise. ``release``:
+        the device's claim on its endpoint, removed in the same atomic write
+        while unchanged (:class:`ConcurrentUpdate` otherwise)."""
 
     def set_push_state(self, device_id: str, endpoint_arn: str | None, push_enabled: bool) -> bool:
         """Set the SNS endpoint ARN (``None`` removes it) and whether pushes

@@ -51,10 +51,14 @@ class FakePushGateway:
         raise ``PushError("platform_not_configured")`` as the real gateway does.
     :param max_attempts: attempts per publish before throttling gives up
         (the real gateway's default).
+    :param one_endpoint_per_token: as SNS does, creating an endpoint for a
+        token that already has one (same platform) returns that endpoint.
     """
 
-    def __init__(self, platforms: tuple[str, ...] = tuple(MESSAGE_KEYS), *, max_attempts: int = 5) -> None:
+    def __init__(self, platforms: tuple[str, ...] = tuple(MESSAGE_KEYS), *, max_attempts: int = 5,
+                 one_endpoint_per_token: bool = False) -> None:
         self.platforms = tuple(platforms)
+        self.one_endpoint_per_token = one_endpoint_per_token
         self.max_attempts = max_attempts
         self.endpoints: dict[str, FakeEndpoint] = {}
         self.published: list[tuple[str, str, PushMessage, str]] = []
@@ -144,6 +148,11 @@ class FakePushGateway:
 
     # ------------------------------------------------------------ helpers
     def _create(self, device_id: str, platform: str, token: str) -> str:
+        if self.one_endpoint_per_token:
+            for ep in self.endpoints.values():
+                if ep.platform == platform and ep.token == token:
+                    ep.device_id, ep.enabled = device_id, True
+                    return ep.arn
         self._seq += 1
         arn = f"{_ARN_PREFIX}:endpoint/{MESSAGE_KEYS[platform]}/hexcast-fake-{platform}/{self._seq:08d}"
         self.endpoints[arn] = FakeEndpoint(arn, platform, device_id, token)

@@ -1010,6 +1010,7 @@ def catalogue(world: World, *, full: bool) -> list[Req]:
     for name in ("GET /v1/geofences", "GET /v1/campaigns", "GET /v1/deliveries"):
         for q, exp in (("limit=1000", (200,)), ("limit=1001", (400,)), ("limit=0", (400,))):
             out.append(make(by_path[name], world, query=q, kind="query", expect=exp, limit=f"list {q}"))
+    out += device_budget_cases(world, by_path, now)
 
     # wrong types at every field of every valid body, and each field left out
     # (fast: one of these per field, in turn; full: all of them at every field)
@@ -1036,6 +1037,54 @@ def catalogue(world: World, *, full: bool) -> list[Req]:
                     req = make(route, world, id_=rid, body=dump(replace_at(base, path, Raw(text))), kind=f"huge number: {bkind}")
                     req.field = f"{bkind}.{path_label(path)}"
                     out.append(req)
+    return out
+
+
+# ---------------------------------------------------------------- device budgets, page tokens
+def forged_page_token(last_ck: str, index: str = "d") -> str:
+    """A listing token with a valid checksum (its key is in the public
+    source) around any sort key: the server must check every value."""
+    import hashlib
+
+    from chalicelib.store.schema import _TOKEN_MAC
+
+    body = json.dumps({"i": index, "k": last_ck}, separators=(",", ":")).encode()
+    mac = hashlib.blake2b(body, key=_TOKEN_MAC, digest_size=6).digest()
+    return base64.urlsafe_b64encode(mac + body).decode().rstrip("=")
+
+
+def device_budget_cases(world: World, by_path: dict[str, Route], now: float) -> list[Req]:
+    """Stored-byte budgets of a device profile, forged page tokens and
+    hostile listing values, and device ids an app key must not be able to
+    tell apart (README "Limits and behaviour")."""
+    out: list[Req] = []
+    put_device, delete_device = by_path["PUT /v1/devices/{id}"], by_path["DELETE /v1/devices/{id}"]
+    device = valid_body("device", world, now)
+    for char, label in (("a", "ASCII"), ("é", "2-byte"), ("中", "3-byte"), ("😀", "4-byte")):
+        attrs = {f"{char}{i:02d}" + char * 61: char * 1024 for i in range(64)}
+        exp = (200,) if char == "a" else (413,)
+        out.append(make(put_device, world, id_=SCRATCH_IDS["device"][1], body=dump({**device, "attributes": attrs}, ensure_ascii=False),
+                        kind="limit", expect=exp, limit=f"device 64 attributes of 64 + 1,024 {label} characters"))
+    out.append(make(put_device, world, id_=SCRATCH_IDS["device"][1], kind="cleanup", body=b"", method="DELETE", expect=(204,)))
+    deliveries = by_path["GET /v1/deliveries"]
+    tokens = {
+        "checksum ok, 400-digit time": forged_page_token("9" * 400 + ".000000#dl_x"),
+        "checksum ok, 11-digit time": forged_page_token("99999999999.000000#dl_x"),
+        "checksum ok, other listing": forged_page_token("1790000000.000000#dl_x", "c"),
+        "checksum ok, not a sort key": forged_page_token("x"),
+        "garbage": "%%%", "huge": "A" * 10_000, "empty-looking": "=",
+    }
+    for label, token in tokens.items():
+        out.append(make(deliveries, world, query=urlencode({"next_token": token}), kind="query", expect=(400,),
+                        limit=f"next_token: {label}"))
+    for q, label in (("campaign_id=" + "c" * 129, "campaign_id 129 chars"), ("device_id=%F0%9F%98%80", "device_id emoji"),
+                     ("status=" + "s" * 10_000, "status 10,000 chars"), ("limit=" + "9" * 5000, "limit 5,000 digits"),
+                     ("limit=1e3", "limit 1e3"), ("limit=-0", "limit -0")):
+        out.append(make(deliveries, world, query=q, kind="query", expect=(400,), limit=f"deliveries {label}"))
+    # an app key cannot tell an unknown device id from another device's: 403 alike
+    for device_id in ("hx-ghost", "d2"):
+        out.append(make(delete_device, world, id_=device_id, role="app_bad_secret", kind="probe", expect=(403,),
+                        limit=f"app key, DELETE {'unknown' if device_id == 'hx-ghost' else 'foreign'} device → 403"))
     return out
 
 

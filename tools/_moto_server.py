@@ -9,6 +9,11 @@ One read-only route is added to moto's own ``/moto-api/`` (see
 :func:`_install_routes`): ``GET /moto-api/hexcast/sns-messages`` lists what
 SNS platform endpoints "received", which otherwise lives only in this
 process's memory.
+
+DynamoDB calls are serialised (:func:`serialise_dynamodb`): moto evaluates a
+condition and then writes, with nothing in between held, so two concurrent
+conditional writes could both succeed (or fail with a ``KeyError`` 500);
+DynamoDB applies each write atomically.
 """
 
 from __future__ import annotations
@@ -45,6 +50,29 @@ def sns_messages(request: Any, full_url: str, headers: Any) -> tuple[int, dict[s
     return 200, {"Content-Type": "application/json"}, json.dumps({"messages": out})
 
 
+_DYNAMODB_LOCK = threading.RLock()
+
+
+def serialise_dynamodb() -> None:
+    """Run every DynamoDB request of this server one at a time, as DynamoDB
+    applies each item write atomically: a conditional ``PutItem``/
+    ``UpdateItem``/``DeleteItem`` or a transaction sees no write half done,
+    and reads never see an item mid-change. Reads are serialised too (moto's
+    tables are plain dicts). Idempotent."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+    if getattr(original, "_hexcast_serialised", False):
+        return
+
+    def call_action(self: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            return original(self)
+
+    call_action._hexcast_serialised = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
 def _install_routes() -> None:
     """Add our routes to moto's ``/moto-api`` URL table; it is read when the
     server builds that app (on the first ``/moto-api`` request), so this must
@@ -66,6 +94,7 @@ def main() -> None:
     from tools.moto_speedups import apply
 
     apply()
+    serialise_dynamodb()
     _install_routes()
 
     moto_main(sys.argv[1:])

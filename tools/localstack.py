@@ -45,7 +45,7 @@ import boto3
 from chalice import Chalice
 from chalice.config import Config
 from chalice.deploy.validate import validate_routes
-from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer
+from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer, ThreadedHTTPServer
 
 from chalicelib.auth import hash_token
 from tools._moto_server import SNS_MESSAGES_PATH
@@ -410,7 +410,8 @@ class LocalStack:
             lambda_timeout=60,
         )
         # Binds now, in this thread: a taken port fails start() at once.
-        server = LocalDevServer(app, config, self.host, self.port, handler_cls=_LoggingRequestHandler)
+        server = LocalDevServer(app, config, self.host, self.port, handler_cls=_LoggingRequestHandler,
+                                server_cls=BurstHTTPServer)
         self.port = server.server.server_address[1]
         self._server = server
         self._server_thread = threading.Thread(
@@ -446,6 +447,15 @@ def _without_query_values(line: str) -> str:
         return line
     query, space, tail = rest.partition(" ")
     return head + sep + _QUERY_VALUE.sub("=…", query) + space + tail
+
+
+class BurstHTTPServer(ThreadedHTTPServer):
+    """chalice.local's threaded server (a thread per connection) with a
+    listen backlog of :attr:`request_queue_size` instead of socketserver's 5:
+    a burst of clients connecting at once waits in the kernel's queue
+    instead of being reset."""
+
+    request_queue_size = 128
 
 
 class _LoggingRequestHandler(ChaliceRequestHandler):

@@ -3,14 +3,15 @@ every device-scoped call makes (:func:`authorize_device`)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from chalicelib import auth, retention
-from chalicelib.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
+from chalicelib.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unavailable
 from chalicelib.geo.cells import cell_str
 from chalicelib.push.model import PushError
-from chalicelib.ports import ConcurrentUpdate, Device
+from chalicelib.ports import ConcurrentUpdate, Device, EndpointClaim, EndpointHandover
 from chalicelib.timeutil import iso
 from chalicelib.validation import (
     DEVICE_ID_RE,
@@ -27,13 +28,26 @@ log = logging.getLogger("hexcast.services")
 
 PLATFORMS = ("ios", "ios_sandbox", "android")
 MAX_ATTRIBUTES = 64
+#: The attributes as stored: compact JSON, UTF-8 bytes. 64 ASCII attributes
+#: at the longest name and value fit; as many in 4-byte characters do not.
+MAX_ATTRIBUTES_BYTES = 96 * 1024
+#: The whole profile as stored (DynamoDB's count: UTF-8 names and values),
+#: leaving most of DynamoDB's 400 KB item to the location state and outbox.
+MAX_PROFILE_BYTES = 128 * 1024
+#: Room kept in :data:`MAX_PROFILE_BYTES` for what a registration adds after
+#: the check: the SNS endpoint ARN and the secret hash.
+_LATER_BYTES = 1024
 REGISTER_ATTEMPTS = 3
 
 __all__ = [
     "DEVICE_ID_RE",
     "MAX_ATTRIBUTES",
+    "MAX_ATTRIBUTES_BYTES",
+    "MAX_PROFILE_BYTES",
     "PLATFORMS",
     "authorize_device",
+    "authorized_device",
+    "unknown_device",
     "delete_device",
     "device_or_404",
     "get_device",
@@ -55,6 +69,22 @@ def _attributes(body: dict[str, Any]) -> dict[str, Any]:
         if not ok or (isinstance(v, str) and len(v) > 1024):
             raise InvalidInput("attribute values are strings (≤ 1024), numbers, booleans or null", f"attributes.{k}")
     return dict(attrs)
+
+
+def check_profile_size(deps: Deps, device: Device) -> None:
+    """413 when the profile would not fit its budget as stored (UTF-8
+    bytes, as DynamoDB counts them): the attributes' JSON within
+    :data:`MAX_ATTRIBUTES_BYTES`, the whole profile within
+    :data:`MAX_PROFILE_BYTES`. Checked before anything is written."""
+    attrs = json.dumps(device.attributes, separators=(",", ":"), ensure_ascii=False)
+    size = len(attrs.encode("utf-8", "surrogatepass"))
+    if size > MAX_ATTRIBUTES_BYTES:
+        raise PayloadTooLarge(
+            f"attributes take {size} bytes as stored (UTF-8 JSON); at most {MAX_ATTRIBUTES_BYTES}", "attributes"
+        )
+    size = deps.devices.profile_bytes(device) + _LATER_BYTES
+    if size > MAX_PROFILE_BYTES:
+        raise PayloadTooLarge(f"the device profile takes {size} bytes as stored; at most {MAX_PROFILE_BYTES}", "body")
 
 
 def _consent(body: dict[str, Any]) -> dict[str, bool]:
@@ -102,6 +132,26 @@ def authorize_device(device: Device, role: str, secret: str | None) -> None:
         raise Forbidden(f"{header} does not match this device", header)
 
 
+def authorized_device(deps: Deps, device_id: Any, role: str, secret: str | None) -> Device:
+    """The device a caller may touch. An admin key: the device, or 404. Any
+    other key: the device when ``secret`` matches its stored hash, else 403
+    — for an unknown id too, with the same answer as for another device's
+    id, so an app key cannot probe which device ids exist."""
+    if role == auth.ADMIN:
+        return device_or_404(deps, device_id)
+    device = deps.devices.get_device(device_id) if is_device_id(device_id) else None
+    authorize_device(device or unknown_device(str(device_id)), role, secret)
+    assert device is not None  # an unknown device has no secret hash: nothing matches it
+    return device
+
+
+def unknown_device(device_id: str) -> Device:
+    """A stand-in for a device id that is not stored: no secret hash, so
+    :func:`authorize_device` answers an app key exactly as for a device
+    that is not its own."""
+    return Device(device_id, "", "")
+
+
 def device_or_404(deps: Deps, device_id: Any) -> Device:
     """The stored device, or 404 naming ``device_id`` when the id is malformed or unknown."""
     device = deps.devices.get_device(device_id) if is_device_id(device_id) else None
@@ -113,8 +163,8 @@ def device_or_404(deps: Deps, device_id: Any) -> Device:
 # ---------------------------------------------------------------- registration
 def _attach_endpoint(deps: Deps, device: Device) -> None:
     """The device's SNS endpoint, created or refreshed when it consents to
-    push. Before the profile write: a registration that fails here (503,
-    retried by the app) has handed out no secret."""
+    push. After every check, before the profile write: a registration that
+    fails here (503, retried by the app) has handed out no secret."""
     device.push_enabled = False
     if not device.consent["push"] or deps.push is None:
         return
@@ -127,12 +177,54 @@ def _attach_endpoint(deps: Deps, device: Device) -> None:
     device.push_enabled = endpoint.enabled
 
 
+def _handover(deps: Deps, device: Device, old: Device | None) -> EndpointHandover | None:
+    """The endpoint claims this registration changes (see
+    :class:`~chalicelib.ports.EndpointHandover`): the device takes the claim
+    on its endpoint — a device record registered earlier with the same push
+    token loses the endpoint, so it no longer pushes to this phone — and
+    gives up its claim on an endpoint it no longer uses."""
+    arn = device.endpoint_arn
+    before = old.endpoint_arn if old is not None else None
+    release: EndpointClaim | None = None
+    if before is not None and before != arn:
+        claim = deps.devices.get_endpoint_claim(before)
+        release = claim if claim is not None and claim.owner == device.device_id else None
+    if arn is None:
+        return EndpointHandover(release=release) if release is not None else None
+    seen = deps.devices.get_endpoint_claim(arn)
+    displace = False
+    if seen is not None and seen.owner != device.device_id:
+        holder = deps.devices.get_device(seen.owner, consistent=True)
+        displace = holder is not None and holder.endpoint_arn == arn
+    return EndpointHandover(seen=seen, displace=displace, release=release)
+
+
+def _abandon_endpoint(deps: Deps, device: Device, old: Device | None) -> None:
+    """The profile write failed: an endpoint this attempt created (or took
+    over) is deleted unless a device record holds it — no orphan endpoint
+    per failed registration. Best effort: a failure here is logged."""
+    arn = device.endpoint_arn
+    if arn is None or deps.push is None or (old is not None and old.endpoint_arn == arn):
+        return
+    try:
+        if deps.devices.get_endpoint_claim(arn) is None:
+            deps.push.delete_endpoint(arn)
+    except Exception as exc:  # noqa: BLE001 — the write's own error is the one to report
+        log.warning("unused push endpoint not deleted", extra={"device_id": device.device_id,
+                                                               "reason": type(exc).__name__})
+
+
 def register_device(
     deps: Deps, device_id: str, body: Any, *, role: str = auth.ADMIN, secret: str | None = None
 ) -> dict[str, Any]:
     """Create or update the profile and the SNS endpoint (AWS's lifecycle:
     create once, then read its attributes and update a changed token or a
     disabled endpoint; recreate it when it is gone).
+
+    Every check comes first (the body, its size as stored, the caller's
+    secret); then the endpoint; then one atomic write of the profile and the
+    endpoint's claim (:func:`_handover`). When that write fails, the endpoint
+    this attempt made is deleted (:func:`_abandon_endpoint`).
 
     A new device gets a ``device_secret`` in the answer, once; only its
     hash is stored. Updating an existing device with an app key needs that
@@ -143,6 +235,7 @@ def register_device(
     device_id = validate_device_id(device_id)
     device = parse_device(device_id, body)
     device.created_at = device.updated_at = iso(deps.clock())
+    check_profile_size(deps, device)
     tried: str | None = None  # the secret of a creation whose outcome is unknown
     for _ in range(REGISTER_ATTEMPTS):
         old = deps.devices.get_device(device_id, consistent=True)
@@ -151,19 +244,23 @@ def register_device(
             return {"device_id": device_id, "push_enabled": old.push_enabled, "device_secret": tried}
         if old is not None:
             authorize_device(old, role, secret)
-        device.endpoint_arn = old.endpoint_arn if old else None
-        _attach_endpoint(deps, device)
         new_secret = auth.new_device_secret() if old is None else None
         device.secret_hash = auth.hash_token(new_secret) if new_secret else old.secret_hash  # type: ignore[union-attr]
+        device.endpoint_arn = old.endpoint_arn if old else None
+        _attach_endpoint(deps, device)
         try:
-            deps.devices.save_profile(device, create=old is None)
+            deps.devices.save_profile(device, create=old is None, handover=_handover(deps, device, old))
         except ConcurrentUpdate:
-            # Another registration created the device first, or it was
-            # deleted or re-created meanwhile: decide again on what is stored.
-            # (An endpoint created for a lost creation stays unused.)
+            # Another registration created the device first, it was deleted
+            # or re-created meanwhile, or the endpoint's claim moved: decide
+            # again on what is stored.
             log.info("device registration raced; re-reading", extra={"device_id": device_id})
+            _abandon_endpoint(deps, device, old)
             tried = new_secret
             continue
+        except Exception:
+            _abandon_endpoint(deps, device, old)
+            raise
         answer: dict[str, Any] = {"device_id": device_id, "push_enabled": device.push_enabled}
         if new_secret:
             answer["device_secret"] = new_secret
@@ -196,19 +293,23 @@ def get_device(deps: Deps, device_id: str) -> dict[str, Any]:
 
 def delete_device(deps: Deps, device_id: str, *, role: str = auth.ADMIN, secret: str | None = None) -> None:
     """Right to be forgotten: the profile, the location state and the SNS
-    endpoint. Delivery records keep no location. An app key needs the
-    device's secret (:func:`authorize_device`)."""
-    device = device_or_404(deps, device_id)
-    authorize_device(device, role, secret)
-    if device.endpoint_arn and deps.push is not None:
+    endpoint — unless another device record now holds that endpoint (the
+    same push token registered again under another id). An app key needs
+    the device's secret (:func:`authorized_device`: 403 for an unknown id)."""
+    device = authorized_device(deps, device_id, role, secret)
+    arn = device.endpoint_arn
+    claim = deps.devices.get_endpoint_claim(arn) if arn else None
+    ours = claim is not None and claim.owner == device.device_id
+    if arn and deps.push is not None and (claim is None or ours):
         try:
-            deps.push.delete_endpoint(device.endpoint_arn)
+            deps.push.delete_endpoint(arn)
         except PushError as exc:
             raise Unavailable(f"could not delete the push endpoint ({exc.reason}); retry", "device_id") from None
     try:
         # An app key deletes only the device its secret was checked against.
-        deps.devices.delete_device(device_id, secret_hash=None if role == auth.ADMIN else device.secret_hash)
+        deps.devices.delete_device(device_id, secret_hash=None if role == auth.ADMIN else device.secret_hash,
+                                   release=claim if ours else None)
     except ConcurrentUpdate:
         # Deleted (or deleted and registered again) since the read above.
-        authorize_device(device_or_404(deps, device_id), role, secret)
+        authorized_device(deps, device_id, role, secret)
         raise Conflict("the device was changed concurrently; retry", "device_id") from None

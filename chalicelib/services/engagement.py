@@ -14,7 +14,7 @@ from chalicelib.errors import InvalidGeometry, InvalidInput, NotFound
 from chalicelib.geo.geojson import parse_feature
 from chalicelib.geo.shape import FenceShape
 from chalicelib.push.model import FAILED, HELD, SENT, SUPPRESSED, Delivery
-from chalicelib.services.devices import authorize_device, device_or_404
+from chalicelib.services.devices import authorized_device
 from chalicelib.services.geofences import fence_or_404
 from chalicelib.services import delivery_sweep
 from chalicelib.services.campaigns import campaign_or_404
@@ -131,7 +131,7 @@ def post_event(deps: Deps, body: Any, *, role: str = "admin", secret: str | None
         raise InvalidInput("at is in the future", "at")
     if etype == "push_opened" and did is None:
         raise InvalidInput("push_opened needs the delivery_id the push carried", "delivery_id")
-    authorize_device(device_or_404(deps, device_id), role, secret)
+    authorized_device(deps, device_id, role, secret)  # an app key: 403 for unknown ids too
     metrics.event(etype)
 
     window = deps.settings.conversion_window_hours * 3600.0

@@ -32,7 +32,7 @@ from chalicelib.presence import (
     exit_buffer_m,
     step,
 )
-from chalicelib.services.devices import authorize_device
+from chalicelib.services.devices import authorize_device, unknown_device
 from chalicelib.services.geofences import Match, ladder, match_fences
 from chalicelib.services.outbox import Entries, Result, deliver_outboxes, outbox_entries
 from chalicelib.ports import (
@@ -338,16 +338,16 @@ def _read_devices(
 ) -> tuple[dict[str, Device], dict[int, dict[str, IndexEntry]]]:
     """Round trip 1: the devices and every ladder row of every ping. An app
     key may post for one device only, and needs its secret: checked on the
-    device read here (403 before anything is written; an unknown device
-    stays a 404 / ``unknown_device``)."""
+    device read here (403 before anything is written — for an unknown
+    device too; an admin key gets ``unknown_device``)."""
     device_ids = sorted({p.device_id for p in pings})
     if role != auth.ADMIN and len(device_ids) > 1:
         raise Forbidden("an app key may post pings for one device only", "pings")
     devices, rows = deps.both(lambda: deps.devices.get_devices(device_ids), lambda: deps.fences.lookup_cells(cells.all_cells))
     retention.forget_expired(devices.values(), now, retention.location_ttl_s(deps.settings))  # an expired location is no state
     if role != auth.ADMIN:
-        for d in devices.values():
-            authorize_device(d, role, secret)
+        for did in device_ids:  # an unknown id answers as another device's: 403
+            authorize_device(devices.get(did) or unknown_device(did), role, secret)
     return devices, rows
 
 

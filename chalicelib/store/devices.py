@@ -18,7 +18,9 @@ from typing import Any
 from chalicelib.presence import LocationState
 from chalicelib.store.ddb import n as _n
 from chalicelib.store.ddb import s as _s
-from chalicelib.ports import ConcurrentUpdate, Device, RegionQuery
+from chalicelib.ports import ConcurrentUpdate, Device, EndpointClaim, EndpointHandover, RegionQuery
+from chalicelib.store.ddb import item_bytes
+from chalicelib.store.endpoint_claims import claim_from_item, claim_key, handover_writes, release_write
 from chalicelib.store.table import Item, Table
 from chalicelib.weather.region import fine_key, location_cell, region_keys
 
@@ -75,6 +77,101 @@ def _key(device_id: str) -> Item:
     return {"device_id": _s(device_id)}
 
 
+def attributes_json(attributes: dict[str, Any]) -> str:
+    """The ``attrs`` attribute: compact JSON, text kept as UTF-8 (an
+    escaped ``\\uXXXX`` would take 6-12 bytes of the item per character)."""
+    return json.dumps(attributes, separators=(",", ":"), ensure_ascii=False)
+
+
+def profile_item(device: Device) -> Item:
+    """What a registration stores, as DynamoDB attributes (the location
+    state and the outbox aside)."""
+    item: Item = {
+        "device_id": _s(device.device_id),
+        "platform": _s(device.platform),
+        "push_token": _s(device.push_token),
+        "attrs": _s(attributes_json(device.attributes)),
+        "consent": {"M": {k: {"BOOL": bool(v)} for k, v in device.consent.items()}},
+        "push_enabled": {"BOOL": device.push_enabled},
+        "updated_at": _s(device.updated_at),
+        "created_at": _s(device.created_at or device.updated_at),
+        "sv": _n(device.state_version),
+    }
+    for name, value in (("user_id", device.user_id), ("endpoint_arn", device.endpoint_arn),
+                        ("secret_hash", device.secret_hash)):
+        if value is not None:
+            item[name] = _s(value)
+    return item
+
+
+def profile_bytes(device: Device) -> int:
+    """The profile's stored size (:func:`chalicelib.store.ddb.item_bytes`)."""
+    return item_bytes(profile_item(device))
+
+
+def _profile_update(device: Device, create: bool | None) -> dict[str, Any]:
+    """The profile's ``UpdateItem`` arguments (key aside): conditional on the
+    id being free (``create=True``) or on the stored secret hash (``False``)."""
+    profile = profile_item(device)
+    values: dict[str, Any] = {
+        ":p": profile["platform"],
+        ":t": profile["push_token"],
+        ":a": profile["attrs"],
+        ":c": profile["consent"],
+        ":e": profile["push_enabled"],
+        ":now": profile["updated_at"],
+        ":z": _n(0),
+    }
+    sets = [
+        "platform = :p",
+        "push_token = :t",
+        "attrs = :a",
+        "#c = :c",
+        "push_enabled = :e",
+        "updated_at = :now",
+        "created_at = if_not_exists(created_at, :now)",
+    ]
+    removes = []
+    if device.user_id is not None:
+        sets.append("user_id = :u")
+        values[":u"] = _s(device.user_id)
+    else:
+        removes.append("user_id")
+    if device.endpoint_arn is not None:
+        sets.append("endpoint_arn = :arn")
+        values[":arn"] = _s(device.endpoint_arn)
+    else:
+        removes.append("endpoint_arn")
+    if device.location_consent:
+        sets.append("sv = if_not_exists(sv, :z)")
+    else:
+        # Consent withdrawn: forget the location at once (and leave the region index).
+        removes += ["st", "wa", "rc", "rf"]
+        sets.append("sv = if_not_exists(sv, :z) + :one")
+        values[":one"] = _n(1)
+    condition: dict[str, Any] = {}
+    if device.secret_hash is not None:
+        values[":h"] = _s(device.secret_hash)
+    if create is True:
+        condition["ConditionExpression"] = "attribute_not_exists(device_id)"
+        if device.secret_hash is not None:
+            sets.append("secret_hash = :h")
+    elif create is False:
+        has = "secret_hash = :h" if device.secret_hash is not None else "attribute_not_exists(secret_hash)"
+        condition["ConditionExpression"] = f"attribute_exists(device_id) AND {has}"
+    elif device.secret_hash is not None:
+        sets.append("secret_hash = if_not_exists(secret_hash, :h)")
+    expr = "SET " + ", ".join(sets)
+    if removes:
+        expr += " REMOVE " + ", ".join(removes)
+    return {
+        "UpdateExpression": expr,
+        "ExpressionAttributeNames": {"#c": "consent"},
+        "ExpressionAttributeValues": values,
+        **condition,
+    }
+
+
 class DynamoDevices:
     """``region_shards``: partitions per coarse cell of the region index.
     ``region_queries_made``/``region_items_read`` count the index reads
@@ -96,72 +193,32 @@ class DynamoDevices:
         keys = [_key(d) for d in sorted(set(device_ids))]
         return {i["device_id"]["S"]: device_from_item(i) for i in self.table.batch_get(keys)}
 
-    def save_profile(self, device: Device, *, create: bool | None = None) -> bool:
+    def save_profile(
+        self, device: Device, *, create: bool | None = None, handover: EndpointHandover | None = None
+    ) -> bool:
         """One ``UpdateItem``; ``create`` makes it conditional (see the port):
         ``attribute_not_exists(device_id)`` to create, the stored secret hash
-        to update."""
-        values: dict[str, Any] = {
-            ":p": _s(device.platform),
-            ":t": _s(device.push_token),
-            ":a": _s(json.dumps(device.attributes, separators=(",", ":"))),
-            ":c": {"M": {k: {"BOOL": bool(v)} for k, v in device.consent.items()}},
-            ":e": {"BOOL": device.push_enabled},
-            ":now": _s(device.updated_at),
-            ":z": _n(0),
-        }
-        sets = [
-            "platform = :p",
-            "push_token = :t",
-            "attrs = :a",
-            "#c = :c",
-            "push_enabled = :e",
-            "updated_at = :now",
-            "created_at = if_not_exists(created_at, :now)",
-        ]
-        removes = []
-        if device.user_id is not None:
-            sets.append("user_id = :u")
-            values[":u"] = _s(device.user_id)
-        else:
-            removes.append("user_id")
-        if device.endpoint_arn is not None:
-            sets.append("endpoint_arn = :arn")
-            values[":arn"] = _s(device.endpoint_arn)
-        else:
-            removes.append("endpoint_arn")
-        if device.location_consent:
-            sets.append("sv = if_not_exists(sv, :z)")
-        else:
-            # Consent withdrawn: forget the location at once (and leave the region index).
-            removes += ["st", "wa", "rc", "rf"]
-            sets.append("sv = if_not_exists(sv, :z) + :one")
-            values[":one"] = _n(1)
-        condition: dict[str, Any] = {}
-        if device.secret_hash is not None:
-            values[":h"] = _s(device.secret_hash)
-        if create is True:
-            condition["ConditionExpression"] = "attribute_not_exists(device_id)"
-            if device.secret_hash is not None:
-                sets.append("secret_hash = :h")
-        elif create is False:
-            has = "secret_hash = :h" if device.secret_hash is not None else "attribute_not_exists(secret_hash)"
-            condition["ConditionExpression"] = f"attribute_exists(device_id) AND {has}"
-        elif device.secret_hash is not None:
-            sets.append("secret_hash = if_not_exists(secret_hash, :h)")
-        expr = "SET " + ", ".join(sets)
-        if removes:
-            expr += " REMOVE " + ", ".join(removes)
-        resp = self.table.update_if(
-            _key(device.device_id),
-            UpdateExpression=expr,
-            ExpressionAttributeNames={"#c": "consent"},
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_OLD",
-            **condition,
-        )
+        to update. With ``handover``, one ``TransactWriteItems`` of that
+        update and the endpoint claims' writes
+        (:func:`~chalicelib.store.endpoint_claims.handover_writes`)."""
+        update = _profile_update(device, create)
+        if handover is not None:
+            writes = [{"Update": {"TableName": self.table.name, "Key": _key(device.device_id), **update}}]
+            writes += handover_writes(self.table.name, device, handover)
+            if not self.table.transact_if(writes):
+                raise ConcurrentUpdate(device.device_id)
+            return create is True
+        resp = self.table.update_if(_key(device.device_id), ReturnValues="ALL_OLD", **update)
         if resp is None:
             raise ConcurrentUpdate(device.device_id)
         return not resp.get("Attributes")
+
+    def profile_bytes(self, device: Device) -> int:
+        return profile_bytes(device)
+
+    def get_endpoint_claim(self, endpoint_arn: str) -> EndpointClaim | None:
+        item = self.table.get(claim_key(endpoint_arn), consistent=True)
+        return claim_from_item(item) if item else None
 
     def save_state(self, device_id: str, expected_version: int, state: LocationState | None, written_at: float,
                    outbox: dict[str, dict] | None = None) -> None:
@@ -203,10 +260,18 @@ class DynamoDevices:
             ExpressionAttributeNames=names,
         )
 
-    def delete_device(self, device_id: str, *, secret_hash: str | None = None) -> bool:
+    def delete_device(
+        self, device_id: str, *, secret_hash: str | None = None, release: EndpointClaim | None = None
+    ) -> bool:
         condition: dict[str, Any] = {}
         if secret_hash is not None:
             condition = {"ConditionExpression": "secret_hash = :h", "ExpressionAttributeValues": {":h": _s(secret_hash)}}
+        if release is not None:
+            writes = [{"Delete": {"TableName": self.table.name, "Key": _key(device_id), **condition}},
+                      release_write(self.table.name, release)]
+            if not self.table.transact_if(writes):
+                raise ConcurrentUpdate(device_id)
+            return True
         resp = self.table.delete_if(_key(device_id), ReturnValues="ALL_OLD", **condition)
         if resp is None:
             raise ConcurrentUpdate(device_id)

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Iterator
 from chalicelib.presence import LocationState
 from chalicelib.store.memory_base import Tally
 from chalicelib.store.memory_region import RegionIndex
-from chalicelib.ports import ConcurrentUpdate, Device, RegionQuery
+from chalicelib.ports import ConcurrentUpdate, Device, EndpointClaim, EndpointHandover, RegionQuery
+from chalicelib.store.devices import profile_bytes
 
 
 class MemoryDevices:
@@ -27,6 +28,8 @@ class MemoryDevices:
         self._region = RegionIndex(region_shards)
         self.region_queries_made = 0
         self.region_items_read = 0
+        #: Endpoint claims by endpoint ARN (the claim items' twin).
+        self.claims: dict[str, EndpointClaim] = {}
 
     def get_device(self, device_id: str, consistent: bool = False) -> Device | None:
         d = self.devices.get(device_id)
@@ -36,13 +39,18 @@ class MemoryDevices:
         self.tally.read()
         return {d: copy.deepcopy(self.devices[d]) for d in device_ids if d in self.devices}
 
-    def save_profile(self, device: Device, *, create: bool | None = None) -> bool:
+    def save_profile(
+        self, device: Device, *, create: bool | None = None, handover: EndpointHandover | None = None
+    ) -> bool:
         with self._lock:
             cur = self.devices.get(device.device_id)
             if create is True and cur is not None:
                 raise ConcurrentUpdate(device.device_id)
             if create is False and (cur is None or cur.secret_hash != device.secret_hash):
                 raise ConcurrentUpdate(device.device_id)
+            if handover is not None:
+                self._check_handover(device, handover)
+                self._apply_handover(device, handover)
             if cur is None:
                 self.devices[device.device_id] = new = copy.deepcopy(device)
                 self._region.set(new.device_id, new)
@@ -59,6 +67,43 @@ class MemoryDevices:
             self.devices[device.device_id] = new
             self._region.set(new.device_id, new)
             return False
+
+    def _check_handover(self, device: Device, handover: EndpointHandover) -> None:
+        """Every condition of the DynamoDB transaction, before any change."""
+        arn, seen = device.endpoint_arn, handover.seen
+        held = self.claims.get(arn) if arn is not None else None
+        if arn is not None and seen is not None and seen.owner == device.device_id:
+            if held is None or held.owner != device.device_id:
+                raise ConcurrentUpdate(device.device_id)
+        elif arn is not None:
+            if held != seen:
+                raise ConcurrentUpdate(device.device_id)
+            if handover.displace and seen is not None and seen.owner != device.device_id:
+                prev = self.devices.get(seen.owner)
+                if prev is None or prev.endpoint_arn != arn:
+                    raise ConcurrentUpdate(device.device_id)
+        release = handover.release
+        if release is not None and release.endpoint_arn != arn and self.claims.get(release.endpoint_arn) != release:
+            raise ConcurrentUpdate(device.device_id)
+
+    def _apply_handover(self, device: Device, handover: EndpointHandover) -> None:
+        arn, seen = device.endpoint_arn, handover.seen
+        if arn is not None and not (seen is not None and seen.owner == device.device_id):
+            version = seen.version + 1 if seen is not None else 1
+            self.claims[arn] = EndpointClaim(arn, device.device_id, version)
+            if handover.displace and seen is not None and seen.owner != device.device_id:
+                prev = self.devices[seen.owner]
+                prev.endpoint_arn, prev.push_enabled = None, False
+                self._region.set(prev.device_id, prev)
+        if handover.release is not None and handover.release.endpoint_arn != arn:
+            del self.claims[handover.release.endpoint_arn]
+
+    def profile_bytes(self, device: Device) -> int:
+        return profile_bytes(device)
+
+    def get_endpoint_claim(self, endpoint_arn: str) -> EndpointClaim | None:
+        with self._lock:
+            return self.claims.get(endpoint_arn)
 
     def save_state(self, device_id: str, expected_version: int, state: LocationState | None, written_at: float,
                    outbox: dict[str, dict] | None = None) -> None:
@@ -81,12 +126,18 @@ class MemoryDevices:
                     cur.outbox.pop(k, None)
                 self.tally.write()
 
-    def delete_device(self, device_id: str, *, secret_hash: str | None = None) -> bool:
+    def delete_device(
+        self, device_id: str, *, secret_hash: str | None = None, release: EndpointClaim | None = None
+    ) -> bool:
         with self._lock:
             if secret_hash is not None:
                 cur = self.devices.get(device_id)
                 if cur is None or cur.secret_hash != secret_hash:
                     raise ConcurrentUpdate(device_id)
+            if release is not None:
+                if self.claims.get(release.endpoint_arn) != release:
+                    raise ConcurrentUpdate(device_id)
+                del self.claims[release.endpoint_arn]
             self._region.set(device_id, None)
             return self.devices.pop(device_id, None) is not None
 

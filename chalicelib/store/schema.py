@@ -308,9 +308,24 @@ def decode_page_token(token: str, index: str) -> str:
         raise bad from None
     if not isinstance(data, dict) or data.get("i") != index or not isinstance(data.get("k"), str):
         raise bad
-    if not _CK.fullmatch(data["k"]):
+    if not _CK.fullmatch(data["k"]) or not _listable_ck(data["k"]):
         raise bad
     return data["k"]
+
+
+def _listable_ck(ck: str) -> bool:
+    """The checksum's key is in this source, so it proves nothing: every
+    value a token carries is checked as if it came from outside. A sort key
+    is the fixed-width creation time :func:`fixed` writes (a time a calendar
+    date exists for) and a delivery id."""
+    head = ck.split("#", 1)[0]
+    if len(head) != len(fixed(0)):
+        return False
+    try:
+        day_of(float(head))
+    except (ValueError, OverflowError, OSError):
+        return False
+    return True
 
 
 def ck_day(ck: str) -> str:

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.errors import Unavailable
 from chalicelib.retry import RetryPolicy
-from chalicelib.store.ddb import conditional_failed
+from chalicelib.store.ddb import conditional_failed, transaction_lost
 
 Item = dict[str, Any]
 THROTTLED = ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded")
@@ -94,6 +94,20 @@ class Table:
 
     def delete_if(self, key: Item, **kwargs: Any) -> dict[str, Any] | None:
         return self.call_if("delete_item", Key=key, **kwargs)
+
+    def transact_if(self, writes: list[Item]) -> bool:
+        """``TransactWriteItems``: every write or none. False when it was
+        cancelled by a condition that did not hold or a conflicting
+        transaction (re-read and retry); throttling → :class:`Unavailable`."""
+        try:
+            self._raw("transact_write_items", TransactItems=writes)
+        except ClientError as exc:
+            if transaction_lost(exc):
+                return False
+            if "Throttl" in str(exc.response.get("CancellationReasons", "")) or "Throttl" in str(exc):
+                raise _throttled() from None
+            raise
+        return True
 
     # ------------------------------------------------------------ pages
     def pages(

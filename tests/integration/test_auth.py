@@ -277,11 +277,24 @@ def test_an_app_key_request_touches_one_device(fresh):
     assert snapshot() == before
 
 
-def test_an_unknown_device_is_404_for_an_app_key(fresh):
-    for method, path, payload in (("POST", "/v1/pings", {**PING, "device_id": "ghost"}),
-                                  ("POST", "/v1/events", {**EVENT, "device_id": "ghost"}),
-                                  ("DELETE", "/v1/devices/ghost", None)):
-        r = fresh.call(method, path, APP_KEY, "anything", payload)
+def test_an_app_key_cannot_tell_an_unknown_device_from_another_devices(fresh):
+    """Unknown and foreign ids get the same 403 (status, field, message) with
+    an app key, with and without a secret; the admin key gets the 404."""
+    fresh.register("d2")
+    for method, payload_for in (("POST /v1/pings", lambda d: {**PING, "device_id": d}),
+                                ("POST /v1/events", lambda d: {**EVENT, "device_id": d}),
+                                ("DELETE /v1/devices/{}", lambda d: None)):
+        verb, path = method.split(" ")
+        for secret in ("anything", None):
+            answers = []
+            for device_id in ("ghost", "d2"):
+                r = fresh.call(verb, path.format(device_id), APP_KEY, secret, payload_for(device_id))
+                answers.append((r.status_code, body(r)["error"]))
+            assert answers[0] == answers[1] and answers[0][0] == 403, answers
+            assert answers[0][1]["field"] == "X-Device-Secret"
+    for verb, path, payload in (("POST", "/v1/events", {**EVENT, "device_id": "ghost"}),
+                                ("DELETE", "/v1/devices/ghost", None)):
+        r = fresh.call(verb, path, ADMIN_KEY, None, payload)
         assert r.status_code == 404 and body(r)["error"]["field"] == "device_id", r.body
 
 
@@ -336,16 +349,18 @@ def test_a_conditional_delete_takes_only_the_checked_device(store):
 
 
 class _AtomicWrites:
-    """DynamoDB applies each conditional write to an item atomically; moto's
-    in-process backend takes no lock, so this test serialises the writes
-    themselves. The reads — where the race is — stay concurrent."""
+    """DynamoDB applies each request atomically; moto's in-process backend
+    takes no lock (a transaction's new item is visible half-written), so
+    this test serialises each call, as the local stack's emulator does. The
+    race under test — between the service's read and its conditional
+    write, two calls — stays open."""
 
     def __init__(self, client):
         self._client, self._lock = client, threading.Lock()
 
     def __getattr__(self, name):
         fn = getattr(self._client, name)
-        if name not in ("update_item", "put_item", "delete_item"):
+        if name.startswith(("can_", "get_paginator", "get_waiter")) or not callable(fn) or name == "meta":
             return fn
 
         def locked(**kwargs):

@@ -187,12 +187,25 @@ def test_the_secret_is_checked_before_consent(mem_deps):
     assert exc.value.field == "consent.location"
 
 
-def test_an_unknown_device_is_404_for_an_app_key_as_the_spec_says(mem_deps):
+def test_an_unknown_device_is_403_for_an_app_key_as_a_foreign_one_is(mem_deps):
+    """An app key cannot probe which device ids exist: an unknown id answers
+    exactly as another device's id does; only the admin key sees the 404."""
+    register(mem_deps, "other")
     for call in (ping, event, delete):
-        with pytest.raises(NotFound):
-            call(mem_deps, "ghost", secret="anything")
-    out = handle_pings(mem_deps, {"pings": [{"device_id": "ghost", "lat": 1, "lng": 1}]}, role=auth.APP)
+        for secret in ("anything", None):
+            answers = []
+            for device_id in ("ghost", "other"):
+                with pytest.raises(Forbidden) as exc:
+                    call(mem_deps, device_id, secret=secret)
+                answers.append((exc.value.field, exc.value.message))
+            assert answers[0] == answers[1] and answers[0][0] == "X-Device-Secret"
+    with pytest.raises(Forbidden):
+        handle_pings(mem_deps, {"pings": [{"device_id": "ghost", "lat": 1, "lng": 1}]}, role=auth.APP, secret="x")
+    out = handle_pings(mem_deps, {"pings": [{"device_id": "ghost", "lat": 1, "lng": 1}]}, role=auth.ADMIN)
     assert out["results"][0]["reason"] == "unknown_device"
+    for call in (event, delete):
+        with pytest.raises(NotFound):
+            call(mem_deps, "ghost", role=auth.ADMIN)
 
 
 def test_a_device_from_before_secrets_is_the_admins_alone(mem_deps):
@@ -248,9 +261,9 @@ def test_a_creation_that_landed_though_its_retry_failed_still_answers_its_secret
     real = mem_deps.devices.save_profile
     calls = []
 
-    def lost_answer(device, *, create=None):
+    def lost_answer(device, *, create=None, **kw):
         calls.append(create)
-        real(device, create=create)
+        real(device, create=create, **kw)
         if len(calls) == 1:
             raise ConcurrentUpdate(device.device_id)
         return True
