@@ -55,6 +55,12 @@ SOURCES = {
     "Lambda/SQS scaling": "https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html — standard queue: "
                           "'starts processing five batches at a time', then 'up to 300 more instances per minute', "
                           "at most 1,000 batches at once (MaximumConcurrency 2-1,000)",
+    "SQS mapping provisioned mode": "https://docs.aws.amazon.com/lambda/latest/api/API_ProvisionedPollerConfig.html, "
+                                    "https://docs.amazonaws.cn/en_us/lambda/latest/dg/services-sqs-scaling.html — "
+                                    "MinimumPollers (2-200) / MaximumPollers; '3 times faster scaling and up to 16 "
+                                    "times higher processing capacity'. The what-ifs assume it keeps the mapping at "
+                                    "full concurrency from the start (how many invocations a poller drives is not "
+                                    "stated in what was found)",
     "Lambda scaling rate": "https://docs.aws.amazon.com/lambda/latest/dg/scaling-behavior.html — 1,000 execution "
                            "environments per 10 s per function (not binding next to the SQS mapping's 300/min)",
     "Lambda concurrency": "AWS default account concurrency 1,000 per Region (shared by every function unless "
@@ -98,7 +104,7 @@ class Params:
     cold_start_s: float = 0.6  # init + runtime start (assumed; `import app` alone is 0.14 s, BENCHMARKS.md (d))
     lanes: int = 1  # devices in flight per invocation (send_chunk decides one after another: 1)
     cpu_per_device_s: float = 42e-6  # decide() with fakes, one core (BENCHMARKS.md (e))
-    memory_mb: int = 1_024  # prod lambda_memory_size (CPU share = memory / 1,769 MB)
+    memory_mb: int = 1_024  # prod lambda_memory_size, both functions (CPU share = memory / 1,769 MB)
     sqs_call_s: float = 0.015  # SendMessageBatch latency (assumed)
     sqs_pickup_s: float = 0.020  # message visible → invocation starts on a busy mapping (assumed)
     # planner
@@ -117,7 +123,8 @@ class Params:
 
     @property
     def vcpu(self) -> float:
-        return min(self.memory_mb / LAMBDA_MB_PER_VCPU, 6.0)
+        """CPU one Python thread gets: the memory's share, at most one vCPU (the GIL)."""
+        return min(self.memory_mb / LAMBDA_MB_PER_VCPU, 1.0)
 
     @property
     def concurrency_limit(self) -> int:
@@ -246,6 +253,43 @@ def plan_phase(p: Params, counts: list[int]) -> PlanResult:
                       items * p.retained_bytes / 2 ** 20)
 
 
+def measure_parse(n: int = 4_000, repeat: int = 5) -> tuple[float, float]:
+    """Re-measure ``parse_us`` and ``retained_bytes`` here: botocore's parser
+    on one Query response of ``n`` by_region items (no network), then
+    ``_region_device`` on each, as the planner does. → (CPU µs per item, best
+    of ``repeat``; bytes a parsed item keeps)."""
+    import gc
+    import tracemalloc
+
+    import botocore.session
+    from botocore.parsers import create_parser
+
+    from chalicelib.store.devices import _region_device
+
+    op = botocore.session.get_session().get_service_model("dynamodb").operation_model("Query")
+    parser = create_parser("json")
+    st = '{"lat":29.76,"lng":-95.37,"ts":1790000000.0,"cell":"8928303588fffff","acc":null,"in":{}}'
+    items = [{"device_id": {"S": f"d-{i:020d}"}, "rc": {"S": "832830fffffffff#2"}, "rf": {"S": "8928303588fffff"},
+              "st": {"S": st}, "consent": {"M": {"push": {"BOOL": True}, "location": {"BOOL": True}}},
+              "push_enabled": {"BOOL": True}, "sv": {"N": "3"}} for i in range(n)]
+    body = json.dumps({"Items": items, "Count": n, "ScannedCount": n}).encode()
+    response = {"status_code": 200, "headers": {}, "body": body}
+    best = math.inf
+    for _ in range(repeat):
+        t = time.process_time()
+        got = parser.parse(response, op.output_shape)
+        devices = [_region_device(i) for i in got["Items"]]
+        assert len(devices) == n
+        best = min(best, time.process_time() - t)
+    gc.collect()
+    tracemalloc.start()
+    kept = parser.parse(response, op.output_shape)
+    size = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del kept
+    return best / n * 1e6, size / n
+
+
 # ------------------------------------------------------------------ the fan-out
 @dataclass
 class FanoutResult:
@@ -365,19 +409,24 @@ def simulate_fanout(p: Params, visible: np.ndarray) -> FanoutResult:
 
 
 # ------------------------------------------------------------------ ceilings and verdict
+def _mean(median: float, p99: float) -> float:
+    return median * math.exp(_sigma(median, p99) ** 2 / 2)
+
+
+def chunk_time_s(p: Params) -> float:
+    """One invocation's time for a full chunk, warm, with no waiting for capacity."""
+    ddb = _mean(p.ddb_median_s, p.ddb_p99_s)
+    per_device = (3 + (2 if p.caps else 0)) * ddb + _mean(p.sns_median_s, p.sns_p99_s) + p.cpu_per_device_s / p.vcpu
+    return p.sqs_pickup_s + 2 * ddb + per_device * math.ceil(p.chunk / max(1, min(p.lanes, p.chunk)))
+
+
 def ceilings(p: Params) -> dict[str, float]:
     """Steady-state publish rates (pushes/s) each limit allows."""
-    ddb_mean = math.exp(math.log(p.ddb_median_s) + _sigma(p.ddb_median_s, p.ddb_p99_s) ** 2 / 2)
-    sns_mean = math.exp(math.log(p.sns_median_s) + _sigma(p.sns_median_s, p.sns_p99_s) ** 2 / 2)
-    calls = 3 + (2 if p.caps else 0)
-    per_device = calls * ddb_mean + sns_mean + p.cpu_per_device_s / p.vcpu
-    per_chunk = p.sqs_pickup_s + 2 * ddb_mean
-    chunk_time = per_chunk + per_device * p.chunk / max(1, min(p.lanes, p.chunk))
     return {
         "SNS Publish quota": p.sns_quota,
         "DynamoDB deliveries table (write units)": p.deliveries_wcu / p.writes_per_device(),
         "DynamoDB devices table (read units)": p.devices_rcu / 0.5,
-        "Lambda concurrency x per-device latency": p.concurrency_limit * p.chunk / chunk_time,
+        "Lambda concurrency x per-device latency": p.concurrency_limit * p.chunk / chunk_time_s(p),
         "planner SendMessageBatch (serial)": SQS_BATCH * p.chunk / p.sqs_call_s,
     }
 
@@ -408,8 +457,14 @@ class Outcome:
         return max(0.0, (slots - p.esm_initial) * 60.0 / p.esm_ramp_per_min)
 
     def binding(self) -> str:
-        c = ceilings(self.params)
+        p = self.params
+        c = ceilings(p)
         name = min(c, key=lambda n: c[n])
+        chunks = math.ceil(p.devices / p.chunk)
+        waves = math.ceil(chunks / p.concurrency_limit)
+        if waves * chunk_time_s(p) >= 0.8 * self.fanout_s and chunks % p.concurrency_limit:
+            return (f"chunk waves: {chunks:,} chunks on {p.concurrency_limit:,} instances = {waves} rounds of "
+                    f"~{chunk_time_s(p):.1f} s (the last one part-full)")
         if self.ramp_binds_s() > 0.25 * self.fanout_s:
             return f"{name} + SQS mapping ramp ({self.ramp_binds_s():.0f} s)"
         return name
@@ -428,6 +483,8 @@ def scenarios(base: Params) -> list[tuple[str, str, Params]]:
     r = dataclasses.replace
     warm = r(base, deliveries_wcu=40_000.0, devices_rcu=40_000.0)
     ramped = r(warm, esm_initial=warm.esm_max, cold_start_s=0.0)
+    nocode = r(base, deliveries_wcu=100_000.0, devices_rcu=100_000.0, concurrency=1_500, reserved=1_500, esm_max=1_500,
+               esm_initial=1_500, cold_start_s=0.0)
     return [
         ("current design", "defaults: chunk 100, no reserved concurrency, new on-demand tables", base),
         ("chunk 500", "HEXCAST_FANOUT_CHUNK=500 (code supports it)", r(base, chunk=500)),
@@ -439,6 +496,12 @@ def scenarios(base: Params) -> list[tuple[str, str, Params]]:
         ("+ 16 in flight, chunk 500, 100k WCU", "+ table quota raise to 100,000 and warm throughput 100,000; "
                                                 "HEXCAST_FANOUT_CHUNK=500",
          r(ramped, lanes=16, chunk=500, deliveries_wcu=100_000.0, devices_rcu=100_000.0)),
+        ("no code change: 100k WCU, 1,500 pre-scaled", "100k WCU/RCU as above, chunk 100, account concurrency "
+                                                         "1,500 (quota raise), reserved 1,500 for send_fanout, SQS "
+                                                         "mapping provisioned mode at 1,500, no cold start",
+         nocode),
+        ("the same with chunk 500", "HEXCAST_FANOUT_CHUNK=500: 2,000 chunks of ~23 s each on 1,500 instances",
+         r(nocode, chunk=500)),
         ("16 in flight, 100k WCU, default mapping", "as above but the SQS mapping's default ramp and cold starts",
          r(base, lanes=16, chunk=500, deliveries_wcu=100_000.0, devices_rcu=100_000.0)),
     ]
@@ -478,6 +541,15 @@ def report(o: Outcome) -> str:
                      f"{1 / b.per:,.0f} {unit}/s |")
     lines.append(f"| SNS Publish | {f.published:,} published; callers waited {_fmt_s(f.sns.waits)} in all | "
                  f"{p.sns_quota:,.0f}/s |")
+    need_mb = pl.items * p.retained_bytes / 2 ** 20 + 200  # + the runtime and the code
+    one_vcpu = (pl.items * p.parse_us + p.devices * p.select_us) * 1e-6
+    if pl.memory_mb > p.memory_mb or pl.total_s > p.planner_timeout_s:
+        lines += ["", f"The planner cannot plan this storm as configured (the fan-out below assumes it did). It needs "
+                      f"~{need_mb:,.0f} MB (plan_alerts lambda_memory_size; Lambda allows 10,240) and, at >= 1,769 MB "
+                      f"(one vCPU), ~{one_vcpu:,.0f} s + enqueue {pl.enqueue_s:,.0f} s within its timeout "
+                      f"(plan_alerts lambda_timeout; at most 900 s): both settings .chalice/config.json supports. "
+                      f"Faster needs a code change: parse fewer bytes per item, or stream Query pages into chunk "
+                      f"messages instead of holding every item before the first chunk is sent."]
     lines += ["", "Steady-state ceilings (pushes/s): " + "; ".join(f"{k} {v:,.0f}" for k, v in ceilings(p).items()), ""]
     lines += [
         f"Last push: {_fmt_s(f.last_push_s)} after the alert reached the planner = planning {_fmt_s(pl.query_s)} "
@@ -507,6 +579,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Params, argparse.Namespac
             ap.add_argument(flag, type=float if f.type == "float" else int, default=f.default)
     ap.add_argument("--no-scenarios", action="store_true", help="only the parameters given, no what-if table")
     ap.add_argument("--sources", action="store_true", help="print where each default comes from")
+    ap.add_argument("--measure-parse", action="store_true",
+                    help="measure --parse-us and --retained-bytes on this machine and use them")
     ns = ap.parse_args(argv)
     params = Params(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(Params)})
     return params, ns
@@ -514,6 +588,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Params, argparse.Namespac
 
 def main(argv: list[str] | None = None) -> None:
     p, ns = parse_args(argv)
+    if ns.measure_parse:
+        us, kept = measure_parse()
+        print(f"measured here: botocore parse + _region_device {us:.1f} µs a by_region item (CPU), "
+              f"{kept:,.0f} bytes kept per parsed item\n")
+        p = dataclasses.replace(p, parse_us=round(us, 1), retained_bytes=int(kept))
     if ns.sources:
         for k, v in SOURCES.items():
             print(f"- {k}: {v}")
