@@ -462,7 +462,7 @@ class Outcome:
         name = min(c, key=lambda n: c[n])
         chunks = math.ceil(p.devices / p.chunk)
         waves = math.ceil(chunks / p.concurrency_limit)
-        if waves * chunk_time_s(p) >= 0.8 * self.fanout_s and chunks % p.concurrency_limit:
+        if waves * chunk_time_s(p) > 1.1 * p.devices / c[name]:  # whole chunks per instance, not the rate, bind
             return (f"chunk waves: {chunks:,} chunks on {p.concurrency_limit:,} instances = {waves} rounds of "
                     f"~{chunk_time_s(p):.1f} s (the last one part-full)")
         if self.ramp_binds_s() > 0.25 * self.fanout_s:
@@ -502,7 +502,8 @@ def scenarios(base: Params) -> list[tuple[str, str, Params]]:
          nocode),
         ("the same with chunk 500", "HEXCAST_FANOUT_CHUNK=500: 2,000 chunks of ~23 s each on 1,500 instances",
          r(nocode, chunk=500)),
-        ("16 in flight, 100k WCU, default mapping", "as above but the SQS mapping's default ramp and cold starts",
+        ("16 in flight, 100k WCU, default mapping", "16 in flight, chunk 500, 100k WCU, but the SQS mapping's default "
+                                                  "ramp and cold starts",
          r(base, lanes=16, chunk=500, deliveries_wcu=100_000.0, devices_rcu=100_000.0)),
     ]
 
