@@ -41,7 +41,7 @@ import heapq
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -202,14 +202,14 @@ class PlanResult:
         return self.query_s + self.enqueue_s
 
 
-def texas():
-    """Texas from the states fixture (shapely, lng/lat)."""
+def state(name: str = "Texas"):
+    """A state from the states fixture (shapely, lng/lat)."""
     import shapely.geometry
 
     from benchmarks.data import REPO
 
     states = json.loads((REPO / "tests" / "fixtures" / "us_states.geojson").read_text())["features"]
-    return shapely.geometry.shape(next(f for f in states if f["properties"]["name"] == "Texas")["geometry"])
+    return shapely.geometry.shape(next(f for f in states if f["properties"]["name"] == name)["geometry"])
 
 
 def items_per_query(p: Params, area) -> list[int]:
@@ -304,7 +304,6 @@ class FanoutResult:
     invocations: int
     cold_starts: int
     published_at_full: int = 0  # pushes published before full concurrency
-    timeline: list[tuple[float, int]] = field(default_factory=list)
 
 
 def chunk_visible_times(p: Params, start_s: float) -> np.ndarray:
@@ -348,7 +347,6 @@ def simulate_fanout(p: Params, visible: np.ndarray) -> FanoutResult:
     last = 0.0
     next_chunk = 0
     invocations = cold_starts = 0
-    timeline: list[tuple[float, int]] = []
 
     def push(t: float, kind: int, k: int, pend: int) -> None:
         nonlocal seq
@@ -401,11 +399,9 @@ def simulate_fanout(p: Params, visible: np.ndarray) -> FanoutResult:
             published += 1
             if out > last:
                 last = out
-            if published % 10_000 == 0:
-                timeline.append((out, published))
             push(out, PRE, k, 1)
     return FanoutResult(t0, last, published, peak, full_at, sns, deliv, devtab, invocations, cold_starts,
-                        published_at_full, timeline)
+                        published_at_full)
 
 
 # ------------------------------------------------------------------ ceilings and verdict
@@ -472,7 +468,7 @@ class Outcome:
 
 def run(p: Params, counts: list[int] | None = None, area=None) -> Outcome:
     if counts is None:
-        counts = items_per_query(p, texas() if area is None else area)
+        counts = items_per_query(p, state() if area is None else area)
     plan = plan_phase(p, counts)
     fan = simulate_fanout(p, chunk_visible_times(p, plan.query_s))
     return Outcome(p, plan, fan)
@@ -599,7 +595,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"- {k}: {v}")
         print()
     t = time.perf_counter()
-    counts = items_per_query(p, texas())
+    counts = items_per_query(p, state())
     print(report(run(p, counts)))
     if not ns.no_scenarios:
         print("\nWhat it would take (each row changes what it says, on top of the defaults given):\n")

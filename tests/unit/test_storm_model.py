@@ -145,3 +145,14 @@ def test_the_parse_measurement_runs_the_planners_own_decoding():
     us, kept = measure_parse(n=200, repeat=1)
     assert us > 0
     assert 500 < kept < 20_000  # a parsed by_region item: a few nested dicts and strings
+
+
+def test_the_real_region_plan_reads_every_device_placed_inside():
+    from benchmarks.storm_model import items_per_query, state
+    from chalicelib.weather.targets import plan_area
+
+    p = Params(devices=6_360, plan_sample=5_000, shards=4)
+    area = state("Connecticut")  # the model runs Texas; a smaller state keeps the test fast
+    counts = items_per_query(p, area)
+    assert len(counts) == plan_area(area, shards=4).query_count  # one figure per real Query
+    assert sum(counts) == pytest.approx(p.devices / p.index_pass, rel=0.01)  # none missed, none twice
