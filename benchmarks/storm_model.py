@@ -372,7 +372,7 @@ def simulate_fanout(p: Params, visible: np.ndarray) -> FanoutResult:
                 full_at = start
                 published_at_full = published
             size = sizes[c]
-            g = devtab.take(start, 0.5 * size + 0.5)  # devices + the lineage, eventually consistent
+            g = devtab.take(start, 0.5 * size)  # eventually consistent (the lineage is on the alerts table)
             reads = max(ddb() for _ in range(math.ceil(size / BATCH_GET_MAX)))
             ready = g + ddb() + reads  # get_lineages, then get_devices (batches concurrent)
             left[k] = size
