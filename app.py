@@ -2,7 +2,7 @@
 
 from chalice import Chalice
 
-from chalicelib.api import campaigns, devices, geofences, health, maintenance, observability, pings, weather
+from chalicelib.api import campaigns, common, devices, geofences, health, maintenance, observability, pings, weather
 
 app = Chalice(app_name="hexcast")
 app.debug = False
@@ -10,6 +10,8 @@ app.api.binary_types = []
 
 # Every entry point (HTTP, SQS, schedules): JSON logs with the request id, EMF metrics.
 app.register_middleware(observability.observe, "all")
+# Chalice's own errors (405 for a method a path lacks, say) in the documented error body.
+app.register_middleware(common.error_shape, "http")
 
 app.register_blueprint(health.bp)
 app.register_blueprint(geofences.bp)

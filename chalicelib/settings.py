@@ -8,6 +8,7 @@ frozen :class:`Settings` lazily and caches it while the Lambda is warm.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -36,6 +37,14 @@ def fanout_queue_name(env: Mapping[str, str] | None = None) -> str:
     ``app.py`` is imported, before any settings exist."""
     env = os.environ if env is None else env
     return env.get("HEXCAST_FANOUT_QUEUE") or f"hexcast-{env.get('HEXCAST_STAGE', 'local')}-fanout"
+
+
+def _max_conversion_value(text: str) -> float:
+    """``HEXCAST_MAX_CONVERSION_VALUE``: a finite number > 0 that DynamoDB can store."""
+    value = float(text)
+    if not math.isfinite(value) or not 0 < value < 1e300:
+        raise ValueError(f"HEXCAST_MAX_CONVERSION_VALUE must be a finite number > 0, not {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,9 @@ class Settings:
     coupon_secret: str = ""
     #: Opens and conversions are attributed within this window after a send.
     conversion_window_hours: float = 72.0
+    #: The largest ``value`` a conversion event may carry (per stage: a
+    #: currency's scale); above it, or negative, is a 400.
+    max_conversion_value: float = 1_000_000.0
     #: A warm Lambda re-reads the campaign list at most this often.
     campaign_cache_s: float = 30.0
     #: The weather feed the scheduled poller reads, and how it introduces itself
@@ -114,6 +126,7 @@ class Settings:
             sns_fcm_arn=env.get("HEXCAST_SNS_FCM_ARN", ""),
             coupon_secret=env.get("HEXCAST_COUPON_SECRET", ""),
             conversion_window_hours=float(env.get("HEXCAST_CONVERSION_WINDOW_HOURS", "72")),
+            max_conversion_value=_max_conversion_value(env.get("HEXCAST_MAX_CONVERSION_VALUE", "1000000")),
             campaign_cache_s=float(env.get("HEXCAST_CAMPAIGN_CACHE_S", "30")),
             weather_feed_url=env.get("HEXCAST_WEATHER_FEED_URL", "https://api.weather.gov/alerts/active?status=actual"),
             weather_user_agent=env.get("HEXCAST_WEATHER_USER_AGENT", "hexcast/0.1 (ops@hexcast.invalid)"),
