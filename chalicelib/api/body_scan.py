@@ -61,17 +61,25 @@ def _string_quotes(a: np.ndarray) -> np.ndarray:
     return q[run % 2 == 0]
 
 
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[list(_OPENERS)] = 1
+_STEP[list(_CLOSERS)] = -1
+_STRUCTURAL = np.zeros(256, dtype=bool)
+_STRUCTURAL[[*_OPENERS, *_CLOSERS, _COMMA, _COLON]] = True
+
+
 def structure(raw: bytes) -> Structure | None:
     """The body's structure, or None when its brackets do not balance."""
     a = np.frombuffer(raw, dtype=np.uint8)
     quotes = _string_quotes(a)
-    mask = (a == _OPENERS[0]) | (a == _OPENERS[1]) | (a == _CLOSERS[0]) | (a == _CLOSERS[1]) | (a == _COMMA) | (a == _COLON)
-    pos = np.flatnonzero(mask)
+    mask = _STRUCTURAL[a]
     if quotes.size:
-        pos = pos[np.searchsorted(quotes, pos) % 2 == 0]  # an even number of quotes before: outside strings
+        edge = np.zeros(a.size, dtype=np.uint8)
+        edge[quotes] = 1
+        mask &= np.bitwise_xor.accumulate(edge) == 0  # outside strings (a closing quote itself is not structural)
+    pos = np.flatnonzero(mask)
     char = a[pos]
-    step = np.isin(char, _OPENERS).astype(np.int64) - np.isin(char, _CLOSERS).astype(np.int64)
-    depth = np.cumsum(step)
+    depth = np.cumsum(_STEP[char], dtype=np.int32)
     if depth.size and (depth.min() < 0 or depth[-1] != 0):
         return None
     return Structure(raw, quotes, pos, char, depth)
@@ -80,22 +88,22 @@ def structure(raw: bytes) -> Structure | None:
 def _widest(s: Structure) -> tuple[int, int]:
     """(entries of the widest array or object, its token index): a
     container holds one more entry than it has commas (an empty one counts
-    as one: only the largest matters here)."""
-    o_idx = np.flatnonzero(np.isin(s.char, _OPENERS))
-    if not o_idx.size:
+    as one: only the largest matters here). Call with the depth bounded."""
+    is_open = _STEP[s.char] == 1
+    sel = np.flatnonzero(is_open | (s.char == _COMMA))
+    if not sel.size:
         return 0, -1
-    c_idx = np.flatnonzero(s.char == _COMMA)
-    if not c_idx.size:
-        return 1, int(o_idx[0])
-    # each comma belongs to the last opener at its depth before it: with
-    # keys depth-major, that is the last opener key not above the comma's
-    n = s.pos.size + 1
-    o_key = s.depth[o_idx] * n + o_idx
-    order = np.argsort(o_key, kind="stable")
-    owner = order[np.searchsorted(o_key[order], s.depth[c_idx] * n + c_idx, side="right") - 1]
-    counts = np.bincount(owner, minlength=o_idx.size)
+    # Grouped by depth (a stable radix sort), in body order within a depth:
+    # each comma belongs to the last opener before it.
+    order = np.argsort(s.depth[sel].astype(np.int16), kind="stable")
+    ordered = sel[order]
+    opens = is_open[ordered]
+    group = np.cumsum(opens) - 1
+    counts = np.bincount(group[~opens], minlength=int(opens.sum()))
+    if not counts.size:
+        return 0, -1
     w = int(np.argmax(counts))
-    return int(counts[w]) + 1, int(o_idx[w])
+    return int(counts[w]) + 1, int(ordered[opens][w])
 
 
 def path_to(s: Structure, token: int) -> str:
@@ -142,6 +150,8 @@ def check_shape(raw: bytes, max_nesting: int = MAX_NESTING, max_entries: int = M
     deepest = int(s.depth.max())
     if deepest > max_nesting:
         raise InvalidInput(f"JSON nested deeper than {max_nesting} levels", "body")
+    if int(np.count_nonzero(s.char == _COMMA)) < max_entries:
+        return  # fewer commas in all than one container may hold
     entries, token = _widest(s)
     if entries > max_entries:
         where = path_to(s, token)
