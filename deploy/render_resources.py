@@ -201,6 +201,27 @@ def chalice_functions() -> dict[str, str | None]:
     return out
 
 
+def api_routes() -> dict[str, list[str]]:
+    """Every route path of ``app.py`` → its methods."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import app as app_module
+
+    return {path: sorted(methods) for path, methods in app_module.app.routes.items()}
+
+
+def api_definition_extras(routes: dict[str, list[str]]) -> dict[str, Any]:
+    """What the API's OpenAPI definition gets on top of Chalice's: the
+    gateway responses (a path no route has → 404, and API Gateway's other
+    own answers, in the documented error body) and, per path, a mock 405
+    for each method it lacks (:mod:`chalicelib.api.gateway`). Part of the
+    definition, so a change redeploys the stage."""
+    from chalicelib.api.gateway import method_not_allowed_operations, swagger_gateway_responses
+
+    return {"x-amazon-apigateway-gateway-responses": swagger_gateway_responses(),
+            "paths": method_not_allowed_operations(routes)}
+
+
 # --------------------------------------------------------------- templates
 def logical_table_id(logical: str) -> str:
     return f"{logical.capitalize()}Table"
@@ -315,10 +336,14 @@ def function_environment() -> dict[str, Any]:
     return env
 
 
-def merge_template(cfg: StageConfig, functions: dict[str, str | None]) -> dict[str, Any]:
-    """The ``--merge-template`` of ``chalice package``: resources, parameters
-    and the wiring of the functions Chalice generates."""
+def merge_template(cfg: StageConfig, functions: dict[str, str | None],
+                   routes: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The ``--merge-template`` of ``chalice package``: resources, parameters,
+    the wiring of the functions Chalice generates, and the API's error
+    answers merged into its definition (``RestAPI``'s ``DefinitionBody``)."""
     template = resources_template(cfg, functions)
+    routes = api_routes() if routes is None else routes
+    template["Resources"]["RestAPI"] = {"Properties": {"DefinitionBody": api_definition_extras(routes)}}
     template["Parameters"] = template_parameters(cfg.stage)
     env = function_environment()
     for fid, name in functions.items():

@@ -18,6 +18,7 @@ and deployed each path gets a mock integration for its other methods
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +103,8 @@ def method_not_allowed_operations(routes: Mapping[str, Iterable[str]]) -> dict[s
                 continue
             ops[method.lower()] = {
                 "produces": ["application/json"],
+                "parameters": [{"name": name, "in": "path", "required": True, "type": "string"}
+                               for name in re.findall(r"\{([^}]+)\}", path)],
                 "responses": {"405": {"description": "method not allowed", "headers": {"Allow": {"type": "string"}}}},
                 "x-amazon-apigateway-integration": {
                     "type": "mock",
