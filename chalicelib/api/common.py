@@ -12,7 +12,7 @@ from chalice.app import Request
 
 from chalicelib.auth import ADMIN, APP, DEVICE_SECRET_HEADER, role_for_key  # noqa: F401 (roles re-exported for the blueprints)
 from chalicelib.container import get_deps
-from chalicelib.api.gateway import method_not_allowed_body
+from chalicelib.api.gateway import JSON_MEDIA_TYPES, method_not_allowed_body
 from chalicelib.api.body_scan import MAX_NESTING, check_shape  # noqa: F401 (MAX_NESTING re-exported)
 from chalicelib.errors import Forbidden, HexcastError, InvalidInput, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from chalicelib.settings import get_settings
@@ -25,10 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("hexcast.api")
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # under Lambda's 6 MB event limit, escaping included
-#: Bodies read as JSON: JSON, GeoJSON (what api.weather.gov serves), no
-#: Content-Type at all, and curl's ``-d`` default (a form type, but the
-#: body a user typed is JSON). Anything else is a 415.
-JSON_MEDIA_TYPES = ("application/json", "application/geo+json", "application/x-www-form-urlencoded")
 
 
 def _reject_constant(name: str) -> Any:

@@ -23,6 +23,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+#: Bodies read as JSON: JSON, GeoJSON (what api.weather.gov serves), and
+#: curl's ``-d`` default (a form type, but the body a user typed is JSON);
+#: no Content-Type at all too. Anything else is a 415.
+JSON_MEDIA_TYPES = ("application/json", "application/geo+json", "application/x-www-form-urlencoded")
 #: The methods a client may try on a path (OPTIONS is CORS's).
 HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "PATCH", "HEAD")
 
@@ -108,8 +112,10 @@ def method_not_allowed_operations(routes: Mapping[str, Iterable[str]]) -> dict[s
                 "responses": {"405": {"description": "method not allowed", "headers": {"Allow": {"type": "string"}}}},
                 "x-amazon-apigateway-integration": {
                     "type": "mock",
-                    "passthroughBehavior": "when_no_match",
-                    "requestTemplates": {"application/json": '{"statusCode": 405}'},
+                    # the types read as JSON (none given: API Gateway assumes
+                    # application/json); any other: its 415, in the error body
+                    "passthroughBehavior": "never",
+                    "requestTemplates": {t: '{"statusCode": 405}' for t in JSON_MEDIA_TYPES},
                     "responses": {
                         "default": {
                             "statusCode": "405",
