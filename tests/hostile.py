@@ -1029,7 +1029,7 @@ def error_shape_cases(world: World, now: float) -> list[Req]:
         out.append(make(route, world, id_=rid, body=dump(body), kind="unknown field", expect=(400,), limit=f"unknown {label} → 400"))
     for value, exp in ((1_000_000, (202,)), (1_000_000.5, (400,)), (1e9, (400,)), (-1, (400,))):
         body = {**valid_body("conversion", world, now), "value": value}
-        out.append(make(events, world, body=dump(body), kind="conversion value", expect=exp, limit=f"conversion value {value:g}"))
+        out.append(make(events, world, body=dump(body), kind="conversion value", expect=exp, limit=f"conversion value {value:,}"))
     huge = b'{"pings": [' + b",".join([b"0"] * 2_400_000) + b"]}"
     out.append(make(pings, world, body=huge, kind="huge array", expect=(400,), limit="2.4M-element array (4.8 MB) → 400"))
     return out
