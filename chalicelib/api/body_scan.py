@@ -85,25 +85,29 @@ def structure(raw: bytes) -> Structure | None:
     return Structure(raw, quotes, pos, char, depth)
 
 
-def _widest(s: Structure) -> tuple[int, int]:
-    """(entries of the widest array or object, its token index): a
-    container holds one more entry than it has commas (an empty one counts
-    as one: only the largest matters here). Call with the depth bounded."""
+def _widest(s: Structure, at_least: int) -> tuple[int, int]:
+    """(entries, token index) of the widest array or object among those
+    with at least ``at_least`` entries (else (0, -1)); ties go to the
+    shallowest, then the first. A container holds one more entry than it has
+    commas (an empty one counts as one: only the largest matters here)."""
+    is_comma = s.char == _COMMA
     is_open = _STEP[s.char] == 1
-    sel = np.flatnonzero(is_open | (s.char == _COMMA))
-    if not sel.size:
-        return 0, -1
-    # Grouped by depth (a stable radix sort), in body order within a depth:
-    # each comma belongs to the last opener before it.
-    order = np.argsort(s.depth[sel].astype(np.int16), kind="stable")
-    ordered = sel[order]
-    opens = is_open[ordered]
-    group = np.cumsum(opens) - 1
-    counts = np.bincount(group[~opens], minlength=int(opens.sum()))
-    if not counts.size:
-        return 0, -1
-    w = int(np.argmax(counts))
-    return int(counts[w]) + 1, int(ordered[opens][w])
+    per_depth = np.bincount(s.depth[is_comma], minlength=int(s.depth.max()) + 1)
+    best = (0, -1)
+    # only a depth with that many commas in all can hold such a container
+    for d in np.flatnonzero(per_depth >= at_least - 1).tolist():
+        if d == 0:
+            continue
+        # openers and commas at depth d, in body order: each comma belongs to the last opener before it
+        at = np.flatnonzero((s.depth == d) & (is_comma | is_open))
+        opens = ~is_comma[at]
+        if not opens.any():
+            continue
+        counts = np.bincount((np.cumsum(opens) - 1)[~opens], minlength=int(opens.sum()))
+        w = int(np.argmax(counts))
+        if counts[w] + 1 > best[0]:
+            best = (int(counts[w]) + 1, int(at[opens][w]))
+    return best
 
 
 def path_to(s: Structure, token: int) -> str:
@@ -152,7 +156,7 @@ def check_shape(raw: bytes, max_nesting: int = MAX_NESTING, max_entries: int = M
         raise InvalidInput(f"JSON nested deeper than {max_nesting} levels", "body")
     if int(np.count_nonzero(s.char == _COMMA)) < max_entries:
         return  # fewer commas in all than one container may hold
-    entries, token = _widest(s)
+    entries, token = _widest(s, max_entries + 1)
     if entries > max_entries:
         where = path_to(s, token)
         raise InvalidInput(f"more than {max_entries:,} entries in one array or object ({entries:,})", where)
