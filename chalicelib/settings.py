@@ -30,6 +30,14 @@ def _role_hashes(env: dict[str, str], role: str) -> tuple[str, ...]:
     return key_hashes(parse_key_hashes(env.get(name, ""), name), _keys(env.get(plain, "")), f"{name} + {plain}")
 
 
+def _max_conversion_value(text: str) -> float:
+    """``HEXCAST_MAX_CONVERSION_VALUE``: a finite number > 0 that DynamoDB can store."""
+    value = float(text)
+    if not math.isfinite(value) or not 0 < value < 1e300:
+        raise ValueError(f"HEXCAST_MAX_CONVERSION_VALUE must be a finite number > 0, not {text!r}")
+    return value
+
+
 def fanout_queue_name(env: Mapping[str, str] | None = None) -> str:
     """The weather fan-out queue's name: ``HEXCAST_FANOUT_QUEUE``, else per
     stage. One function for both readers: :class:`Settings` (the sender) and
@@ -37,14 +45,6 @@ def fanout_queue_name(env: Mapping[str, str] | None = None) -> str:
     ``app.py`` is imported, before any settings exist."""
     env = os.environ if env is None else env
     return env.get("HEXCAST_FANOUT_QUEUE") or f"hexcast-{env.get('HEXCAST_STAGE', 'local')}-fanout"
-
-
-def _max_conversion_value(text: str) -> float:
-    """``HEXCAST_MAX_CONVERSION_VALUE``: a finite number > 0 that DynamoDB can store."""
-    value = float(text)
-    if not math.isfinite(value) or not 0 < value < 1e300:
-        raise ValueError(f"HEXCAST_MAX_CONVERSION_VALUE must be a finite number > 0, not {text!r}")
-    return value
 
 
 @dataclass(frozen=True)

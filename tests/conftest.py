@@ -179,23 +179,6 @@ def api(moto_aws):
     deps_module.set_deps(None)
 
 
-def answer_as_deployed(client) -> None:
-    """``chalice.test.Client`` answering a path no route has as the deployed
-    API (its gateway responses) and the local stack do: a 404 with the
-    documented error body, not chalice.local's 403."""
-    import json
-
-    from chalice.test import HTTPResponse
-
-    from chalicelib.api.gateway import local_gateway_answer
-
-    def error_response(e) -> HTTPResponse:
-        status, body = local_gateway_answer(e.CODE)
-        return HTTPResponse(headers={"Content-Type": "application/json"}, body=json.dumps(body).encode(), status_code=status)
-
-    client.http._error_response = error_response
-
-
 @contextlib.contextmanager
 def moto_app_client(env: dict[str, str], unset: tuple[str, ...] = ()):
     """What the ``api`` fixture builds (fake credentials, moto, the tables,
@@ -233,3 +216,20 @@ def moto_app_client(env: dict[str, str], unset: tuple[str, ...] = ()):
                     deps_module.set_deps(None)
         finally:
             reset_settings()
+
+
+def answer_as_deployed(client) -> None:
+    """``chalice.test.Client`` answering a path no route has as the deployed
+    API (its gateway responses) and the local stack do: a 404 with the
+    documented error body, not chalice.local's 403."""
+    import json
+
+    from chalice.test import HTTPResponse
+
+    from chalicelib.api.gateway import local_gateway_answer
+
+    def error_response(e) -> HTTPResponse:
+        status, body = local_gateway_answer(e.CODE)
+        return HTTPResponse(headers={"Content-Type": "application/json"}, body=json.dumps(body).encode(), status_code=status)
+
+    client.http._error_response = error_response
