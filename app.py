@@ -2,7 +2,9 @@
 
 from chalice import Chalice
 
-from chalicelib.api import campaigns, common, devices, geofences, health, maintenance, observability, pings, weather
+from chalicelib.api import campaigns, devices, geofences, health, maintenance, observability, pings, weather
+
+from chalicelib.api.common import error_shape  # the HTTP middleware below
 
 app = Chalice(app_name="hexcast")
 app.debug = False
@@ -11,7 +13,7 @@ app.api.binary_types = []
 # Every entry point (HTTP, SQS, schedules): JSON logs with the request id, EMF metrics.
 app.register_middleware(observability.observe, "all")
 # Chalice's own errors (405 for a method a path lacks, say) in the documented error body.
-app.register_middleware(common.error_shape, "http")
+app.register_middleware(error_shape, "http")
 
 app.register_blueprint(health.bp)
 app.register_blueprint(geofences.bp)

@@ -136,8 +136,6 @@ def make_plan(stage: str) -> Plan:
         lines.append(f"     {name} → {p.env} ({kind})")
     lines.append(f"3. {' '.join(['python', *plan.chalice_cmd[1:]])}  (runtime {runtime}, "
                  f"IAM {rel(policy)}, {len(names)} functions: {', '.join(names)})")
-    lines.append("4. API Gateway: merge the error answers (gateway responses, 405 per missing method) "
-                 "into the API chalice deploy wrote, and redeploy its stage")
     plan.lines = lines
     return plan
 
@@ -212,6 +210,10 @@ def ensure_stack(cfn: Any, plan: Plan, say: Callable[[str], None]) -> str:
     return "updated"
 
 
+API_ERRORS_STEP = ("4. API Gateway: merge the error answers (gateway responses, 405 per missing method) "
+                   "into the API chalice deploy wrote, and redeploy its stage")
+
+
 def apply_api_errors(apigw: Any, stage: str, deployed_dir: Path) -> str:
     """Step 4: the API's error answers (gateway responses, a 405 per
     missing method: :func:`~deploy.render_resources.api_definition_extras`)
@@ -248,6 +250,7 @@ def deploy(stage: str, *, dry_run: bool = False, cfn: Any = None, ssm: Any = Non
     say(f"make deploy STAGE={stage}{' (dry run: nothing is changed, AWS is not called)' if dry_run else ''}")
     for line in plan.lines:
         say(line)
+    say(API_ERRORS_STEP)
     if dry_run:
         return {"plan": plan, "stack": "dry-run"}
     import boto3

@@ -222,6 +222,14 @@ def api_definition_extras(routes: dict[str, list[str]]) -> dict[str, Any]:
             "paths": method_not_allowed_operations(routes)}
 
 
+def with_api_errors(merge: dict[str, Any], routes: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The merge template with the API's error answers merged into the
+    definition Chalice generates (``RestAPI``'s ``DefinitionBody``)."""
+    routes = api_routes() if routes is None else routes
+    merge["Resources"]["RestAPI"] = {"Properties": {"DefinitionBody": api_definition_extras(routes)}}
+    return merge
+
+
 # --------------------------------------------------------------- templates
 def logical_table_id(logical: str) -> str:
     return f"{logical.capitalize()}Table"
@@ -336,14 +344,10 @@ def function_environment() -> dict[str, Any]:
     return env
 
 
-def merge_template(cfg: StageConfig, functions: dict[str, str | None],
-                   routes: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """The ``--merge-template`` of ``chalice package``: resources, parameters,
-    the wiring of the functions Chalice generates, and the API's error
-    answers merged into its definition (``RestAPI``'s ``DefinitionBody``)."""
+def merge_template(cfg: StageConfig, functions: dict[str, str | None]) -> dict[str, Any]:
+    """The ``--merge-template`` of ``chalice package``: resources, parameters
+    and the wiring of the functions Chalice generates."""
     template = resources_template(cfg, functions)
-    routes = api_routes() if routes is None else routes
-    template["Resources"]["RestAPI"] = {"Properties": {"DefinitionBody": api_definition_extras(routes)}}
     template["Parameters"] = template_parameters(cfg.stage)
     env = function_environment()
     for fid, name in functions.items():
@@ -370,7 +374,8 @@ def render(stage: str, out_dir: Path) -> dict[str, Path]:
     functions = chalice_functions()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"resources": out_dir / "resources.json", "merge": out_dir / "merge.json"}
-    for kind, template in (("resources", resources_template(cfg, functions)), ("merge", merge_template(cfg, functions))):
+    merge = with_api_errors(merge_template(cfg, functions))
+    for kind, template in (("resources", resources_template(cfg, functions)), ("merge", merge)):
         paths[kind].write_text(json.dumps(template, indent=2, sort_keys=False) + "\n")
     return paths
 

@@ -402,7 +402,7 @@ def test_prod_resources_pass_cfn_lint(tmp_path):
 # ------------------------------------------------------------------ the API's error answers
 def _definition_extras(stage: str) -> dict:
     _, template = rendered(stage)
-    return template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    return rr.with_api_errors(template)["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
