@@ -45,7 +45,7 @@ import boto3
 from chalice import Chalice
 from chalice.config import Config
 from chalice.deploy.validate import validate_routes
-from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer, LocalGatewayException
+from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer
 
 from chalicelib.api.gateway import local_gateway_answer
 from chalicelib.auth import hash_token
@@ -449,7 +449,7 @@ class _LoggingRequestHandler(ChaliceRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
         http_log.info("%s %s", self.address_string(), _without_query_values(format % args))
 
-    def _send_error_response(self, error: LocalGatewayException) -> None:
+    def _send_error_response(self, error: Any) -> None:  # a chalice.local LocalGatewayException
         """A path no route has: the deployed API's 404 in the documented
         error body (its gateway responses), not chalice.local's 403."""
         status, body = local_gateway_answer(error.CODE)

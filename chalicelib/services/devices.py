@@ -28,7 +28,6 @@ log = logging.getLogger("hexcast.services")
 
 PLATFORMS = ("ios", "ios_sandbox", "android")
 MAX_ATTRIBUTES = 64
-DEVICE_FIELDS = ("platform", "push_token", "user_id", "attributes", "consent")
 REGISTER_ATTEMPTS = 3
 
 __all__ = [
@@ -71,6 +70,10 @@ def _consent(body: dict[str, Any]) -> dict[str, bool]:
             raise InvalidInput(f"consent.{k} must be true or false", f"consent.{k}")
         clean[k] = v
     return clean
+
+
+#: A registration's fields; any other is a 400 (``attributes`` are free-form).
+DEVICE_FIELDS = ("platform", "push_token", "user_id", "attributes", "consent")
 
 
 def parse_device(device_id: str, body: Any) -> Device:
