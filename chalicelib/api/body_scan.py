@@ -112,17 +112,24 @@ def _widest(s: Structure, at_least: int) -> tuple[int, int]:
 
 def path_to(s: Structure, token: int) -> str:
     """The JSON path of the container opened at ``token`` (``pings``,
-    ``features[2].geometry.coordinates[0]``; ``body`` for the whole body)."""
+    ``features[2].geometry.coordinates[0]``; ``body`` for the whole body).
+    Each level up is a few vectorised passes over the openers and commas
+    (at most 64 levels)."""
+    is_open = _STEP[s.char] == 1
+    o_idx = np.flatnonzero(is_open)
+    o_depth = s.depth[o_idx]
+    c_idx = np.flatnonzero(s.char == _COMMA)
+    c_depth = s.depth[c_idx]
     parts: list[str] = []
-    d = int(s.depth[token])
-    i = token
+    d, i = int(s.depth[token]), token
     while d > 1:
         # the enclosing container: the last opener before i at depth d - 1
-        before = np.flatnonzero((s.depth[:i] == d - 1) & np.isin(s.char[:i], _OPENERS))
+        before = o_idx[(o_depth == d - 1) & (o_idx < i)]
         parent = int(before[-1])
-        seps = np.flatnonzero((s.depth[parent + 1: i] == d - 1) & (s.char[parent + 1: i] == _COMMA))
         if s.char[parent] == _OPENERS[0]:
-            parts.append(f"[{seps.size}]")
+            at_depth = c_idx[c_depth == d - 1]
+            index = int(np.searchsorted(at_depth, i) - np.searchsorted(at_depth, parent))
+            parts.append(f"[{index}]")
         else:
             parts.append("." + _key_before(s, i))
         i, d = parent, d - 1

@@ -97,3 +97,12 @@ def test_deep_nesting_is_refused_before_parsing():
 @pytest.mark.parametrize("raw", [b"", b"1", b'"[[["', b"[[[", b"]]]", b'{"a": [1, 2}', b"\xff\xfe[\x00", b'"\\\\"]'])
 def test_malformed_bodies_are_left_to_the_parser(raw):
     body_scan.check_shape(raw)  # no error here: json.loads names what is wrong
+
+
+def test_a_wide_array_deep_inside_a_large_body_is_named():
+    filler = b'"f": [' + b",".join([b"1"] * 50_000) + b"], "
+    inner = b"[" + b",".join([b"0"] * 100_001) + b"]"
+    raw = b'{' + filler + b'"a": ' + b'{"b": [' * 30 + inner + b"]}" * 30 + b"}"
+    with pytest.raises(InvalidInput) as exc:
+        body_scan.check_shape(raw)
+    assert exc.value.field == "a" + ".b[0]" * 30
