@@ -4,12 +4,16 @@ from chalice import Chalice
 
 from chalicelib.api import campaigns, devices, geofences, health, maintenance, observability, openapi, pings, weather
 
+from chalicelib.api.common import error_shape  # the HTTP middleware below
+
 app = Chalice(app_name="hexcast")
 app.debug = False
 app.api.binary_types = []
 
 # Every entry point (HTTP, SQS, schedules): JSON logs with the request id, EMF metrics.
 app.register_middleware(observability.observe, "all")
+# Chalice's own errors (405 for a method a path lacks, say) in the documented error body.
+app.register_middleware(error_shape, "http")
 
 app.register_blueprint(health.bp)
 app.register_blueprint(openapi.bp)

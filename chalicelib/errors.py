@@ -57,3 +57,17 @@ class Unavailable(HexcastError):
 
     status = 503
     code = "unavailable"
+
+
+class MethodNotAllowed(HexcastError):
+    """The path exists, the method does not (the answer lists the ones that do)."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class UnsupportedMediaType(HexcastError):
+    """A request body in a format other than JSON."""
+
+    status = 415
+    code = "unsupported_media_type"

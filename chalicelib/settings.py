@@ -8,6 +8,7 @@ frozen :class:`Settings` lazily and caches it while the Lambda is warm.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -27,6 +28,14 @@ def _role_hashes(env: dict[str, str], role: str) -> tuple[str, ...]:
     hashed here: a plaintext key is not kept."""
     name, plain = f"HEXCAST_{role}_KEY_HASHES", f"HEXCAST_{role}_KEY"
     return key_hashes(parse_key_hashes(env.get(name, ""), name), _keys(env.get(plain, "")), f"{name} + {plain}")
+
+
+def _max_conversion_value(text: str) -> float:
+    """``HEXCAST_MAX_CONVERSION_VALUE``: a finite number > 0 that DynamoDB can store."""
+    value = float(text)
+    if not math.isfinite(value) or not 0 < value < 1e300:
+        raise ValueError(f"HEXCAST_MAX_CONVERSION_VALUE must be a finite number > 0, not {text!r}")
+    return value
 
 
 def fanout_queue_name(env: Mapping[str, str] | None = None) -> str:
@@ -80,6 +89,9 @@ class Settings:
     coupon_secret: str = ""
     #: Opens and conversions are attributed within this window after a send.
     conversion_window_hours: float = 72.0
+    #: The largest ``value`` a conversion event may carry (per stage: a
+    #: currency's scale); above it, or negative, is a 400.
+    max_conversion_value: float = 1_000_000.0
     #: A warm Lambda re-reads the campaign list at most this often.
     campaign_cache_s: float = 30.0
     #: The weather feed the scheduled poller reads, and how it introduces itself
@@ -125,6 +137,7 @@ class Settings:
             sns_fcm_arn=env.get("HEXCAST_SNS_FCM_ARN", ""),
             coupon_secret=env.get("HEXCAST_COUPON_SECRET", ""),
             conversion_window_hours=float(env.get("HEXCAST_CONVERSION_WINDOW_HOURS", "72")),
+            max_conversion_value=_max_conversion_value(env.get("HEXCAST_MAX_CONVERSION_VALUE", "1000000")),
             campaign_cache_s=float(env.get("HEXCAST_CAMPAIGN_CACHE_S", "30")),
             weather_feed_url=env.get("HEXCAST_WEATHER_FEED_URL", "https://api.weather.gov/alerts/active?status=actual"),
             weather_user_agent=env.get("HEXCAST_WEATHER_USER_AGENT", "hexcast/0.1 (ops@hexcast.invalid)"),

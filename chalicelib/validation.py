@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, TypeGuard
 
 from chalicelib.errors import InvalidInput
@@ -160,13 +160,24 @@ def field_at(prefix: str, key: str | int) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
+def known_fields(obj: Mapping[str, Any], allowed: Collection[str], where: str = "") -> None:
+    """The one rule for unknown fields: a key of ``obj`` not in ``allowed``
+    is a 400 naming it (``pings[3].ts``), never silently ignored — a typo
+    (``"ts"`` for ``"timestamp"``) would otherwise change what the request
+    means. Free-form maps (device ``attributes``, fence ``metadata``) and
+    foreign GeoJSON are not checked with it (README "Limits and behaviour")."""
+    for key in obj:
+        if key not in allowed:
+            raise InvalidInput(
+                f"unknown field '{key}' (allowed: {', '.join(sorted(allowed))})", field_at(where, str(key))
+            )
+
+
 def json_object(value: Any, where: str, allowed: tuple[str, ...]) -> dict:
-    """A JSON object with only ``allowed`` keys."""
+    """A JSON object with only ``allowed`` keys (:func:`known_fields`)."""
     if not isinstance(value, dict):
         raise InvalidInput("must be a JSON object", where or None)
-    for key in value:
-        if key not in allowed:
-            raise InvalidInput(f"unknown field '{key}'", field_at(where, str(key)))
+    known_fields(value, allowed, where)
     return value
 
 
@@ -218,6 +229,7 @@ def dedupe(items: list[str]) -> tuple[str, ...]:
 __all__ = [
     "json_text",
     "json_object",
+    "known_fields",
     "json_number",
     "json_list",
     "json_integer",

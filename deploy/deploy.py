@@ -13,6 +13,10 @@
    values of step 2 added to the functions' environment — never written to
    ``.chalice/config.json``. Chalice keeps what it created in
    ``.chalice/deployed/<stage>.json`` and updates it in place next time.
+4. **Error answers**: API Gateway's own answers (a path no route has, a
+   method a path lacks, throttling, …) in the documented error body, merged
+   into the API Chalice wrote (``PutRestApi`` mode ``merge``), and the
+   stage redeployed (:func:`apply_api_errors`).
 
 ``DRY_RUN=1`` (``--dry-run``) prints and validates the plan — config, policy,
 template, function names, parameter names — without calling AWS.
@@ -26,6 +30,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +43,8 @@ from deploy.render_resources import (
     QUEUES,
     ROOT,
     Parameter,
+    api_definition_extras,
+    api_routes,
     chalice_functions,
     load_config,
     parameter_pattern,
@@ -208,18 +215,47 @@ def ensure_stack(cfn: Any, plan: Plan, say: Callable[[str], None]) -> str:
     return "updated"
 
 
+API_ERRORS_STEP = ("4. API Gateway: merge the error answers (gateway responses, 405 per missing method) "
+                   "into the API chalice deploy wrote, and redeploy its stage")
+
+
+def apply_api_errors(apigw: Any, stage: str, deployed_dir: Path) -> str:
+    """Step 4: the API's error answers (gateway responses, a 405 per
+    missing method: :func:`~deploy.render_resources.api_definition_extras`)
+    merged into the REST API ``chalice deploy`` just wrote — which
+    overwrote the previous merge — then a deployment of its stage, since
+    gateway responses reach a stage only through one → the API's id."""
+    record = deployed_dir / f"{stage}.json"
+    try:
+        resources = json.loads(record.read_text())["resources"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DeployError(f"{record}: no record of the API chalice deploy made ({exc})") from exc
+    api = next((r for r in resources if r.get("resource_type") == "rest_api"), None)
+    if api is None:
+        raise DeployError(f"{record}: chalice deploy recorded no rest_api")
+    rest_api_id = api["rest_api_id"]
+    stage_name = urllib.parse.urlsplit(api.get("rest_api_url", "")).path.strip("/") or "api"
+    definition = {"swagger": "2.0", "info": {"title": f"hexcast-{stage}", "version": "1"},
+                  **api_definition_extras(api_routes())}
+    apigw.put_rest_api(restApiId=rest_api_id, mode="merge", failOnWarnings=True, body=json.dumps(definition).encode())
+    apigw.create_deployment(restApiId=rest_api_id, stageName=stage_name, description="hexcast: error answers")
+    return rest_api_id
+
+
 def run_chalice(cmd: list[str], env: dict[str, str]) -> int:
     return subprocess.run(cmd, check=False, cwd=ROOT, env=env).returncode
 
 
 def deploy(stage: str, *, dry_run: bool = False, cfn: Any = None, ssm: Any = None,
            chalice: Callable[[list[str], dict[str, str]], int] = run_chalice,
-           say: Callable[[str], None] = print) -> dict[str, Any]:
+           say: Callable[[str], None] = print, apigw: Any = None,
+           deployed_dir: Path = CONFIG_FILE.parent / "deployed") -> dict[str, Any]:
     """Carry out (or, dry, only print) the plan → what happened."""
     plan = make_plan(stage)
     say(f"make deploy STAGE={stage}{' (dry run: nothing is changed, AWS is not called)' if dry_run else ''}")
     for line in plan.lines:
         say(line)
+    say(API_ERRORS_STEP)
     if dry_run:
         return {"plan": plan, "stack": "dry-run"}
     import boto3
@@ -237,7 +273,9 @@ def deploy(stage: str, *, dry_run: bool = False, cfn: Any = None, ssm: Any = Non
     rc = chalice(plan.chalice_cmd, env)
     if rc != 0:
         raise DeployError(f"chalice deploy exited {rc}")
-    return {"plan": plan, "stack": stack, "values": values}
+    api_id = apply_api_errors(apigw or boto3.client("apigateway"), stage, deployed_dir)
+    say(f"4. API {api_id}: error answers merged, stage redeployed")
+    return {"plan": plan, "stack": stack, "values": values, "api": api_id}
 
 
 def main(argv: list[str] | None = None) -> int:

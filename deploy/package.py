@@ -141,7 +141,7 @@ def package(stage: str, out_dir: Path | None = None) -> dict[str, Any]:
     out_dir = out_dir or ROOT / "dist" / stage
     lambda_runtime = chalice_cli.runtime()
     merge = json.loads(render(stage, out_dir)["merge"].read_text())
-    expected = {k for k, v in merge["Resources"].items() if "Type" not in v}
+    expected = {k for k, v in merge["Resources"].items() if "FunctionName" in v.get("Properties", {})}
     for stale in ("sam.json", "deployment.zip"):
         (out_dir / stale).unlink(missing_ok=True)
     env = dict(os.environ)

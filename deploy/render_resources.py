@@ -290,6 +290,35 @@ def chalice_functions() -> dict[str, str | None]:
     return out
 
 
+def api_routes() -> dict[str, list[str]]:
+    """Every route path of ``app.py`` → its methods."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import app as app_module
+
+    return {path: sorted(methods) for path, methods in app_module.app.routes.items()}
+
+
+def api_definition_extras(routes: dict[str, list[str]]) -> dict[str, Any]:
+    """What the API's OpenAPI definition gets on top of Chalice's: the
+    gateway responses (a path no route has → 404, and API Gateway's other
+    own answers, in the documented error body) and, per path, a mock 405
+    for each method it lacks (:mod:`chalicelib.api.gateway`). Part of the
+    definition, so a change redeploys the stage."""
+    from chalicelib.api.gateway import method_not_allowed_operations, swagger_gateway_responses
+
+    return {"x-amazon-apigateway-gateway-responses": swagger_gateway_responses(),
+            "paths": method_not_allowed_operations(routes)}
+
+
+def with_api_errors(merge: dict[str, Any], routes: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The merge template with the API's error answers merged into the
+    definition Chalice generates (``RestAPI``'s ``DefinitionBody``)."""
+    routes = api_routes() if routes is None else routes
+    merge["Resources"]["RestAPI"] = {"Properties": {"DefinitionBody": api_definition_extras(routes)}}
+    return merge
+
+
 # --------------------------------------------------------------- templates
 def logical_table_id(logical: str) -> str:
     return f"{logical.capitalize()}Table"
@@ -456,7 +485,8 @@ def render(stage: str, out_dir: Path) -> dict[str, Path]:
     functions = chalice_functions()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"resources": out_dir / "resources.json", "merge": out_dir / "merge.json"}
-    for kind, template in (("resources", resources_template(cfg, functions)), ("merge", merge_template(cfg, functions))):
+    merge = with_api_errors(merge_template(cfg, functions))
+    for kind, template in (("resources", resources_template(cfg, functions)), ("merge", merge)):
         paths[kind].write_text(json.dumps(template, indent=2, sort_keys=False) + "\n")
     return paths
 

@@ -161,6 +161,7 @@ def api(moto_aws):
 
     deps_module.set_deps(None)
     with Client(app) as client:
+        answer_as_deployed(client)
         yield client
     deps_module.set_deps(None)
 
@@ -230,8 +231,26 @@ def moto_app_client(env: dict[str, str], unset: tuple[str, ...] = ()):
                 deps_module.set_deps(None)
                 try:
                     with Client(app) as client:
+                        answer_as_deployed(client)
                         yield client
                 finally:
                     deps_module.set_deps(None)
         finally:
             reset_settings()
+
+
+def answer_as_deployed(client) -> None:
+    """``chalice.test.Client`` answering a path no route has as the deployed
+    API (its gateway responses) and the local stack do: a 404 with the
+    documented error body, not chalice.local's 403."""
+    import json
+
+    from chalice.test import HTTPResponse
+
+    from chalicelib.api.gateway import local_gateway_answer
+
+    def error_response(e) -> HTTPResponse:
+        status, body = local_gateway_answer(e.CODE)
+        return HTTPResponse(headers={"Content-Type": "application/json"}, body=json.dumps(body).encode(), status_code=status)
+
+    client.http._error_response = error_response

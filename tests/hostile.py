@@ -93,7 +93,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/weather/alerts", bodies=("alert", "alert_collection")),
     Route("POST", "/v1/weather/conditions", bodies=("conditions",)),
 )
-#: path pattern → the methods routed there (anything else is the framework's 405)
+#: path pattern → the methods routed there (anything else is a 405 in the error body)
 ALLOWED: dict[str, set[str]] = defaultdict(set)
 for _r in ROUTES:
     ALLOWED[_r.path].add(_r.method)
@@ -915,7 +915,7 @@ def catalogue(world: World, *, full: bool) -> list[Req]:
             if "app" not in route.roles:
                 out.append(mk(body=text, kind="auth app_on_admin", role="app_on_admin", expect=(403,),
                                 limit="app key on an admin route → 403"))
-        # wrong methods (the framework answers)
+        # wrong methods: 405 in the error body
         for m in METHODS:
             if m not in ALLOWED[route.path]:
                 out.append(mk(body=text, kind=f"method {m}", method=m, expect=(405,), limit="wrong method → 405"))
@@ -1037,6 +1037,62 @@ def catalogue(world: World, *, full: bool) -> list[Req]:
                     req = make(route, world, id_=rid, body=dump(replace_at(base, path, Raw(text))), kind=f"huge number: {bkind}")
                     req.field = f"{bkind}.{path_label(path)}"
                     out.append(req)
+    out.extend(error_shape_cases(world, now))
+    return out
+
+
+# ---------------------------------------------------------------- the error contract
+#: Paths no route has: 404 in the error body (as the deployed API's gateway responses answer).
+UNKNOWN_PATHS = (("GET", "/v1/nope"), ("POST", "/v2/pings"), ("DELETE", "/v1/geofences/a/b"), ("GET", "/"),
+                 ("PUT", "/v1/devices/d1/extra"))
+
+
+def error_shape_cases(world: World, now: float) -> list[Req]:
+    """The error contract at its edges: JSON, GeoJSON, no Content-Type and
+    curl's form default read alike, any other type a 415; unknown paths a
+    404; an unknown field a 400 in every strict body (pings, events,
+    devices, previews, estimates, conditions); conversion values bounded;
+    a 4.8 MB body holding one 2.4-million-element array refused from its bytes."""
+    by_path = {r.name: r for r in ROUTES}
+    out: list[Req] = []
+    for route in ROUTES:
+        if not route.bodies:
+            continue
+        text = dump(valid_body(route.bodies[0], world, now))
+        rid = SCRATCH_IDS[route.id_kind][0] if route.id_kind and route.method == "PUT" else None
+        for ct in ("text/plain", "application/xml", "application/jsonx"):
+            out.append(make(route, world, id_=rid, body=text, content_type=ct, kind="content-type not JSON", expect=(415,),
+                            limit="Content-Type not JSON → 415"))
+    alerts, pings, events = by_path["POST /v1/weather/alerts"], by_path["POST /v1/pings"], by_path["POST /v1/events"]
+    for ct in ("application/geo+json", None, "application/x-www-form-urlencoded"):
+        out.append(make(alerts, world, body=dump(valid_body("alert", world, now)), content_type=ct, kind="content-type JSON alike",
+                        expect=(202,), limit=f"alert as {ct or 'no Content-Type'} → 202"))
+    out.append(make(pings, world, body=dump(valid_body("ping", world, now)), content_type=None, kind="content-type JSON alike",
+                    expect=(200,), limit="ping with no Content-Type → 200"))
+    for method, path in UNKNOWN_PATHS:
+        req = make(by_path["GET /v1/health"], world, kind="unknown path", method=method, expect=(404,), limit="unknown path → 404")
+        req.path = path
+        out.append(req)
+    ping = valid_body("ping", world, now)
+    unknown: list[tuple[str, Any, str]] = [
+        ("POST /v1/pings", {"pings": [dict(ping), dict(ping), {**ping, "ts": 5}]}, "ping field 'ts'"),
+        ("POST /v1/pings", {**ping, "heading": 90}, "ping field 'heading'"),
+        ("POST /v1/events", {**valid_body("conversion", world, now), "amount": 12}, "event field 'amount'"),
+        ("PUT /v1/devices/{id}", {**valid_body("device", world, now), "locale": "es"}, "device field 'locale'"),
+        ("PUT /v1/devices/{id}", {**valid_body("device", world, now), "consent": {"push": True, "email": True}}, "device consent.email"),
+        ("POST /v1/audience/estimate", {"fence_id": "zone", "radius": 5}, "estimate field 'radius'"),
+        ("POST /v1/campaigns/{id}/preview", {**valid_body("preview", world, now), "fence": "x"}, "preview field 'fence'"),
+        ("POST /v1/weather/conditions", {**valid_body("conditions", world, now), "source": "x"}, "conditions field 'source'"),
+    ]
+    for name, body, label in unknown:
+        route = by_path[name]
+        rid = SCRATCH_IDS[route.id_kind][0] if route.id_kind and route.method == "PUT" else None
+        out.append(make(route, world, id_=rid, body=dump(body), kind="unknown field", expect=(400,), limit=f"unknown {label} → 400"))
+    for value, exp in ((1_000_000, (202,)), (1_000_000.5, (400,)), (1e9, (400,)), (-1, (400,))):
+        body = {**valid_body("conversion", world, now), "value": value}
+        out.append(make(events, world, body=dump(body), kind="conversion value", expect=exp, limit=f"conversion value {value:,}"))
+    huge = b'{"pings": [' + b",".join([b"0"] * 2_400_000) + b"]}"
+    out.append(make(pings, world, body=huge, kind="huge array", expect=(400,), limit="2.4M-element array (4.8 MB) → 400"))
     return out
 
 
@@ -1138,18 +1194,6 @@ def _spec_error(body: Any) -> bool:
             and isinstance(err["message"], str) and bool(err["message"]) and (err["field"] is None or isinstance(err["field"], str)))
 
 
-def _framework_error(status: int, body: Any) -> str | None:
-    """Answers that come from Chalice's router or the (local) API Gateway,
-    before any hexcast code runs: which one, or None."""
-    if status == 405 and isinstance(body, dict) and body.get("Code") == "MethodNotAllowedError":
-        return "405 Chalice MethodNotAllowedError"
-    if status == 415 and isinstance(body, dict) and body.get("Code") == "UnsupportedMediaType":
-        return "415 Chalice UnsupportedMediaType"
-    if status == 403 and body == {"message": "Missing Authentication Token"}:
-        return "403 API Gateway: no such route"
-    return None
-
-
 #: DynamoDB and SNS calls that change nothing (any other action counts as a write)
 READ_ACTIONS = frozenset({
     "GetItem", "BatchGetItem", "Query", "Scan", "DescribeTable", "ListTables", "TransactGetItems", "DescribeTimeToLive",
@@ -1213,7 +1257,6 @@ class Tally:
     kinds: Counter = field(default_factory=Counter)
     limits: dict = field(default_factory=lambda: defaultdict(Counter))
     fields: set = field(default_factory=set)
-    framework: Counter = field(default_factory=Counter)
     rejected: int = 0
     snapshots_compared: int = 0
     rejected_write_calls: int = 0  # DynamoDB/SNS write calls made while handling a rejected request
@@ -1249,7 +1292,6 @@ class Tally:
             "write_calls_by_rejected_requests": self.rejected_write_calls,
             "rejected_requests_with_write_calls": dict(self.rejected_writers),
             "snapshots_skipped_after_reads": self.snapshots_skipped,
-            "framework_4xx": dict(self.framework),
             "limits": {k: dict(v) for k, v in sorted(self.limits.items())},
             "attacks": dict(self.categories().most_common()),
             "fields_swept": len(self.fields),
@@ -1284,9 +1326,6 @@ class Tally:
         if self.rejected_writers:
             lines.append("rejected requests that made write calls (conditional writes that failed, say; their tables compared equal): "
                          + ", ".join(f"{k} ×{v}" for k, v in self.rejected_writers.most_common()))
-        if self.framework:
-            lines.append("4xx from the framework, before hexcast code (no documented error body): "
-                         + ", ".join(f"{k} ×{v:,}" for k, v in sorted(self.framework.items())))
         lines.append("limits exercised (label: status ×count):")
         for label, c in sorted(self.limits.items()):
             lines.append(f"  {label:48} " + " ".join(f"{s}×{n}" for s, n in sorted(c.items())))
@@ -1419,12 +1458,8 @@ class Harness:
                 t.rejected_writers[f"{req.route.name} → {status}"] += 1
             if self.before is not None and after != self.before:
                 t.partial_writes.append(f"{status} wrote {diff(self.before, after)} ← {req.describe()}")
-            if not _spec_error(body):
-                which = _framework_error(status, body)
-                if which:
-                    t.framework[which] += 1
-                else:
-                    t.bad_error_bodies.append(f"{status} {body!r} ← {req.describe()}")
+            if not _spec_error(body):  # none excepted: the router's 404/405/415 have the body too
+                t.bad_error_bodies.append(f"{status} {body!r} ← {req.describe()}")
         else:
             self._learn(req.method, req.path, r)
         if req.expect is not None:

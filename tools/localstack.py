@@ -47,6 +47,7 @@ from chalice.config import Config
 from chalice.deploy.validate import validate_routes
 from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer, ThreadedHTTPServer
 
+from chalicelib.api.gateway import local_gateway_answer
 from chalicelib.auth import hash_token
 from tools._moto_server import SNS_MESSAGES_PATH
 from tools.emulator import (
@@ -464,3 +465,11 @@ class _LoggingRequestHandler(ChaliceRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
         http_log.info("%s %s", self.address_string(), _without_query_values(format % args))
+
+    def _send_error_response(self, error: Any) -> None:  # a chalice.local LocalGatewayException
+        """A path no route has: the deployed API's 404 in the documented
+        error body (its gateway responses), not chalice.local's 403."""
+        status, body = local_gateway_answer(error.CODE)
+        headers = {**error.headers, "Content-Type": "application/json"}
+        headers.pop("x-amzn-ErrorType", None)
+        self._send_http_response(status, headers, json.dumps(body))

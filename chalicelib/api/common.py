@@ -12,7 +12,9 @@ from chalice.app import Request
 
 from chalicelib.auth import ADMIN, APP, DEVICE_SECRET_HEADER, role_for_key  # noqa: F401 (roles re-exported for the blueprints)
 from chalicelib.container import get_deps
-from chalicelib.errors import Forbidden, HexcastError, InvalidInput, PayloadTooLarge, Unauthorized
+from chalicelib.api.gateway import JSON_MEDIA_TYPES, method_not_allowed_body
+from chalicelib.api.body_scan import MAX_NESTING, check_shape  # noqa: F401 (MAX_NESTING re-exported)
+from chalicelib.errors import Forbidden, HexcastError, InvalidInput, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from chalicelib.settings import get_settings
 from chalicelib.validation import float_param as parse_float
 from chalicelib.validation import lone_surrogate_path
@@ -23,44 +25,42 @@ if TYPE_CHECKING:
 log = logging.getLogger("hexcast.api")
 
 MAX_BODY_BYTES = 5 * 1024 * 1024  # under Lambda's 6 MB event limit, escaping included
-MAX_NESTING = 64
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _depth(obj: Any, limit: int) -> int:
-    stack = [(obj, 1)]
-    deepest = 0
-    while stack:
-        cur, d = stack.pop()
-        deepest = max(deepest, d)
-        if d > limit:
-            return d
-        if isinstance(cur, dict):
-            stack.extend((v, d + 1) for v in cur.values())
-        elif isinstance(cur, list):
-            stack.extend((v, d + 1) for v in cur)
-    return deepest
+def media_type(request) -> str | None:
+    """The request's Content-Type without parameters, lower case; None when absent or blank."""
+    value = (request.headers or {}).get("content-type") or ""
+    kind = value.split(";", 1)[0].strip().lower()
+    return kind or None
 
 
 def json_body(request) -> Any:
-    """The request body as JSON; 400 on malformed JSON, NaN/Infinity or too deep,
-    413 when over the size limit."""
+    """The request body as JSON: 415 for a Content-Type other than JSON,
+    413 over the size limit, 400 for malformed JSON, NaN/Infinity, arrays
+    and objects nested too deep or too wide (checked on the bytes before
+    parsing: :mod:`chalicelib.api.body_scan`) and lone surrogates."""
+    kind = media_type(request)
+    if kind is not None and kind not in JSON_MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {kind[:100]!r} is not supported; send JSON (application/json or application/geo+json)",
+            "Content-Type",
+        )
     raw = request.raw_body or b""
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body is over {MAX_BODY_BYTES // (1024 * 1024)} MiB", "body")
     if not raw.strip():
         raise InvalidInput("request body is empty; expected JSON", "body")
+    check_shape(raw)
     try:
         text = raw.decode("utf-8")
         data = json.loads(text, parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         msg = str(exc).split("\n")[0][:200]
         raise InvalidInput(f"malformed JSON: {msg}", "body") from None
-    if _depth(data, MAX_NESTING) > MAX_NESTING:
-        raise InvalidInput(f"JSON nested deeper than {MAX_NESTING} levels", "body")
     if "\\ud" in text or "\\uD" in text:
         where = lone_surrogate_path(data)
         if where is not None:
@@ -241,7 +241,48 @@ def route(
                 return result
             return json_response(result, status)
 
-        bp.route(path, methods=list(methods))(handled(view))
+        # Every Content-Type reaches the view: the body's format is checked
+        # when the body is read (json_body), so a 415 has the error body
+        # too and a bodiless GET never cares.
+        bp.route(path, methods=list(methods), content_types=["*/*"])(handled(view))
         return fn
 
     return decorate
+
+
+# --------------------------------------------------------------------------
+# Answers Chalice gives before (or around) a view
+# --------------------------------------------------------------------------
+
+#: Chalice's own error codes → ours (its 405 for a method the path lacks,
+#: its 415 and binary-response 400, its 500 for an error outside a view).
+_CHALICE_CODES = {
+    "MethodNotAllowedError": "method_not_allowed",
+    "UnsupportedMediaType": "unsupported_media_type",
+    "BadRequest": "invalid_input",
+    "BadRequestError": "invalid_input",
+    "InternalServerError": "internal",
+}
+
+
+def documented_error(response: Response) -> Response:
+    """``response`` with Chalice's ``{"Code", "Message"}`` error body
+    replaced by ``{"error": {"code", "message", "field"}}`` (headers such
+    as ``Allow`` kept); any other response as it is."""
+    body = response.body
+    if response.status_code < 400 or not isinstance(body, dict) or set(body) != {"Code", "Message"}:
+        return response
+    code = _CHALICE_CODES.get(str(body["Code"]), "internal" if response.status_code >= 500 else "invalid_input")
+    message = "internal error" if response.status_code >= 500 else str(body["Message"])[:300]
+    out = {"error": {"code": code, "message": message, "field": None}}
+    if code == "method_not_allowed":
+        allow = str({k.lower(): v for k, v in response.headers.items()}.get("allow", ""))
+        out = method_not_allowed_body(m.strip() for m in allow.split(",") if m.strip())
+    headers = {**response.headers, "Content-Type": "application/json"}
+    return Response(body=out, status_code=response.status_code, headers=headers)
+
+
+def error_shape(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    """HTTP middleware (``app.register_middleware(error_shape, "http")``):
+    every error the framework answers has the documented body."""
+    return documented_error(get_response(event))

@@ -15,7 +15,7 @@ from chalicelib.push.render import RenderError
 from chalicelib.services.devices import device_or_404
 from chalicelib.services.delivery import coupon_for
 from chalicelib.timeutil import iso
-from chalicelib.validation import CAMPAIGN_ID_RE, FENCE_ID_RE, lone_surrogate_path, validate_campaign_id, validate_device_id
+from chalicelib.validation import CAMPAIGN_ID_RE, FENCE_ID_RE, known_fields, lone_surrogate_path, validate_campaign_id, validate_device_id
 
 if TYPE_CHECKING:
     from chalicelib.services.deps import Deps
@@ -117,6 +117,7 @@ def preview(deps: Deps, campaign_id: str, body: Any) -> dict:
     rec = campaign_or_404(deps, campaign_id)
     if not isinstance(body, dict):
         raise InvalidInput("expected a JSON object {\"device_id\"}", "body")
+    known_fields(body, ("device_id", "fence_id", "alert", "weather"))  # alert, weather: sample variables, free-form
     device_id = validate_device_id(body.get("device_id"))
     device = device_or_404(deps, device_id)
     campaign = parse_campaign(rec.campaign_id, rec.definition)

@@ -18,6 +18,7 @@ from chalicelib.validation import (
     bounded_string,
     is_device_id,
     is_finite_number,
+    known_fields,
     validate_device_id,
 )
 
@@ -91,6 +92,7 @@ def _consent(body: dict[str, Any]) -> dict[str, bool]:
     consent = body.get("consent", {}) or {}
     if not isinstance(consent, dict):
         raise InvalidInput("consent must be an object {push, location}", "consent")
+    known_fields(consent, ("push", "location"), "consent")
     clean: dict[str, bool] = {}
     for k in ("push", "location"):
         v = consent.get(k, False)
@@ -100,10 +102,15 @@ def _consent(body: dict[str, Any]) -> dict[str, bool]:
     return clean
 
 
+#: A registration's fields; any other is a 400 (``attributes`` are free-form).
+DEVICE_FIELDS = ("platform", "push_token", "user_id", "attributes", "consent")
+
+
 def parse_device(device_id: str, body: Any) -> Device:
     """A registration body → the device profile (no endpoint, no secret yet)."""
     if not isinstance(body, dict):
         raise InvalidInput("expected a JSON object", "body")
+    known_fields(body, DEVICE_FIELDS)  # attributes are free-form: the app's own
     platform = body.get("platform")
     if platform not in PLATFORMS:
         raise InvalidInput(f"platform must be one of {', '.join(PLATFORMS)}", "platform")

@@ -19,7 +19,7 @@ from chalicelib.services.geofences import fence_or_404
 from chalicelib.services import delivery_sweep
 from chalicelib.services.campaigns import campaign_or_404
 from chalicelib.timeutil import iso, parse_timestamp
-from chalicelib.validation import CAMPAIGN_ID_RE, is_finite_number, validate_device_id
+from chalicelib.validation import CAMPAIGN_ID_RE, is_finite_number, known_fields, validate_device_id
 from chalicelib.weather.targets import plan_targets
 
 if TYPE_CHECKING:
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("hexcast.push")
 
 EVENT_TYPES = ("push_opened", "conversion")
+#: An event's fields; any other is a 400 (``"amount"`` for ``"value"``
+#: would otherwise count a conversion with no value).
+EVENT_FIELDS = ("device_id", "type", "delivery_id", "coupon_code", "value", "at")
 STATUSES = ("sent", "suppressed", "failed", "held", "pending", "publishing")
 
 
@@ -112,6 +115,7 @@ def post_event(deps: Deps, body: Any, *, role: str = "admin", secret: str | None
     needs the device's secret (:func:`authorize_device`)."""
     if not isinstance(body, dict):
         raise InvalidInput("expected a JSON object", "body")
+    known_fields(body, EVENT_FIELDS)
     device_id = validate_device_id(body.get("device_id"))
     etype = body.get("type")
     if etype not in EVENT_TYPES:
@@ -123,8 +127,9 @@ def post_event(deps: Deps, body: Any, *, role: str = "admin", secret: str | None
     if code is not None and (not isinstance(code, str) or not 1 <= len(code) <= 64):
         raise InvalidInput("coupon_code must be a string of 1-64 characters", "coupon_code")
     value = body.get("value")
-    if value is not None and (not is_finite_number(value) or not 0 <= value <= 1e9):
-        raise InvalidInput("value must be a number from 0 to 1e9", "value")
+    top = deps.settings.max_conversion_value
+    if value is not None and (not is_finite_number(value) or not 0 <= value <= top):
+        raise InvalidInput(f"value must be a number from 0 to {top:,.15g} (HEXCAST_MAX_CONVERSION_VALUE)", "value")
     now = deps.clock()
     at = now if body.get("at") is None else parse_timestamp(body["at"], field="at")
     if at > now + 300:
@@ -179,6 +184,7 @@ def audience_estimate(deps: Deps, body: Any) -> dict:
     known location is inside the fence or geometry."""
     if not isinstance(body, dict) or ("fence_id" in body) == ("geometry" in body):
         raise InvalidInput('give exactly one of "fence_id" or "geometry"', "body")
+    known_fields(body, ("fence_id", "geometry", "max_location_age_hours"))
     max_age_h = body.get("max_location_age_hours")
     if max_age_h is not None and (not is_finite_number(max_age_h) or not 0 < max_age_h <= 24 * 366):
         raise InvalidInput("max_location_age_hours must be a number from 0 to 8784", "max_location_age_hours")

@@ -44,18 +44,22 @@ from chalicelib.ports import (
     newest_entries,
 )
 from chalicelib.timeutil import iso, parse_timestamp
-from chalicelib.validation import is_device_id, number_field
+from chalicelib.validation import is_device_id, known_fields, number_field
 
 if TYPE_CHECKING:
     from chalicelib.services.deps import Deps
 
 MAX_PINGS_PER_BATCH = 100
+#: A ping's fields; any other is a 400 (``"ts"`` for ``"timestamp"`` would
+#: otherwise be taken as "now").
+PING_FIELDS = ("device_id", "lat", "lng", "accuracy_m", "speed_mps", "timestamp")
 MAX_FUTURE_SKEW_S = 300.0
 STATE_WRITE_RETRIES = 5
 
 __all__ = [
     "MAX_FUTURE_SKEW_S",
     "MAX_PINGS_PER_BATCH",
+    "PING_FIELDS",
     "STATE_WRITE_RETRIES",
     "DeviceRun",
     "FenceLiveness",
@@ -78,6 +82,7 @@ def _parse_ping(p: Any, i: int, single: bool, now: float) -> Ping:
     pre = "" if single else f"pings[{i}]"
     if not isinstance(p, dict):
         raise InvalidInput("a ping is an object", pre or "body")
+    known_fields(p, PING_FIELDS, pre)
     device_id = p.get("device_id")
     if not is_device_id(device_id):
         raise InvalidInput("device_id must be a valid device id", f"{pre}.device_id".lstrip("."))
@@ -99,6 +104,8 @@ def parse_pings(body: Any, now: float) -> tuple[list[Ping], bool]:
     if not isinstance(body, dict):
         raise InvalidInput("expected a ping object or {\"pings\": [...]}", "body")
     single = "pings" not in body
+    if not single:
+        known_fields(body, ("pings",))
     raw = [body] if single else body["pings"]
     if not isinstance(raw, list) or not raw:
         raise InvalidInput("pings must be a non-empty list", "pings")

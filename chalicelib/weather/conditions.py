@@ -16,6 +16,7 @@ from chalicelib.errors import InvalidInput
 from chalicelib.geo.cells import latlng_to_cell
 from chalicelib.geo.geojson import is_finite_number
 from chalicelib.timeutil import iso, parse_timestamp
+from chalicelib.validation import known_fields
 
 #: Resolution of the cells conditions are stored at (~250 km², edge ~9 km).
 CONDITIONS_RES = 5
@@ -82,9 +83,7 @@ def _parse_one(raw: Any, i: int, now: float) -> Observation:
     where = f"observations[{i}]"
     if not isinstance(raw, dict):
         raise InvalidInput("an observation must be a JSON object", where)
-    unknown = sorted(set(raw) - _ALLOWED)
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(_ALLOWED))})", f"{where}.{unknown[0]}")
+    known_fields(raw, _ALLOWED, where)
     for name in _REQUIRED:
         if raw.get(name) is None:
             raise InvalidInput(f"{name} is required", f"{where}.{name}")
@@ -119,6 +118,7 @@ def parse_observations(body: Any, now: float | None = None) -> list[Observation]
     now = time.time() if now is None else now
     if not isinstance(body, dict):
         raise InvalidInput('the body must be a JSON object {"observations": [...]}', None)
+    known_fields(body, ("observations",))
     items = body.get("observations")
     if not isinstance(items, list) or not items:
         raise InvalidInput("observations must be a non-empty list", "observations")

@@ -74,19 +74,40 @@ def put_values(ssm, stage: str = "dev", skip: tuple[str, ...] = ()) -> dict[str,
 
 
 class RecordingChalice:
-    def __init__(self):
+    """``chalice deploy`` recorded; it writes the record of the API it made
+    (as Chalice does, under ``deployed_dir``) when given one."""
+
+    def __init__(self, deployed_dir=None):
         self.calls = []
+        self.deployed_dir = deployed_dir
 
     def __call__(self, cmd, env):
         self.calls.append((cmd, json.loads(env["HEXCAST_DEPLOY_VALUES"]), env["HEXCAST_LAMBDA_RUNTIME"]))
+        if self.deployed_dir is not None:
+            (self.deployed_dir / "dev.json").write_text(json.dumps({"resources": [
+                {"name": "api_handler", "resource_type": "lambda_function", "lambda_arn": "arn:aws:lambda:x"},
+                {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "abc123",
+                 "rest_api_url": "https://abc123.execute-api.us-east-1.amazonaws.com/api/"}]}))
         return 0
 
 
-def test_deploy_creates_the_resource_stack_then_runs_chalice_deploy_and_is_idempotent(aws):
+class RecordingApiGateway:
+    def __init__(self):
+        self.calls = []
+
+    def put_rest_api(self, **kw):
+        self.calls.append(("put_rest_api", kw))
+
+    def create_deployment(self, **kw):
+        self.calls.append(("create_deployment", kw))
+
+
+def test_deploy_creates_the_resource_stack_then_runs_chalice_deploy_and_is_idempotent(aws, tmp_path):
     values = put_values(aws["ssm"])
-    chalice = RecordingChalice()
+    chalice = RecordingChalice(tmp_path)
+    apigw = RecordingApiGateway()
     lines: list[str] = []
-    first = dp.deploy("dev", cfn=aws["cfn"], ssm=aws["ssm"], chalice=chalice, say=lines.append)
+    first = dp.deploy("dev", cfn=aws["cfn"], ssm=aws["ssm"], chalice=chalice, say=lines.append, apigw=apigw, deployed_dir=tmp_path)
     assert first["stack"] == "created"
     tables = boto3.client("dynamodb").list_tables()["TableNames"]
     assert sorted(tables) == sorted(rr.stage_config("dev").table_name(t) for t in rr.TABLE_ENV)
@@ -103,7 +124,15 @@ def test_deploy_creates_the_resource_stack_then_runs_chalice_deploy_and_is_idemp
     stack = aws["cfn"].describe_stacks(StackName="hexcast-dev-resources")["Stacks"][0]
     assert {t["Key"]: t["Value"] for t in stack["Tags"]} == {"app": "hexcast", "stage": "dev"}
 
-    second = dp.deploy("dev", cfn=aws["cfn"], ssm=aws["ssm"], chalice=chalice, say=lines.append)
+    (put, merged), (dep, deployment) = apigw.calls
+    assert (put, dep) == ("put_rest_api", "create_deployment")
+    assert merged["restApiId"] == "abc123" and merged["mode"] == "merge"
+    definition = json.loads(merged["body"])
+    assert definition["x-amazon-apigateway-gateway-responses"]["MISSING_AUTHENTICATION_TOKEN"]["statusCode"] == "404"
+    assert "delete" in definition["paths"]["/v1/pings"] and "post" not in definition["paths"]["/v1/pings"]
+    assert deployment == {"restApiId": "abc123", "stageName": "api", "description": "hexcast: error answers"}
+
+    second = dp.deploy("dev", cfn=aws["cfn"], ssm=aws["ssm"], chalice=chalice, say=lines.append, apigw=apigw, deployed_dir=tmp_path)
     # AWS answers "No updates are to be performed" (unchanged); moto re-applies the same template
     assert second["stack"] in ("unchanged", "updated")
     assert sorted(boto3.client("dynamodb").list_tables()["TableNames"]) == sorted(tables)
@@ -146,3 +175,10 @@ def test_malformed_values_are_refused_without_echoing_secrets(aws):
     text = str(err.value)
     assert "/hexcast/dev/app-key-hashes: must match" in text and "plaintext-app-key" not in text
     assert "hexcast-prod-fcm" in text  # not a secret: shown
+
+
+def test_deploy_without_a_record_of_the_api_fails_loudly(aws, tmp_path):
+    put_values(aws["ssm"])
+    with pytest.raises(dp.DeployError, match="no record of the API"):
+        dp.deploy("dev", cfn=aws["cfn"], ssm=aws["ssm"], chalice=RecordingChalice(), say=lambda line: None,
+                  apigw=RecordingApiGateway(), deployed_dir=tmp_path)

@@ -28,6 +28,7 @@ DEFAULTED = {
     "HEXCAST_WEATHER_HTTP_TIMEOUT_S": "10 s fits both the feed and zone lookups in every stage",
     "HEXCAST_REGION_SHARDS": "part of the device region index's keys: changing it needs a re-index",
     "HEXCAST_FANOUT_CHUNK": "one SQS message per 100 devices: sized to the send_fanout timeout",
+    "HEXCAST_MAX_CONVERSION_VALUE": "1,000,000 in any currency's unit; a stage selling in a currency of small units sets it",
 }
 #: Read by the settings but never set on a deployed stage.
 LOCAL_ONLY = {
@@ -515,3 +516,57 @@ def test_prod_resources_pass_cfn_lint(tmp_path):
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     proc = subprocess.run([str(cfn_lint), str(paths["resources"])], check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------ the API's error answers
+def _definition_extras(stage: str) -> dict:
+    _, template = rendered(stage)
+    return rr.with_api_errors(template)["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_gateway_responses_answer_in_the_documented_error_body(stage):
+    """API Gateway's own answers (a path no route has, throttling, its
+    default 4xx/5xx) carry ``{"error": {"code", "message", "field"}}``."""
+    responses = _definition_extras(stage)["x-amazon-apigateway-gateway-responses"]
+    assert {"MISSING_AUTHENTICATION_TOKEN", "UNSUPPORTED_MEDIA_TYPE", "DEFAULT_4XX", "DEFAULT_5XX",
+            "REQUEST_TOO_LARGE", "THROTTLED", "INTEGRATION_TIMEOUT"} <= set(responses)
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["statusCode"] == "404"
+    assert responses["UNSUPPORTED_MEDIA_TYPE"]["statusCode"] == "415"
+    assert "statusCode" not in responses["DEFAULT_4XX"] and "statusCode" not in responses["DEFAULT_5XX"]
+    for kind, spec in responses.items():
+        template = spec["responseTemplates"]["application/json"]
+        # API Gateway expands $context.error.messageString to a quoted JSON string
+        body = json.loads(template.replace("$context.error.messageString", '"a message"'))
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "field"}, kind
+        assert body["error"]["code"] and body["error"]["field"] is None
+        assert spec["responseParameters"]["gatewayresponse.header.Content-Type"] == "'application/json'"
+
+
+def test_every_missing_method_of_every_path_answers_405_listing_the_allowed():
+    import app
+
+    paths = _definition_extras("dev")["paths"]
+    from chalicelib.api.gateway import HTTP_METHODS
+
+    assert set(paths) == set(app.app.routes)
+    for path, methods in app.app.routes.items():
+        mocks = paths[path]
+        assert {m.upper() for m in mocks} == set(HTTP_METHODS) - set(methods), path
+        for op in mocks.values():
+            integration = op["x-amazon-apigateway-integration"]
+            assert integration["type"] == "mock"
+            answer = integration["responses"]["default"]
+            assert answer["statusCode"] == "405"
+            assert answer["responseParameters"]["method.response.header.Allow"] == "'" + ", ".join(sorted(methods)) + "'"
+            body = json.loads(answer["responseTemplates"]["application/json"])
+            assert body["error"]["code"] == "method_not_allowed" and body["error"]["message"].endswith(", ".join(sorted(methods)))
+            assert [p["name"] for p in op["parameters"]] == re.findall(r"\{([^}]+)\}", path)
+
+
+def test_the_packaged_api_definition_carries_the_error_answers(packaged):
+    body = packaged["template"]["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    assert body["x-amazon-apigateway-gateway-responses"] == _definition_extras(STAGE)["x-amazon-apigateway-gateway-responses"]
+    pings = body["paths"]["/v1/pings"]
+    assert pings["post"]["x-amazon-apigateway-integration"]["type"] == "aws_proxy"  # Chalice's route, kept
+    assert pings["delete"]["x-amazon-apigateway-integration"]["type"] == "mock"
