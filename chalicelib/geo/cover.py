@@ -13,6 +13,12 @@ resolution 9. The result is already compact at ladder resolutions, so
 Boundary cells also cover a ``buffer_m`` ring outside the fence, so a ping
 of a device inside a fence always finds the fence's row while it is within
 the exit buffer.
+
+The grown (*outer*) and shrunk (*inner*) shapes are built part by part and
+hole by hole, then merged with ``union_all`` (a cascaded union): GEOS's
+buffer of a whole MultiPolygon, or the negative buffer of a polygon whose
+holes grow into each other, merges the pieces pairwise and took minutes
+for a polygon of 900 holes or a MultiPolygon of 2,500 parts.
 """
 
 from __future__ import annotations
@@ -50,6 +56,36 @@ def _max_abs_lat(geom) -> float:
     return max(abs(miny), abs(maxy))
 
 
+def _polygons(geom) -> list:
+    return [p for p in shapely.get_parts(geom) if p.geom_type == "Polygon" and not p.is_empty]
+
+
+def grow(geom, dist: float):
+    """Every point within ``dist`` (degrees, > 0) of ``geom``: each part
+    grown on its own (its holes shrink or vanish), then merged."""
+    parts = shapely.buffer(np.array(_polygons(geom), dtype=object), dist, quad_segs=2)
+    return parts[0] if len(parts) == 1 else shapely.union_all(parts)
+
+
+def shrink(geom, dist: float):
+    """The points of ``geom`` at least ``dist`` (degrees, > 0) from its
+    boundary: each shell shrunk, less its holes grown (merged once)."""
+    out = []
+    for poly in _polygons(geom):
+        shell = shapely.buffer(shapely.Polygon(poly.exterior), -dist, quad_segs=2)
+        if shell.is_empty:
+            continue
+        holes = [shapely.Polygon(h) for h in poly.interiors]
+        if holes:
+            grown = shapely.buffer(np.array(holes, dtype=object), dist, quad_segs=2)
+            shell = shapely.difference(shell, shapely.union_all(grown))
+        if not shell.is_empty:
+            out.append(shell)
+    if not out:
+        return shapely.Polygon()
+    return out[0] if len(out) == 1 else shapely.union_all(out)
+
+
 def cover_geometry(
     geom,
     *,
@@ -72,15 +108,15 @@ def cover_geometry(
     coarse, coarse_polys, tree = coarse_cells()
     res = LADDER[0]
     m = margin_deg(res, lat_hi)
-    outer = shapely.buffer(geom, buf + m, quad_segs=2)
+    outer = grow(geom, buf + m)
     idx = tree.query(outer, predicate="intersects")
     cands = coarse[np.sort(idx)]
     polys = coarse_polys[np.sort(idx)]
 
     while True:
         m = margin_deg(res, lat_hi)
-        outer = shapely.buffer(geom, buf + m, quad_segs=2) if (buf + m) > 0 else geom
-        inner = shapely.buffer(geom, -m, quad_segs=2) if m > 0 else geom
+        outer = grow(geom, buf + m) if (buf + m) > 0 else geom
+        inner = shrink(geom, m) if m > 0 else geom
         shapely.prepare(outer)
         shapely.prepare(inner)
         keep = shapely.intersects(outer, polys)
