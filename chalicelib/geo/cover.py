@@ -24,6 +24,7 @@ for a polygon of 900 holes or a MultiPolygon of 2,500 parts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import h3.api.basic_int as h3i
 import numpy as np
@@ -35,6 +36,12 @@ from chalicelib.geo.sphere import metres_to_degrees
 #: The largest exit buffer (``clamp(accuracy_m, 10, 200)``).
 EXIT_BUFFER_M = 200.0
 DEFAULT_MAX_BOUNDARY = 96
+#: Before growing and shrinking, each ring is simplified (on its own) by
+#: this share of the level's margin, and grown / shrunk by as much more: the
+#: grown shape still holds every point it must, the shrunk one no point it
+#: must not. A zigzag H3 outline of 800 vertices buffered in 1.7 s; simplified,
+#: in 0.04 s.
+SIMPLIFY_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -60,30 +67,79 @@ def _polygons(geom) -> list:
     return [p for p in shapely.get_parts(geom) if p.geom_type == "Polygon" and not p.is_empty]
 
 
-def grow(geom, dist: float):
-    """Every point within ``dist`` (degrees, > 0) of ``geom``: each part
-    grown on its own (its holes shrink or vanish), then merged."""
-    parts = shapely.buffer(np.array(_polygons(geom), dtype=object), dist, quad_segs=2)
-    return parts[0] if len(parts) == 1 else shapely.union_all(parts)
+#: Rings of at most this many positions are not simplified (nothing to gain).
+SIMPLIFY_MIN_POSITIONS = 32
 
 
-def shrink(geom, dist: float):
-    """The points of ``geom`` at least ``dist`` (degrees, > 0) from its
-    boundary: each shell shrunk, less its holes grown (merged once)."""
-    out = []
-    for poly in _polygons(geom):
-        shell = shapely.buffer(shapely.Polygon(poly.exterior), -dist, quad_segs=2)
-        if shell.is_empty:
-            continue
-        holes = [shapely.Polygon(h) for h in poly.interiors]
-        if holes:
-            grown = shapely.buffer(np.array(holes, dtype=object), dist, quad_segs=2)
-            shell = shapely.difference(shell, shapely.union_all(grown))
-        if not shell.is_empty:
-            out.append(shell)
-    if not out:
+def _simplify(rings: np.ndarray, tol: float) -> np.ndarray:
+    if tol <= 0 or not len(rings):
+        return rings
+    big = shapely.get_num_coordinates(rings) > SIMPLIFY_MIN_POSITIONS
+    if big.any():
+        rings = rings.copy()
+        rings[big] = shapely.simplify(rings[big], tol)
+    return rings
+
+
+def _rings(geom, tol: float) -> tuple[np.ndarray, list[tuple[Any, np.ndarray]]]:
+    """The parts as simple polygons: the shells of parts without holes (one
+    array), and (shell, holes) of the others; every ring simplified on its
+    own by ``tol`` (cheap, and each stays valid)."""
+    polys = _polygons(geom)
+    plain = _simplify(np.array([p for p in polys if not p.interiors], dtype=object), tol)
+    holed = []
+    for poly in (p for p in polys if p.interiors):
+        rings = np.array([shapely.Polygon(poly.exterior)] + [shapely.Polygon(h) for h in poly.interiors], dtype=object)
+        rings = _simplify(rings, tol)
+        holed.append((rings[0], rings[1:]))
+    return plain, holed
+
+
+def _merge(pieces) -> Any:
+    pieces = [p for p in pieces if not p.is_empty]
+    if not pieces:
         return shapely.Polygon()
-    return out[0] if len(out) == 1 else shapely.union_all(out)
+    return pieces[0] if len(pieces) == 1 else shapely.union_all(pieces)
+
+
+def grow(geom, dist: float, tol: float = 0.0) -> np.ndarray:
+    """Pieces whose union holds every point within ``dist`` (degrees, > 0)
+    of ``geom``: each part's shell grown, less its holes shrunk (the parts
+    are not merged: the pieces go into an STRtree). ``tol`` > 0 simplifies
+    the rings first and grows by as much more."""
+    d = dist + tol
+    plain, holed = _rings(geom, tol)
+    pieces = list(shapely.buffer(plain, d, quad_segs=2)) if len(plain) else []
+    for shell, holes in holed:
+        g = shapely.buffer(shell, d, quad_segs=2)
+        left = [h for h in shapely.buffer(holes, -d, quad_segs=2) if not h.is_empty]
+        pieces.append(shapely.difference(g, _merge(left)) if left else g)
+    return np.array([p for p in pieces if not p.is_empty], dtype=object)
+
+
+def shrink(geom, dist: float, tol: float = 0.0) -> np.ndarray:
+    """Disjoint pieces holding only points of ``geom`` at least ``dist``
+    (degrees, > 0) from its boundary: each shell shrunk, less its holes
+    grown. ``tol`` > 0 simplifies the rings first and shrinks by as much more."""
+    d = dist + tol
+    plain, holed = _rings(geom, tol)
+    pieces = list(shapely.buffer(plain, -d, quad_segs=2)) if len(plain) else []
+    for shell, holes in holed:
+        g = shapely.buffer(shell, -d, quad_segs=2)
+        if not g.is_empty:
+            pieces.append(shapely.difference(g, _merge(list(shapely.buffer(holes, d, quad_segs=2)))))
+    return np.array([p for p in pieces if not p.is_empty], dtype=object)
+
+
+def _hits(pieces: np.ndarray, polys: np.ndarray, predicate: str) -> np.ndarray:
+    """Which of ``polys`` satisfy ``predicate`` against some piece
+    (``within``: a connected cell within the union of disjoint pieces is
+    within one of them)."""
+    out = np.zeros(len(polys), bool)
+    if len(pieces) and len(polys):
+        idx = shapely.STRtree(pieces).query(polys, predicate=predicate)
+        out[idx[0]] = True
+    return out
 
 
 def cover_geometry(
@@ -108,19 +164,18 @@ def cover_geometry(
     coarse, coarse_polys, tree = coarse_cells()
     res = LADDER[0]
     m = margin_deg(res, lat_hi)
-    outer = grow(geom, buf + m)
-    idx = tree.query(outer, predicate="intersects")
-    cands = coarse[np.sort(idx)]
-    polys = coarse_polys[np.sort(idx)]
+    outer = grow(geom, buf + m) if (buf + m) > 0 else np.array(_polygons(geom), dtype=object)
+    idx = np.unique(tree.query(outer)[1]) if len(outer) else np.zeros(0, np.intp)
+    cands = coarse[idx]
+    polys = coarse_polys[idx]
 
     while True:
         m = margin_deg(res, lat_hi)
-        outer = grow(geom, buf + m) if (buf + m) > 0 else geom
-        inner = shrink(geom, m) if m > 0 else geom
-        shapely.prepare(outer)
-        shapely.prepare(inner)
-        keep = shapely.intersects(outer, polys)
-        inside = keep & shapely.contains(inner, polys) if not inner.is_empty else np.zeros(len(polys), bool)
+        tol = SIMPLIFY_SHARE * m
+        outer = grow(geom, buf + m, tol) if (buf + m) > 0 else np.array(_polygons(geom), dtype=object)
+        inner = shrink(geom, m, tol) if m > 0 else np.array(_polygons(geom), dtype=object)
+        keep = _hits(outer, polys, "intersects")
+        inside = keep & _hits(inner, polys, "within")
         if inside.any():
             out_cells.append(cands[inside])
             out_inside.append(np.ones(int(inside.sum()), bool))
