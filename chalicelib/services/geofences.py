@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chalicelib.errors import Conflict, HexcastError, InvalidInput, NotFound
+from chalicelib.geo.budget import check_import
 from chalicelib.geo.cells import FINEST, LADDER, latlng_to_cell, to_parents
 from chalicelib.geo.cover import Cover, cover_geometry
 from chalicelib.geo.geojson import FenceDefinition, parse_feature
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hexcast.services")
 
-MAX_IMPORT_FEATURES = 500  # stays well inside API Gateway's 29 s
+MAX_IMPORT_FEATURES = 500  # and the work budget (chalicelib.geo.budget.MAX_IMPORT_WORK)
 
 __all__ = [
     "MAX_IMPORT_FEATURES",
@@ -141,8 +142,11 @@ def _parse_features(features: list[Any], repair: bool) -> list[_Parsed]:
 
 
 def import_geofences(deps: Deps, body: Any, *, repair: bool = False) -> dict[str, Any]:
-    """Each feature is accepted or rejected on its own."""
+    """Each feature is accepted or rejected on its own; but when the valid
+    features' estimated indexing work together exceeds the import budget,
+    the whole request is a 400 naming ``features`` and nothing is written."""
     parsed = _parse_features(_collection_features(body), repair)
+    check_import([p[2].work for p in parsed if isinstance(p[2], FenceDefinition)])
 
     def store_one(item: _Parsed) -> HexcastError | None:
         d = item[2]
