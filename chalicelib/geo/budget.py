@@ -266,21 +266,31 @@ def check_fence(d: Any, where: str = "", budget: GeometryBudget = FENCE_BUDGET) 
     return est
 
 
+class ImportBudget:
+    """An import's running total of estimated work, fed feature by feature
+    as they are parsed: past ``max_work`` it raises at once (the rest is
+    never parsed) — :class:`InvalidInput` naming ``where``, saying how
+    many leading features fit. The import then writes nothing."""
+
+    def __init__(self, max_work: float = MAX_IMPORT_WORK, where: str = "features") -> None:
+        self.max_work = max_work
+        self.where = where
+        self.total = 0.0
+
+    def add(self, index: int, work: float) -> None:
+        if self.total + work > self.max_work:
+            raise InvalidInput(
+                f"the import's estimated indexing work exceeds the budget of {self.max_work:,.0f} units per request "
+                f"at {self.where}[{index}]; the first {index} features fit: split the file",
+                self.where,
+            )
+        self.total += work
+
+
 def check_import(works: Sequence[float], *, where: str = "features", max_work: float = MAX_IMPORT_WORK) -> float:
-    """The total estimated work of an import's accepted fences (each already
-    within its own budget: ``FenceDefinition.work``); :class:`InvalidInput`
-    naming ``where`` when it exceeds ``max_work`` — the whole import is
-    refused before any write, saying how many leading features would fit."""
-    total = 0.0
-    fit = None
+    """The total of per-feature works (``FenceDefinition.work``) within the
+    import budget, or :class:`InvalidInput` as :class:`ImportBudget` raises."""
+    budget = ImportBudget(max_work, where)
     for i, w in enumerate(works):
-        total += w
-        if fit is None and total > max_work:
-            fit = i
-    if fit is not None:
-        raise InvalidInput(
-            f"the import's estimated indexing work ({total:,.0f} units) exceeds the budget of {max_work:,.0f} "
-            f"per request; the first {fit} features fit: split the file",
-            where,
-        )
-    return total
+        budget.add(i, w)
+    return budget.total
