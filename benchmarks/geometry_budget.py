@@ -52,6 +52,17 @@ def world_parts(n: int = 2500) -> dict:
     return {"type": "MultiPolygon", "coordinates": [[[[x + dx, y + dy] for dx, dy in tri]] for x, y in pts]}
 
 
+def zigzag(n: int = 9_998, r_deg: float = 10.0) -> dict:
+    """A star of ``n`` vertices alternating between ``r_deg`` and half of it
+    (spikes ~1 km wide, 500 km long): under the vertex limit."""
+    pts = []
+    for i in range(n):
+        a = 2 * math.pi * i / n
+        r = r_deg if i % 2 == 0 else r_deg / 2
+        pts.append([round(-100.0 + r * math.cos(a), 7), round(40.0 + 0.6 * r * math.sin(a), 7)])
+    return {"type": "Polygon", "coordinates": [pts + [pts[0]]]}
+
+
 def scattered_cells(n: int = 5000, res: int = 9) -> list[str]:
     """``n`` resolution-``res`` cells, none adjacent: the centre children of
     ``n`` neighbouring cells two resolutions coarser."""
@@ -76,6 +87,7 @@ SHAPES = {
     "holes": lambda: [feature(holes_polygon())],
     "parts": lambda: [feature(tiny_parts())],
     "world": lambda: [feature(world_parts())],
+    "zigzag": lambda: [feature(zigzag())],
     "cells": lambda: [feature(None, {"h3_cells": scattered_cells()})],
     "circles": circles,
 }
