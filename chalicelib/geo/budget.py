@@ -19,9 +19,9 @@ the field for a parsed fence.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import zlib
-import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -42,13 +42,14 @@ MAX_STORED_BYTES = 300_000
 ROW_WORK = 0.5
 #: Fixed work per fence (parse, prepare, the META flip and the version item).
 FENCE_WORK = 4.0
-#: Work per candidate cell tested against the grown and shrunk shapes.
+#: Work per candidate cell (its polygon built, distance-tested to the fence).
 CANDIDATE_WORK = 0.02
-#: Work per vertex and ladder level (growing and shrinking the shape).
+#: Work per vertex and ladder level (parsing, validity, prepared distances).
 VERTEX_WORK = 0.01
-#: Work per hole and ladder level (each hole grown on its own, then merged).
+#: Work per hole and ladder level. Priced as when the cover buffered each
+#: hole (it now uses distances and is cheaper): the estimate errs high.
 HOLE_WORK = 0.25
-#: Work per part and ladder level (each part grown on its own, then merged).
+#: Work per part and ladder level (as for holes).
 PART_WORK = 0.1
 #: The estimate splits on while this share of its boundary band would stay
 #: within ``max_boundary``: near the cover's threshold it takes the costlier path.
