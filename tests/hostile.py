@@ -277,6 +277,53 @@ def h3_cells(n: int, res: int = 9) -> list[str]:
     return sorted(cells)[:n]
 
 
+# ---------------------------------------------------------------- geometry budget
+def _holes(n: int, la: float = SHOP[0], ln: float = SHOP[1], s: float = 0.01) -> dict:
+    """A square with ``n`` 20 m square holes on a grid."""
+    side = math.ceil(math.sqrt(n))
+    step = 1.6 * s / side
+    return polygon([square(la, ln, s)] + [square(la + step * (i % side - side / 2), ln + step * (i // side - side / 2), 0.0001) for i in range(n)])
+
+
+def _parts(n: int, la: float = SHOP[0], ln: float = SHOP[1]) -> dict:
+    """``n`` 10 m triangles 2 km apart (4 positions each)."""
+    side = math.ceil(math.sqrt(n))
+    return {"type": "MultiPolygon", "coordinates": [[[[ln + (i // side) * 0.02 + dx, la + (i % side) * 0.02 + dy] for dx, dy in
+                                                      ((0, 0), (1e-4, 0), (0, 1e-4), (0, 0))]] for i in range(n)]}
+
+
+def _scattered_cells(n: int) -> list[str]:
+    """``n`` resolution-9 cells, none adjacent (centre children of resolution-7 cells)."""
+    origin = h3.latlng_to_cell(SHOP[0], SHOP[1], 7)
+    k = 1
+    while 3 * k * k + 3 * k + 1 < n:
+        k += 1
+    return sorted(h3.cell_to_center_child(p, 9) for p in sorted(h3.grid_disk(origin, k))[:n])
+
+
+def budget_edges() -> list[tuple[str, Any, tuple[int, ...], str]]:
+    """(route, body, expected statuses, label): the geometry budget (README
+    "Limits and behaviour") at its edges, and the shapes that once took
+    minutes to index."""
+    def fence(geometry: Any, props: dict | None = None) -> dict:
+        return {"type": "Feature", "geometry": geometry, "properties": props or {}}
+
+    circles = [{"type": "Feature", "id": f"hx-c{i}", "geometry": {"type": "Point", "coordinates": [-120.0 + (i % 50) * 0.5, 30.0 + (i // 50) * 1.5]},
+                "properties": {"radius_m": 100_000}} for i in range(500)]
+    put, imp, est = "PUT /v1/geofences/{id}", "POST /v1/geofences/import", "POST /v1/audience/estimate"
+    return [
+        (put, fence(_holes(250)), (200,), "fence 250 holes (≤ 250)"),
+        (put, fence(_holes(251)), (400,), "fence 251 holes (> 250)"),
+        (put, fence(_holes(900)), (400,), "fence 900 holes"),
+        (put, fence(_parts(500)), (200,), "fence 500 parts (≤ 500)"),
+        (put, fence(_parts(2500)), (400,), "fence 2,500 parts"),
+        (put, fence(None, {"h3_cells": _scattered_cells(5000)}), (400,), "fence 5,000 scattered H3 cells (stored bytes)"),
+        (imp, {"type": "FeatureCollection", "features": circles}, (400,), "import 500 circles of 100 km (import work)"),
+        (imp, {"type": "FeatureCollection", "features": circles[:50]}, (200,), "import 50 circles of 100 km"),
+        (est, {"geometry": _holes(900)}, (400,), "estimate area of 900 holes"),
+    ]
+
+
 # ---------------------------------------------------------------- valid bodies
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
@@ -1002,6 +1049,10 @@ def catalogue(world: World, *, full: bool) -> list[Req]:
         rid = SCRATCH_IDS[route.id_kind][0] if route.id_kind else None
         out.append(make(route, world, id_=rid, body=body, kind="limit", expect=exp, limit=label))
     out.extend(budget_requests(world, by_path))
+    for name, body, exp, label in budget_edges():
+        route = by_path[name]
+        rid = SCRATCH_IDS[route.id_kind][0] if route.id_kind else None
+        out.append(make(route, world, id_=rid, body=dump(body), kind="limit", expect=exp, limit=label))
     lookup = by_path["GET /v1/geofences/lookup"]
     for q, exp, label in (("lat=90&lng=180", (200,), "lookup lat 90, lng 180"), ("lat=90.0000001&lng=0", (400,), "lookup lat > 90"),
                           ("lat=0&lng=-180.0000001", (400,), "lookup lng < -180"), ("lat=nan&lng=0", (400,), "lookup lat NaN"),

@@ -13,6 +13,15 @@ resolution 9. The result is already compact at ladder resolutions, so
 Boundary cells also cover a ``buffer_m`` ring outside the fence, so a ping
 of a device inside a fence always finds the fence's row while it is within
 the exit buffer.
+
+Cells are classified by distances, never by buffers: a cell is kept when
+it lies within ``buffer + margin`` of the fence (``dwithin``) and inside
+when the fence contains it and its boundary is farther than the margin —
+exact, where a buffer is an approximation. GEOS's buffer of a whole
+MultiPolygon, of a polygon whose holes grow into each other, or of a
+spiky ring merges the offset pieces pairwise: 900 holes took minutes, and
+a 10,000-vertex zigzag ring 400 s; prepared distance tests take
+milliseconds.
 """
 
 from __future__ import annotations
@@ -72,19 +81,17 @@ def cover_geometry(
     coarse, coarse_polys, tree = coarse_cells()
     res = LADDER[0]
     m = margin_deg(res, lat_hi)
-    outer = shapely.buffer(geom, buf + m, quad_segs=2)
-    idx = tree.query(outer, predicate="intersects")
-    cands = coarse[np.sort(idx)]
-    polys = coarse_polys[np.sort(idx)]
+    shapely.prepare(geom)
+    edge = shapely.boundary(geom)
+    shapely.prepare(edge)
+    idx = np.unique(tree.query(geom, predicate="dwithin", distance=buf + m))
+    cands = coarse[idx]
+    polys = coarse_polys[idx]
 
     while True:
         m = margin_deg(res, lat_hi)
-        outer = shapely.buffer(geom, buf + m, quad_segs=2) if (buf + m) > 0 else geom
-        inner = shapely.buffer(geom, -m, quad_segs=2) if m > 0 else geom
-        shapely.prepare(outer)
-        shapely.prepare(inner)
-        keep = shapely.intersects(outer, polys)
-        inside = keep & shapely.contains(inner, polys) if not inner.is_empty else np.zeros(len(polys), bool)
+        keep = shapely.dwithin(geom, polys, buf + m)
+        inside = keep & shapely.contains(geom, polys) & ~shapely.dwithin(edge, polys, m)
         if inside.any():
             out_cells.append(cands[inside])
             out_inside.append(np.ones(int(inside.sum()), bool))

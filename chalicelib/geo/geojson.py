@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import h3.api.basic_int as h3i
@@ -19,13 +19,14 @@ import shapely
 from shapely.geometry import mapping
 
 from chalicelib.errors import InvalidGeometry, InvalidInput
+from chalicelib.geo.budget import FENCE_BUDGET, GeometryBudget, check_fence, check_h3_cells, check_rings
 from chalicelib.geo.cells import cell_polygons, cell_str
 from chalicelib.geo.sphere import destination_latlng, geometry_area_km2
 # Identifier and number rules live in one module; re-exported here for the
 # parsers below and their older importers.
 from chalicelib.validation import FENCE_ID_RE, MIN_NONZERO_MAGNITUDE, is_finite_number, validate_fence_id  # noqa: F401
 
-MAX_VERTICES = 10_000
+MAX_VERTICES = FENCE_BUDGET.max_vertices
 MAX_AREA_KM2 = 3_000_000.0
 MIN_RADIUS_M, MAX_RADIUS_M = 10.0, 100_000.0
 MAX_H3_CELLS = 10_000
@@ -57,6 +58,7 @@ class FenceDefinition:
     h3_cells: tuple[int, ...] = ()
     area_km2: float = 0.0
     repaired: bool = False
+    work: float = 0.0  # estimated indexing work (chalicelib.geo.budget)
 
     def feature(self) -> dict:
         """The Feature as stored (winding normalised, repairs applied)."""
@@ -159,10 +161,12 @@ def parse_polygonal(geometry: dict, where: str, *, repair: bool) -> tuple[Any, b
     coords = geometry.get("coordinates")
     where_c = f"{where}.coordinates"
     if gtype == "Polygon":
+        check_rings(1, len(coords) - 1 if isinstance(coords, list) and coords else 0, where)
         geom, nverts = _parse_polygon(coords, where_c)
     else:
         if not isinstance(coords, list) or not coords:
             raise InvalidGeometry("a MultiPolygon is a non-empty list of polygons", where_c)
+        check_rings(len(coords), sum(len(p) - 1 for p in coords if isinstance(p, list) and p), where)
         parts = [_parse_polygon(p, f"{where_c}[{i}]") for i, p in enumerate(coords)]
         geom = shapely.MultiPolygon([p for p, _ in parts])
         nverts = sum(n for _, n in parts)
@@ -260,12 +264,16 @@ def _h3_region(cells_in: Any, where: str) -> tuple[tuple[int, ...], Any]:
             raise InvalidInput("not a valid H3 cell id", f"{where}[{i}]")
         cells.append(value)
     cells = sorted(set(cells))
+    check_h3_cells(cells, where)
     polys = cell_polygons(cells)
     return tuple(cells), shapely.orient_polygons(shapely.union_all(polys))
 
 
-def parse_feature(feature: Any, fence_id: str, *, where: str = "", repair: bool = False) -> FenceDefinition:
-    """Validate one GeoJSON Feature as a fence.
+def parse_feature(
+    feature: Any, fence_id: str, *, where: str = "", repair: bool = False, budget: GeometryBudget | None = FENCE_BUDGET
+) -> FenceDefinition:
+    """Validate one GeoJSON Feature as a fence, within ``budget`` (``None``:
+    no complexity check, for a fence already stored).
 
     ``where`` prefixes field names (``features[3]``) in error messages.
     """
@@ -317,7 +325,7 @@ def parse_feature(feature: Any, fence_id: str, *, where: str = "", repair: bool 
         area = geometry_area_km2(geom)
     if area > MAX_AREA_KM2:
         raise InvalidGeometry(f"area {area:,.0f} km² exceeds the limit of {MAX_AREA_KM2:,.0f} km²", gwhere)
-    return FenceDefinition(
+    d = FenceDefinition(
         fence_id=fence_id,
         kind=kind,
         geometry=geom,
@@ -332,3 +340,6 @@ def parse_feature(feature: Any, fence_id: str, *, where: str = "", repair: bool 
         area_km2=round(area, 6),
         repaired=repaired,
     )
+    if budget is None:
+        return d
+    return replace(d, work=check_fence(d, where, budget).work)

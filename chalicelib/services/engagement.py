@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from chalicelib import metrics, retention
 from chalicelib.errors import InvalidGeometry, InvalidInput, NotFound
+from chalicelib.geo.budget import ALERT_BUDGET, check_area
 from chalicelib.geo.geojson import parse_feature
 from chalicelib.geo.shape import FenceShape
 from chalicelib.push.model import FAILED, HELD, SENT, SUPPRESSED, Delivery
@@ -20,7 +22,7 @@ from chalicelib.services import delivery_sweep
 from chalicelib.services.campaigns import campaign_or_404
 from chalicelib.timeutil import iso, parse_timestamp
 from chalicelib.validation import CAMPAIGN_ID_RE, is_finite_number, known_fields, validate_device_id
-from chalicelib.weather.targets import plan_targets
+from chalicelib.weather.targets import PLAN_FINEST, PLAN_MAX_BOUNDARY, plan_targets
 
 if TYPE_CHECKING:
     from chalicelib.services.deps import Deps
@@ -31,6 +33,8 @@ EVENT_TYPES = ("push_opened", "conversion")
 #: An event's fields; any other is a 400 (``"amount"`` for ``"value"``
 #: would otherwise count a conversion with no value).
 EVENT_FIELDS = ("device_id", "type", "delivery_id", "coupon_code", "value", "at")
+#: An estimate's area is planned like an alert's (``plan_targets``' cover).
+ESTIMATE_BUDGET = replace(ALERT_BUDGET, max_boundary=PLAN_MAX_BOUNDARY, finest=PLAN_FINEST)
 STATUSES = ("sent", "suppressed", "failed", "held", "pending", "publishing")
 
 
@@ -190,7 +194,7 @@ def audience_estimate(deps: Deps, body: Any) -> dict:
         raise InvalidInput("max_location_age_hours must be a number from 0 to 8784", "max_location_age_hours")
     if "fence_id" in body:
         rec = fence_or_404(deps, body["fence_id"])
-        d = parse_feature(rec.feature, rec.fence_id)
+        d = parse_feature(rec.feature, rec.fence_id, budget=None)  # stored: already within its budget
     else:
         geometry = body["geometry"]
         if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
@@ -202,10 +206,14 @@ def audience_estimate(deps: Deps, body: Any) -> dict:
             )
         feature = {"type": "Feature", "geometry": geometry, "properties": {"name": "audience"}}
         try:
-            d = parse_feature(feature, "audience")
+            d = parse_feature(feature, "audience", budget=None)
         except InvalidInput as exc:
             exc.field = exc.field if (exc.field or "").startswith("geometry") else "geometry"
             raise
+        # priced as the plan below covers it (no buffer, a finer boundary)
+        reason = check_area(d.geometry, ESTIMATE_BUDGET)
+        if reason is not None:
+            raise InvalidGeometry(f"too complex to plan: {reason}; simplify or split the area", "geometry")
     now = deps.clock()
     # The device region index (as for storms): the area's H3 cover becomes a
     # few key-range Queries; consent, push and location age are checked there.

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chalicelib.errors import Conflict, HexcastError, InvalidInput, NotFound
+from chalicelib.geo.budget import ImportBudget
 from chalicelib.geo.cells import FINEST, LADDER, latlng_to_cell, to_parents
 from chalicelib.geo.cover import Cover, cover_geometry
 from chalicelib.geo.geojson import FenceDefinition, parse_feature
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hexcast.services")
 
-MAX_IMPORT_FEATURES = 500  # stays well inside API Gateway's 29 s
+MAX_IMPORT_FEATURES = 500  # and the work budget (chalicelib.geo.budget.MAX_IMPORT_WORK)
 
 __all__ = [
     "MAX_IMPORT_FEATURES",
@@ -123,9 +124,12 @@ def _collection_features(body: Any) -> list[Any]:
 
 
 def _parse_features(features: list[Any], repair: bool) -> list[_Parsed]:
-    """Each feature parsed on its own: a definition or the error rejecting it."""
+    """Each feature parsed on its own: a definition or the error rejecting
+    it; the valid ones' estimated work summed as they come (past the import
+    budget: a 400 for the whole request, before any write)."""
     seen: set[str] = set()
     parsed: list[_Parsed] = []
+    budget = ImportBudget()
     for i, feature in enumerate(features):
         where = f"features[{i}]"
         fid = None
@@ -134,14 +138,19 @@ def _parse_features(features: list[Any], repair: bool) -> list[_Parsed]:
             if fid in seen:
                 raise InvalidInput(f"duplicate id {fid!r} in this collection", f"{where}.id")
             seen.add(fid)
-            parsed.append((i, fid, parse_feature(feature, fid, where=where, repair=repair)))
+            d = parse_feature(feature, fid, where=where, repair=repair)
         except HexcastError as exc:
             parsed.append((i, fid, exc))
+            continue
+        budget.add(i, d.work)
+        parsed.append((i, fid, d))
     return parsed
 
 
 def import_geofences(deps: Deps, body: Any, *, repair: bool = False) -> dict[str, Any]:
-    """Each feature is accepted or rejected on its own."""
+    """Each feature is accepted or rejected on its own; but when the valid
+    features' estimated indexing work together exceeds the import budget,
+    the whole request is a 400 naming ``features`` and nothing is written."""
     parsed = _parse_features(_collection_features(body), repair)
 
     def store_one(item: _Parsed) -> HexcastError | None:

@@ -70,3 +70,18 @@ def test_hostile_requests_never_5xx_and_rejections_write_nothing(harness):
     assert not tally.unexpected, "a documented limit answered otherwise:\n" + "\n".join(tally.unexpected[:10])
     if FULL:
         assert tally.requests >= 10_000
+
+
+def test_geometry_budget_edges(harness):
+    """The geometry budget's edges alone (they are in the catalogue too):
+    the expected status, the error body, nothing written when rejected."""
+    by_path = {r.name: r for r in hostile.ROUTES}
+    reqs = []
+    for name, body, exp, label in hostile.budget_edges():
+        route = by_path[name]
+        rid = hostile.SCRATCH_IDS[route.id_kind][0] if route.id_kind else None
+        reqs.append(hostile.make(route, harness.world, id_=rid, body=hostile.dump(body), kind="limit", expect=exp, limit=label))
+    harness.run(reqs)
+    tally = harness.tally
+    assert not tally.server_errors and not tally.partial_writes and not tally.bad_error_bodies
+    assert not tally.unexpected, "\n".join(tally.unexpected)

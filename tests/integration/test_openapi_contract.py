@@ -256,7 +256,6 @@ def test_each_operations_key_is_enforced_as_documented(client):
         assert str(resp.status_code) in op["responses"], (op_id, resp.status_code)
 
 
-@pytest.mark.xfail(strict=True, reason="Chalice answers 415 with its own {Code, Message} body until api/common maps it to the error body")
 def test_unsupported_media_type_answers_the_error_body(client):
     obs = {"lat": 1, "lng": 1, "observed_at": time.time() - 60, "temperature_c": 10, "condition": "clear"}
     answer = client.call("postWeatherConditions", body={"observations": [obs]}, content_type="text/plain", expect=415)
