@@ -182,3 +182,43 @@ def test_the_pinned_release_is_patched_once_and_quietly(unpatched_after: None) -
     assert Table.query is patched
     moto_speedups.remove()
     assert Table.query is original
+
+
+def _transactions(client: Any) -> list[Any]:
+    """A transaction that commits, then ones cancelled by a condition after
+    earlier writes of the same transaction (which must be rolled back): the
+    answers and the whole table after each."""
+    key = lambda pk, sk: {"pk": S(pk), "sk": S(sk)}  # noqa: E731
+    txs = [
+        [{"Put": {"TableName": "str", "Item": {**key("t1", "a"), "v": N(1)}}},
+         {"Update": {"TableName": "str", "Key": key("t1", "b"), "UpdateExpression": "SET v = :v",
+                     "ExpressionAttributeValues": {":v": N(2)}}}],
+        [{"Put": {"TableName": "str", "Item": {**key("t1", "c"), "v": N(3)}}},
+         {"Update": {"TableName": "str", "Key": key("t1", "a"), "UpdateExpression": "SET v = :v",
+                     "ExpressionAttributeValues": {":v": N(9)}}},
+         {"Delete": {"TableName": "str", "Key": key("t1", "b")}},
+         {"ConditionCheck": {"TableName": "str", "Key": key("t1", "z"), "ConditionExpression": "attribute_exists(pk)"}}],
+        [{"Put": {"TableName": "str", "Item": {**key("t1", "a"), "v": N(5)}, "ConditionExpression": "attribute_not_exists(pk)"}}],
+    ]
+    out: list[Any] = []
+    for tx in txs:
+        try:
+            client.transact_write_items(TransactItems=tx)
+            out.append("ok")
+        except client.exceptions.TransactionCanceledException as exc:
+            out.append([r.get("Code") for r in exc.response.get("CancellationReasons", [])])
+        out.append(sorted(client.query(TableName="str", KeyConditionExpression="pk = :p",
+                                       ExpressionAttributeValues={":p": S("t1")})["Items"], key=str))
+    return out
+
+
+def test_patched_transactions_commit_and_roll_back_exactly_as_moto_does(client: Any, unpatched_after: None) -> None:
+    moto_speedups.remove()
+    plain = _transactions(client)
+    for sk in ("a", "b", "c"):
+        client.delete_item(TableName="str", Key={"pk": S("t1"), "sk": S(sk)})
+    assert moto_speedups.apply()
+    patched = _transactions(client)
+    assert plain == patched
+    assert plain[2] != "ok" and plain[4] != "ok"  # the cancelled ones: rolled back, the table as before
+    assert plain[3] == plain[1] == plain[5]
