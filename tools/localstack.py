@@ -73,6 +73,8 @@ http_log = logging.getLogger(__name__ + ".http")
 FEED_POLLER = "poll_weather"
 #: The SQS consumers of the weather path (planner, fan-out sender).
 WEATHER_FUNCTIONS = ("plan_alerts", "send_fanout")
+#: The variable that names each SQS consumer's queue for its senders.
+QUEUE_ENV_BY_FUNCTION = {"plan_alerts": "HEXCAST_ALERT_QUEUE", "send_fanout": "HEXCAST_FANOUT_QUEUE"}
 #: A feed URL to poll, or a recorded feed file to serve on loopback and poll.
 FEED_URL_ENV = "HEXCAST_WEATHER_FEED_URL"
 FEED_FILE_ENV = "HEXCAST_WEATHER_FEED_FILE"
@@ -230,6 +232,7 @@ class LocalStack:
                     self._create_platform_applications()
                 if self.app is None:
                     self.app = _load_app()
+                self._align_queue_env()
                 self._serve_http()
                 self.pump = EventPump(
                     self.app,
@@ -370,6 +373,21 @@ class LocalStack:
 
         client = boto3.session.Session().client("sns", endpoint_url=self.aws_endpoint)
         self._extend_env(ensure_platform_applications(client, self.stage))
+
+    def _align_queue_env(self) -> None:
+        """The senders' queue names = the ones the app's consumers read.
+
+        A consumer's queue is named when ``app.py`` is imported (its
+        decorator); the app may have been imported before this stack set its
+        stage (a test run, an earlier stack). Deployed, the template hands
+        every function the names of the queues it created; here the app's
+        own event sources give them."""
+        from chalice.app import SQSEventConfig
+
+        env = {QUEUE_ENV_BY_FUNCTION[src.name]: src.queue for src in getattr(self.app, "event_sources", [])
+               if isinstance(src, SQSEventConfig) and src.name in QUEUE_ENV_BY_FUNCTION and src.queue}
+        if env:
+            self._extend_env(env)
 
     def _extend_env(self, values: dict[str, str]) -> None:
         """Set more variables after :meth:`_set_env`, restored on stop as well."""
