@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -172,6 +172,7 @@ def async_run(n_devices: int, baseline_budget_s: float | None) -> dict[str, Any]
         r = _session().post(f"{base}/v1/weather/alerts", json=feed, headers={"X-Api-Key": admin}, timeout=600)
         out["post_s"] = time.perf_counter() - t
         answers = r.json()["alerts"]
+        print(f"POST of {len(answers)} alerts answered in {out['post_s']:.2f} s", file=sys.stderr, flush=True)
         out["alerts"] = len(answers)
         out["answers"] = {st: sum(a["status"] == st for a in answers) for st in {a["status"] for a in answers}}
         accepted = [a["id"] for a in answers if a["status"] == "accepted"]

@@ -47,7 +47,7 @@ from chalicelib.weather.alert_codec import alert_from_json, alert_to_json
 from chalicelib.weather.alerts import Alert, classify
 from chalicelib.weather.area import Area
 from chalicelib.weather.region import RegionPlan
-from chalicelib.weather.targets import PLAN_MAX_BOUNDARY, plan_area, plan_targets
+from chalicelib.weather.targets import plan_area, plan_targets
 
 if TYPE_CHECKING:
     from chalicelib.services.deps import Deps
@@ -72,7 +72,13 @@ MAX_PARTS = 2_000
 #: Region Queries one plan may issue (about 2,500 read units at most).
 MAX_QUERIES = 5_000
 #: Boundaries tried, finest first, until the plan fits :data:`MAX_QUERIES`.
-BOUNDARY_LADDER = (PLAN_MAX_BOUNDARY, 300, 100, 30)
+#: Alerts start at 100 boundary cells, not the 1,000 of
+#: :data:`~chalicelib.weather.targets.PLAN_MAX_BOUNDARY` (tuned for one
+#: storm over 1,000,000 devices): a national feed plans hundreds of county
+#: unions at once, and the two real weather.gov bundles need 10,242 region
+#: Queries at 100 against 51,207 at 1,000 (17,472 at 300), for devices a
+#: few kilometres beyond the edge read and dropped by the exact test.
+BOUNDARY_LADDER = (100, 30)
 
 #: Record statuses the planner is done with.
 FINAL = ("processed", "ignored", "unresolved_area", "cancelled")
