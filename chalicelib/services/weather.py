@@ -112,9 +112,13 @@ def _take(deps: Deps, alert: Alert, now: float) -> tuple[dict, str | None]:
             return {"status": "duplicate"}, None
         return {"status": "ignored", "reason": "area_too_large",
                 "detail": f"the alert takes over {MAX_MESSAGE_BYTES} bytes once parsed"}, None
-    # Filed under its lineage now, not when planned: a cancel that arrives
-    # while the chain waits in the queue then ends the right lineage.
-    chain_lineages(deps, alert, until)
+    # An update is filed under its lineage now, not when planned: a cancel
+    # that arrives while the chain waits in the queue then ends the right
+    # lineage. An alert without references needs no filing yet: until a
+    # later message files it, its lineage is itself, which is what the
+    # planner (or a cancel naming it) will file it under.
+    if alert.references:
+        chain_lineages(deps, alert, until)
     if not deps.weather.put_alert_record(alert.id, {**base, "status": "queued"}, until):
         return {"status": "duplicate"}, None  # a concurrent request took it first
     return {"status": "accepted"}, message
