@@ -189,6 +189,22 @@ def plan_requests(encoded: list[bytes], *, batch: int, max_bytes: int) -> Iterat
         yield start, len(encoded)
 
 
+_FIT = re.compile(r"the first (\d+) features fit")
+
+
+def budget_fit(exc: ApiError) -> int | None:
+    """How many leading features fit the server's import work budget, when
+    ``exc`` is that budget's 400 (``field: features``), else None.
+
+    >>> budget_fit(ApiError(400, "invalid_input", "... at features[7]; the first 7 features fit: split the file", "features"))
+    7
+    """
+    if exc.status != 400 or exc.field != "features":
+        return None
+    m = _FIT.search(exc.message)
+    return int(m.group(1)) if m else None
+
+
 def _collection(encoded: list[bytes]) -> bytes:
     return _ENVELOPE_HEAD + b",".join(encoded) + _ENVELOPE_TAIL
 
@@ -253,7 +269,9 @@ def upload_file(
                leave=True, dynamic_ncols=True, file=sys.stderr)
     bar.update(len(features) - len(send))  # local rejections count as done
     try:
-        for start, stop in plan_requests(encoded, batch=batch, max_bytes=max_bytes):
+        ranges = list(plan_requests(encoded, batch=batch, max_bytes=max_bytes))
+        while ranges:
+            start, stop = ranges.pop(0)
             body = _collection(encoded[start:stop])
             if len(body) > max_bytes:  # one feature alone is too big
                 i = send[start]
@@ -266,6 +284,12 @@ def upload_file(
             try:
                 answer = client.import_collection(body, repair=repair)
             except ApiError as exc:
+                fit = budget_fit(exc)
+                if fit is not None and 0 < fit < stop - start:
+                    # Over the server's work budget per request: the leading
+                    # features that fit go first, the rest after them.
+                    ranges[:0] = [(start, start + fit), (start + fit, stop)]
+                    continue
                 if exc.fatal:
                     result.not_sent += len(send) - start
                     result.failures.append(exc.describe())

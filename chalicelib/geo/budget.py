@@ -8,7 +8,7 @@ and the cover's own resolution rule — never by running the cover. Work is
 counted in units of about a millisecond of one core of the reference
 machine (cover plus index writes), so a fence within :data:`FENCE_BUDGET`
 indexes in about two seconds at most, and an import within
-:data:`MAX_IMPORT_WORK` well inside API Gateway's 29 s.
+:data:`MAX_IMPORT_WORK` in a few seconds, far inside API Gateway's 29 s.
 
 Two forms: :func:`check_area` returns a reason (or ``None``) for any
 shapely (Multi)Polygon, e.g. a weather alert area; :func:`check_fence`
@@ -54,8 +54,11 @@ PART_WORK = 0.1
 #: The estimate splits on while this share of its boundary band would stay
 #: within ``max_boundary``: near the cover's threshold it takes the costlier path.
 SPLIT_SHARE = 0.75
-#: An import's total estimated work: well inside API Gateway's 29 s.
-MAX_IMPORT_WORK = 15_000.0
+#: An import's total estimated work: an answer within a few seconds (the
+#: estimate errs high: 50 circles of 100 km, priced ~5,600, index in ~2 s on
+#: one core). Larger files go in several requests (``tools.fences`` splits
+#: at the feature the answer names).
+MAX_IMPORT_WORK = 5_000.0
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from chalicelib.services import delivery_sweep
 from chalicelib.services.campaigns import campaign_or_404
 from chalicelib.timeutil import iso, parse_timestamp
 from chalicelib.validation import CAMPAIGN_ID_RE, is_finite_number, known_fields, validate_device_id
-from chalicelib.weather.targets import PLAN_FINEST, PLAN_MAX_BOUNDARY, plan_targets
+from chalicelib.weather.region import RegionPlan
+from chalicelib.weather.targets import PLAN_FINEST, PLAN_MAX_BOUNDARY, plan_area, plan_targets
 
 if TYPE_CHECKING:
     from chalicelib.services.deps import Deps
@@ -35,6 +36,12 @@ EVENT_TYPES = ("push_opened", "conversion")
 EVENT_FIELDS = ("device_id", "type", "delivery_id", "coupon_code", "value", "at")
 #: An estimate's area is planned like an alert's (``plan_targets``' cover).
 ESTIMATE_BUDGET = replace(ALERT_BUDGET, max_boundary=PLAN_MAX_BOUNDARY, finest=PLAN_FINEST)
+#: An estimate answers while the client waits: its area may take at most
+#: this many region-index Queries (Texas 368, a county ≤ ~450; Alaska 1,468 does
+#: not fit). The boundary is covered coarser until it fits: an estimate reads
+#: a few more devices near the edge and tests each exactly.
+MAX_ESTIMATE_QUERIES = 600
+ESTIMATE_BOUNDARY_LADDER = (PLAN_MAX_BOUNDARY, 100, 30)
 STATUSES = ("sent", "suppressed", "failed", "held", "pending", "publishing")
 
 
@@ -220,7 +227,9 @@ def audience_estimate(deps: Deps, body: Any) -> dict:
     # Never a location older than the TTL, whatever was asked.
     max_age_s = retention.max_location_age_s(max_age_h * 3600.0 if max_age_h is not None else None,
                                              retention.location_ttl_s(deps.settings))
-    plan = plan_targets(deps.devices, d.geometry, now=now, max_age_s=max_age_s, shards=deps.settings.region_shards)
+    shards = deps.settings.region_shards
+    region = estimate_plan(d.geometry, shards, "fence_id" if "fence_id" in body else "geometry")
+    plan = plan_targets(deps.devices, d.geometry, now=now, max_age_s=max_age_s, shards=shards, plan=region)
     ids = plan.device_ids
     if d.kind != "polygon" and ids:
         # Circles (geodesic) and H3 regions: the polygon above covers them;
@@ -230,6 +239,20 @@ def audience_estimate(deps: Deps, body: Any) -> dict:
         ids = [i for i in ids if (st := states.get(i)) is not None and shape.covers(st.lat, st.lng)]
     reachable = len(ids)
     return {"reachable": reachable, "as_of": iso(now)}
+
+
+def estimate_plan(geometry: Any, shards: int, where: str) -> RegionPlan:
+    """The area's region plan within :data:`MAX_ESTIMATE_QUERIES`, or a 400
+    naming ``where`` (checked before any Query)."""
+    plan = None
+    for boundary in ESTIMATE_BOUNDARY_LADDER:
+        plan = plan_area(geometry, shards=shards, max_boundary=boundary, finest=PLAN_FINEST)
+        if plan.query_count <= MAX_ESTIMATE_QUERIES:
+            return plan
+    count = plan.query_count if plan is not None else 0
+    raise InvalidGeometry(
+        f"too large to estimate at once: the area spans {count:,} region-index queries (at most "
+        f"{MAX_ESTIMATE_QUERIES:,}); estimate its parts one at a time", where)
 
 
 # ---------------------------------------------------------------- held

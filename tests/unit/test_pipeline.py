@@ -20,6 +20,9 @@ from chalicelib.services import delivery, engagement
 from chalicelib.services.delivery import CampaignCache
 from chalicelib.settings import Settings
 from chalicelib.store import memory_stores
+from chalicelib.errors import InvalidGeometry
+from chalicelib.geo.geojson import parse_feature
+from chalicelib.weather.targets import plan_area
 
 # 2026-07-15 12:00 UTC: 08:00 in New York, 21:00 in Tokyo.
 T0 = datetime(2026, 7, 15, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
@@ -374,6 +377,29 @@ def test_audience_estimate(deps):
     assert engagement.audience_estimate(deps, {"fence_id": "store-1"})["reachable"] == 1
     big = {"type": "Polygon", "coordinates": [[[-123, 38], [-122, 38], [-122, 39], [-123, 39], [-123, 38]]]}
     assert engagement.audience_estimate(deps, {"geometry": big})["reachable"] == 2
+
+
+def test_an_estimate_is_bounded_by_its_region_queries(deps):
+    """A large area is covered coarser until its Queries fit (the same
+    devices, the boundary decided exactly); one that never fits is a 400
+    before any Query."""
+    setup(deps)
+    register(deps, "far")
+    ping(deps, INSIDE, 0)
+    ping(deps, OUTSIDE, 0, device_id="far")
+    counties_wide = {"type": "Polygon", "coordinates": [[[-123.7, 37.4], [-121.7, 37.4], [-121.7, 39.4], [-123.7, 39.4], [-123.7, 37.4]]]}
+    fine = plan_area(parse_feature({"type": "Feature", "geometry": counties_wide, "properties": {}}, "a", budget=None).geometry,
+                     shards=deps.settings.region_shards)
+    assert fine.query_count > engagement.MAX_ESTIMATE_QUERIES  # the default cover would not fit
+    before = deps.devices.region_queries_made
+    assert engagement.audience_estimate(deps, {"geometry": counties_wide})["reachable"] == 2
+    assert 0 < deps.devices.region_queries_made - before <= engagement.MAX_ESTIMATE_QUERIES
+    sliver = {"type": "Polygon", "coordinates": [[[-122.75, 38.39], [-122.65, 38.39], [-1.0, 38.49], [-122.75, 38.49], [-122.75, 38.39]]]}
+    before = deps.devices.region_queries_made
+    with pytest.raises(InvalidGeometry) as e:
+        engagement.audience_estimate(deps, {"geometry": sliver})
+    assert e.value.field == "geometry" and "region-index queries" in e.value.message
+    assert deps.devices.region_queries_made == before
 
 
 def test_deleting_a_device_removes_its_endpoint(deps):
