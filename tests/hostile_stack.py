@@ -61,7 +61,10 @@ class _Http:
                 conn.putheader(name, value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value)
             if body or method in ("POST", "PUT", "PATCH"):
                 conn.putheader("Content-Length", str(len(body)))
-            conn.endheaders(body or None)
+            try:
+                conn.endheaders(body or None)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server answered (and closed) before reading it all: read that answer
             resp = conn.getresponse()
             return Answer(resp.status, resp.read(), dict(resp.getheaders()))
         except (socket.timeout, TimeoutError):

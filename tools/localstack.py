@@ -484,6 +484,26 @@ class _LoggingRequestHandler(ChaliceRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
         http_log.info("%s %s", self.address_string(), _without_query_values(format % args))
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The HTTP server's own refusals (a header line over 64 KiB → 431, a
+        malformed request line → 400) in the documented error body, as the
+        deployed API's gateway responses answer (its header limit is 10 KiB)."""
+        field = "headers" if code == 431 else None
+        text = json.dumps({"error": {"code": "headers_too_large" if code == 431 else "bad_request",
+                                     "message": f"{message or 'refused'}: the request was refused before reaching the app",
+                                     "field": field}})
+        try:
+            self.log_error("code %d, message %s", code, message)
+            self.send_response(code, message)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Connection", "close")
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                self.wfile.write(text.encode())
+        except OSError:  # the client went away first
+            pass
+
     def _send_error_response(self, error: Any) -> None:  # a chalice.local LocalGatewayException
         """A path no route has: the deployed API's 404 in the documented
         error body (its gateway responses), not chalice.local's 403."""
