@@ -15,6 +15,7 @@ field is optional. The canonical form parses back to an equal Campaign.
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from typing import Any
 
 from chalicelib.errors import InvalidInput
@@ -144,7 +145,35 @@ def parse_campaign(campaign_id: str, body: Any) -> Campaign:
 
     Raises InvalidInput naming the field. ``campaign_id`` in the body is
     accepted only when it equals the path id (so a GET result can be PUT back).
+    Template errors do not stop validation: every one of every template is
+    in the error's ``errors`` (with the error that stopped validation, if
+    another did), each with its field and line.
     """
+    collected: list[dict] = []
+    token = _TEMPLATE_ERRORS.set(collected)
+    try:
+        campaign = _parse_campaign(campaign_id, body)
+    except InvalidInput as exc:
+        if collected and not exc.errors:
+            exc.errors = [{"code": exc.code, "message": exc.message, "field": exc.field, "line": None}, *collected]
+        raise
+    finally:
+        _TEMPLATE_ERRORS.reset(token)
+    if collected:
+        first = collected[0]
+        more = len(collected) - 1
+        message = first["message"] if not more else f"{first['message']} (and {more} more template error{'s' * (more > 1)}: see errors)"
+        raise InvalidInput(message, first["field"], errors=collected)
+    return campaign
+
+
+#: The template errors of the campaign being parsed (None: raise at once).
+_TEMPLATE_ERRORS: ContextVar[list[dict] | None] = ContextVar("hexcast_template_errors", default=None)
+#: The parsed template of a template with errors (never rendered: parse_campaign raises).
+_BROKEN = object()
+
+
+def _parse_campaign(campaign_id: str, body: Any) -> Campaign:
     campaign_id = validate_campaign_id(campaign_id)
     if not isinstance(body, dict):
         raise InvalidInput("the campaign must be a JSON object", None)
@@ -269,7 +298,14 @@ def _template(obj: dict, key: str, where: str, max_len: int, *, required: bool) 
         raise InvalidInput("must not be empty", at)
     if len(value) > max_len:
         raise InvalidInput(f"a {key} template is at most {max_len:,} characters", at)
-    return compile_template(value, at)
+    try:
+        return compile_template(value, at)
+    except InvalidInput as exc:
+        bucket = _TEMPLATE_ERRORS.get()
+        if bucket is None:
+            raise
+        bucket.extend(exc.errors or [{"code": exc.code, "message": exc.message, "field": exc.field, "line": None}])
+        return CompiledTemplate(value, at, _BROKEN)  # validation goes on; parse_campaign raises
 
 
 def _required_template(obj: dict, key: str, where: str, max_len: int) -> CompiledTemplate:
