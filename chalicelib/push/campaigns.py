@@ -15,7 +15,6 @@ field is optional. The canonical form parses back to an equal Campaign.
 from __future__ import annotations
 
 import re
-from contextvars import ContextVar
 from typing import Any
 
 from chalicelib.errors import InvalidInput
@@ -45,6 +44,7 @@ from chalicelib.push.render import (
     check_deep_link_size,
     compile_template,
 )
+from chalicelib.push.template_check import BROKEN, keep_going, template_errors
 from chalicelib.timeutil import iso, parse_timestamp
 from chalicelib.validation import (
     CAMPAIGN_ID_RE,
@@ -149,28 +149,8 @@ def parse_campaign(campaign_id: str, body: Any) -> Campaign:
     in the error's ``errors`` (with the error that stopped validation, if
     another did), each with its field and line.
     """
-    collected: list[dict] = []
-    token = _TEMPLATE_ERRORS.set(collected)
-    try:
-        campaign = _parse_campaign(campaign_id, body)
-    except InvalidInput as exc:
-        if collected and not exc.errors:
-            exc.errors = [{"code": exc.code, "message": exc.message, "field": exc.field, "line": None}, *collected]
-        raise
-    finally:
-        _TEMPLATE_ERRORS.reset(token)
-    if collected:
-        first = collected[0]
-        more = len(collected) - 1
-        message = first["message"] if not more else f"{first['message']} (and {more} more template error{'s' * (more > 1)}: see errors)"
-        raise InvalidInput(message, first["field"], errors=collected)
-    return campaign
-
-
-#: The template errors of the campaign being parsed (None: raise at once).
-_TEMPLATE_ERRORS: ContextVar[list[dict] | None] = ContextVar("hexcast_template_errors", default=None)
-#: The parsed template of a template with errors (never rendered: parse_campaign raises).
-_BROKEN = object()
+    with template_errors(TOP_LEVEL_FIELDS):
+        return _parse_campaign(campaign_id, body)
 
 
 def _parse_campaign(campaign_id: str, body: Any) -> Campaign:
@@ -301,11 +281,8 @@ def _template(obj: dict, key: str, where: str, max_len: int, *, required: bool) 
     try:
         return compile_template(value, at)
     except InvalidInput as exc:
-        bucket = _TEMPLATE_ERRORS.get()
-        if bucket is None:
-            raise
-        bucket.extend(exc.errors or [{"code": exc.code, "message": exc.message, "field": exc.field, "line": None}])
-        return CompiledTemplate(value, at, _BROKEN)  # validation goes on; parse_campaign raises
+        keep_going(exc)  # or raise
+        return CompiledTemplate(value, at, BROKEN)  # validation goes on; parse_campaign raises
 
 
 def _required_template(obj: dict, key: str, where: str, max_len: int) -> CompiledTemplate:

@@ -22,7 +22,8 @@ the campaign never sets (``coupon`` without a coupon, ``alert`` on a
 geofence trigger, ``fence`` on an alert), and a name that is no built-in,
 which can only be a device attribute, and renders empty for every device
 without it (``firstname``, with "did you mean" when a built-in or a name
-the campaign's variants test is close). In a preview
+the campaign's variants test is close) — unless its output goes through
+``default`` first, or a variant tests that attribute. In a preview
 (:func:`undefined_in_context`) every path is looked up in the real
 context of that device, so only what renders empty for it is listed.
 Warnings never block a save: they are ``{"field", "message", "line",
@@ -33,10 +34,13 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Iterable, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterable, Iterator, Mapping
 
 from liquid.exceptions import LiquidError
 
+from chalicelib.errors import InvalidInput
 from chalicelib.push.liquid_env import ENV
 
 #: Template problems reported per template, at most.
@@ -66,6 +70,8 @@ LIQUID_NAMES = frozenset({"now", "today", "forloop", "tablerowloop", "empty", "b
 #: Liquid's properties of strings and arrays (``tags.size``, ``tags.first``).
 _SPECIAL = frozenset({"size", "first", "last"})
 
+#: A variable whose output goes through ``default`` first (``{{ first_name | default: "there" }}``).
+_DEFAULTED = re.compile(r"""[\w.\[\]"' -]*?\|\s*default\b""")
 _MARKUP = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 _TAG_NAME = re.compile(r"\{%-?\s*(\w+)")
 #: A stand-in for a broken tag that keeps the block structure.
@@ -179,6 +185,55 @@ def unknown_filters(template: Any, source: str, field: str) -> list[dict]:
     return out
 
 
+# ---------------------------------------------------------------- a campaign's errors
+#: The template errors of the definition being parsed (None: raise at once).
+_COLLECTED: ContextVar[list[dict] | None] = ContextVar("hexcast_template_errors", default=None)
+#: The parsed template of a template with errors (never rendered: :func:`template_errors` raises).
+BROKEN = object()
+
+
+def _entry(exc: InvalidInput) -> dict:
+    return problem(exc.field or "", exc.message, None) | {"code": exc.code, "field": exc.field}
+
+
+def keep_going(exc: InvalidInput) -> None:
+    """Inside :func:`template_errors`: keep a template's errors and let
+    validation go on; outside: raise ``exc``."""
+    bucket = _COLLECTED.get()
+    if bucket is None:
+        raise exc
+    bucket.extend(exc.errors or [_entry(exc)])
+
+
+@contextmanager
+def template_errors(order: tuple[str, ...]) -> Iterator[None]:
+    """Collect the template errors (:func:`keep_going`) of one definition
+    and raise them together at the end: the first as the error, every one
+    in ``errors``, in the order of the top-level fields ``order``, by line
+    within a field. An error that stops validation is raised as it is,
+    with the template errors found before it after it in ``errors``."""
+    collected: list[dict] = []
+    token = _COLLECTED.set(collected)
+    try:
+        yield
+    except InvalidInput as exc:
+        if collected and not exc.errors:
+            exc.errors = [_entry(exc), *collected]
+        raise
+    finally:
+        _COLLECTED.reset(token)
+    if collected:
+
+        def rank(p: dict) -> int:
+            top = re.split(r"[.\[]", p.get("field") or "", maxsplit=1)[0]
+            return order.index(top) if top in order else len(order)
+
+        collected.sort(key=rank)
+        first, more = collected[0], len(collected) - 1
+        message = first["message"] if not more else f"{first['message']} (and {more} more template error{'s' * (more > 1)}: see errors)"
+        raise InvalidInput(message, first["field"], errors=collected)
+
+
 # ---------------------------------------------------------------- warnings
 def _reads(template: Any) -> Iterable[tuple[str, list[Any], int]]:
     """(root name, path segments, index in the source) of every variable
@@ -233,6 +288,8 @@ def variable_warnings(
         text = _path_text(segments)
         if root in LIQUID_NAMES or text in seen:
             continue
+        if root not in BUILTIN_KEYS and _DEFAULTED.match(source, index):
+            continue  # an attribute with a default: its absence is planned for
         message = _static_message(root, segments, text, unset, known_attrs)
         if message is not None:
             seen.add(text)
