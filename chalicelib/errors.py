@@ -6,10 +6,10 @@ from __future__ import annotations
 class HexcastError(Exception):
     """Base class: an error with a stable code, an HTTP status and a field.
 
-    ``errors``: when one request has several problems (a campaign's
-    template errors), every one of them as ``{"code", "message", "field",
-    "line"}``; the body then carries them as ``errors`` beside ``error``
-    (the first, or the one that stopped validation)."""
+    ``errors``: the problems of one request, each ``{"code", "message",
+    "field", "line"}`` (a campaign's template errors); when there are
+    several, the body carries them all as ``errors`` beside ``error`` (the
+    first, or the one that stopped validation)."""
 
     status = 400
     code = "invalid_input"
@@ -22,7 +22,7 @@ class HexcastError(Exception):
 
     def to_json(self) -> dict:
         out: dict = {"error": {"code": self.code, "message": self.message, "field": self.field}}
-        if self.errors:
+        if self.errors and len(self.errors) > 1:
             out["errors"] = self.errors
         return out
 

@@ -87,6 +87,7 @@ def test_one_template_error_keeps_the_single_error_message():
         parse_campaign("c1", body(message={"title": "ok", "body": "line\n{{ x | }}"}))
     assert exc.value.message == "template error on line 2: expected word, found end of expression"
     assert errors_of(exc.value) == [("message.body", 2)]
+    assert exc.value.to_json() == {"error": {"code": "invalid_input", "message": exc.value.message, "field": "message.body"}}
 
 
 def test_a_structural_error_comes_first_with_the_template_errors_after_it():
