@@ -204,3 +204,10 @@ def test_preview_follows_keys_into_documented_variables(mem_deps):
     save(mem_deps, message={"title": "{{ fence.metadata.city }}", "body": "{{ campaign.name }} {{ fence.tags.size }}"})
     out = campaign_service.preview(mem_deps, "c1", {"device_id": "d1"})
     assert [(w["variable"], w["field"]) for w in out["warnings"]] == [("fence.metadata.city", "message.title")]
+
+
+def test_the_checked_built_ins_are_the_names_the_render_context_reserves():
+    from chalicelib.push.render import RESERVED_NAMES
+    from chalicelib.push.template_check import BUILTIN_KEYS
+
+    assert set(BUILTIN_KEYS) == RESERVED_NAMES
