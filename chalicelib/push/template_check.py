@@ -45,6 +45,9 @@ from chalicelib.push.liquid_env import ENV
 
 #: Template problems reported per template, at most.
 MAX_PROBLEMS = 20
+#: Characters re-parsed to look past first errors, per definition (a
+#: 4,000-character body parses in ~10 ms on one core).
+RECOVERY_CHARS = 60_000
 
 #: The documented variables and their keys (None: free-form keys, or a
 #: value without keys). Device attributes come on top, free-form.
@@ -137,27 +140,36 @@ def _replace_broken(source: str, at: int) -> str | None:
 def syntax_problems(source: str, field: str) -> tuple[list[dict], Any]:
     """``(problems, template)``: every syntax error and unknown filter of
     ``source`` (by line), and the parsed template (None when it does not
-    parse)."""
+    parse). Looking past the first error re-parses the template, which
+    costs about its length: at most :data:`MAX_PROBLEMS` parses, and
+    :data:`RECOVERY_CHARS` characters re-parsed in all the templates of one
+    definition (inside :func:`template_errors`; else this template's own).
+    Past that budget, what was found is reported (always the first error)."""
+    budget = _RECOVERY.get()
+    if budget is None:
+        budget = [RECOVERY_CHARS]
     problems: list[dict] = []
-    seen: set[tuple[int | None, str]] = set()
     text = source
     template = None
     parsed = None
-    while len(problems) < MAX_PROBLEMS:
+    for attempt in range(MAX_PROBLEMS):
+        if attempt:
+            if budget[0] < len(text):
+                break
+            budget[0] -= len(text)
         try:
             parsed = ENV.from_string(text)
         except LiquidError as err:
             line = error_line(err, text)
             message = f"template error on line {line}: {describe(err)}"
-            if (line, message) not in seen:
-                seen.add((line, message))
-                problems.append(problem(field, message, line))
+            if any(p["message"] == message for p in problems):
+                break  # the same error again (a limit, or the same mistake on one line): nothing new past it
+            problems.append(problem(field, message, line))
             at = _position(err)
             text_next = _replace_broken(text, at) if at is not None else None
             if text_next is None or text_next == text:
                 break
             text = text_next
-            continue
         except Exception as err:  # noqa: BLE001 - any parser failure is a bad template
             problems.append(problem(field, f"template error: {err}", None))
             break
@@ -188,6 +200,8 @@ def unknown_filters(template: Any, source: str, field: str) -> list[dict]:
 # ---------------------------------------------------------------- a campaign's errors
 #: The template errors of the definition being parsed (None: raise at once).
 _COLLECTED: ContextVar[list[dict] | None] = ContextVar("hexcast_template_errors", default=None)
+#: What is left of the definition's :data:`RECOVERY_CHARS` (None: outside one).
+_RECOVERY: ContextVar[list[int] | None] = ContextVar("hexcast_template_recovery", default=None)
 #: The parsed template of a template with errors (never rendered: :func:`template_errors` raises).
 BROKEN = object()
 
@@ -214,6 +228,7 @@ def template_errors(order: tuple[str, ...]) -> Iterator[None]:
     with the template errors found before it after it in ``errors``."""
     collected: list[dict] = []
     token = _COLLECTED.set(collected)
+    budget = _RECOVERY.set([RECOVERY_CHARS])
     try:
         yield
     except InvalidInput as exc:
@@ -222,6 +237,7 @@ def template_errors(order: tuple[str, ...]) -> Iterator[None]:
         raise
     finally:
         _COLLECTED.reset(token)
+        _RECOVERY.reset(budget)
     if collected:
 
         def rank(p: dict) -> int:

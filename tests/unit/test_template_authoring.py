@@ -211,3 +211,20 @@ def test_the_checked_built_ins_are_the_names_the_render_context_reserves():
     from chalicelib.push.template_check import BUILTIN_KEYS
 
     assert set(BUILTIN_KEYS) == RESERVED_NAMES
+
+
+def test_looking_past_first_errors_has_a_budget_per_definition_and_every_template_keeps_its_first():
+    from chalicelib.push.template_check import RECOVERY_CHARS
+
+    broken = ("{{ a | }}\n" * 400)[:4000]
+    variants = [{"name": f"v{i}", "when": {"attribute": "tier", "equals": i}, "message": {"title": "t", "body": broken}}
+                for i in range(8)]
+    with pytest.raises(InvalidInput) as exc:
+        parse_campaign("c1", body(message={"title": "t", "body": broken}, variants=variants))
+    fields = [f for f, _ in errors_of(exc.value)]
+    assert set(fields) == {"message.body", *(f"variants[{i}].message.body" for i in range(8))}
+    reparsed = (len(fields) - 9) * len(broken)  # every problem past a template's first is one more parse
+    assert 0 < reparsed <= RECOVERY_CHARS
+    # The same mistake again on one line, or a limit hit again, ends the search.
+    assert len(syntax_problems("{{ a | }}" * 50, "message.body")[0]) == 1
+    assert len(syntax_problems("{% if a %}" * 30 + "x", "message.body")[0]) == 1
