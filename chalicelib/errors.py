@@ -4,18 +4,27 @@ from __future__ import annotations
 
 
 class HexcastError(Exception):
-    """Base class: an error with a stable code, an HTTP status and a field."""
+    """Base class: an error with a stable code, an HTTP status and a field.
+
+    ``errors``: the problems of one request, each ``{"code", "message",
+    "field", "line"}`` (a campaign's template errors); when there are
+    several, the body carries them all as ``errors`` beside ``error`` (the
+    first, or the one that stopped validation)."""
 
     status = 400
     code = "invalid_input"
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    def __init__(self, message: str, field: str | None = None, *, errors: list[dict] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.errors = errors
 
     def to_json(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+        out: dict = {"error": {"code": self.code, "message": self.message, "field": self.field}}
+        if self.errors and len(self.errors) > 1:
+            out["errors"] = self.errors
+        return out
 
 
 class InvalidInput(HexcastError):

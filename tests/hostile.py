@@ -1243,8 +1243,11 @@ def diff(before: dict, after: dict) -> str:
 
 
 def _spec_error(body: Any) -> bool:
-    """``{"error": {"code": str, "message": str, "field": str | null}}``."""
-    if not isinstance(body, dict) or set(body) != {"error"} or not isinstance(body["error"], dict):
+    """``{"error": {"code": str, "message": str, "field": str | null}}``
+    (and, for several problems at once, ``errors``: a list of them)."""
+    if not isinstance(body, dict) or not set(body) <= {"error", "errors"} or not isinstance(body.get("error"), dict):
+        return False
+    if "errors" in body and not (isinstance(body["errors"], list) and len(body["errors"]) > 1):
         return False
     err = body["error"]
     return (set(err) >= {"code", "message", "field"} and isinstance(err["code"], str) and bool(err["code"])

@@ -153,9 +153,24 @@ def _campaign() -> dict[str, Schema]:
         ("id", *cp.TOP_LEVEL_FIELDS, "version", "created_at", "updated_at"),
         description="The canonical form: every top-level key present (null when unset).",
     )
+    warning = obj(
+        {"field": STRING, "message": STRING, "line": {"type": "integer", "minimum": 1}, "variable": STRING},
+        ("field", "message", "line", "variable"),
+        description="A variable a template reads that nothing defines (it renders empty): never an error.",
+    )
+    warnings = arr(ref("TemplateWarning"))
+    saved = obj(
+        {**stored["properties"], "warnings": {**warnings, "description": "At save: variables that are no built-in "
+                                              "(device attributes without a default), keys documented variables do not "
+                                              "have, and variables the campaign never sets."}},
+        (*stored["required"], "warnings"),
+        description="The stored campaign (canonical form) and the warnings of its templates.",
+    )
     return {
         "CampaignInput": request,
         "Campaign": stored,
+        "SavedCampaign": saved,
+        "TemplateWarning": warning,
         "CampaignPage": obj({"campaigns": arr(ref("Campaign")), "next_token": {"type": ["string", "null"]}}, ("campaigns", "next_token")),
         "PreviewRequest": obj(
             {"device_id": _ID,
@@ -168,9 +183,11 @@ def _campaign() -> dict[str, Schema]:
             {"campaign_id": STRING, "device_id": STRING, "arm": {"type": ["string", "null"]}, "rendered": BOOL,
              "error": STRING, "title": STRING, "body": STRING, "deep_link": {"type": ["string", "null"]},
              "variant": {"type": ["string", "null"]},
+             "warnings": {**arr(ref("TemplateWarning")), "description": "Variables the rendered message reads that are "
+                          "undefined for this device (they render empty)."},
              "coupon": obj({"code": STRING, "percent_off": {"type": "number"}, "expires_at": DATE_TIME}, ("code", "percent_off", "expires_at")),
              "note": STRING},
-            ("campaign_id", "device_id", "arm", "rendered"),
+            ("campaign_id", "device_id", "arm", "rendered", "warnings"),
             description="rendered: true carries title, body, deep_link, variant; rendered: false carries error.",
         ),
     }

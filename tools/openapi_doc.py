@@ -107,8 +107,9 @@ OPS: tuple[Op, ...] = (
     Op("get", "/v1/campaigns", "listCampaigns", "campaigns", "List campaigns (by id)",
        answer="CampaignPage", errors=(400, *_STORE), query=("limit", "campaign_next_token")),
     Op("put", "/v1/campaigns/{campaign_id}", "putCampaign", "campaigns", "Create or replace a campaign",
-       body="CampaignInput", answer="Campaign", errors=(*_BODY, *_STORE),
-       description="Validated and its Liquid templates compiled; a template error names the field and the line."),
+       body="CampaignInput", answer="SavedCampaign", errors=(*_BODY, *_STORE),
+       description="Validated and its Liquid templates compiled. Template errors are one 400: error is the first, "
+       "errors lists every one with its field and line. Variables nothing defines are warnings in the answer, never errors."),
     Op("get", "/v1/campaigns/{campaign_id}", "getCampaign", "campaigns", "A campaign (canonical form)",
        answer="Campaign", errors=(404, *_STORE)),
     Op("delete", "/v1/campaigns/{campaign_id}", "deleteCampaign", "campaigns", "Delete a campaign", status=204,

@@ -107,9 +107,19 @@ def _errors() -> dict[str, Schema]:
         },
         ("code", "message", "field"),
     )
+    problem = obj(
+        {**detail["properties"], "line": {"type": ["integer", "null"], "minimum": 1, "description": "A template's line, or null."}},
+        ("code", "message", "field", "line"),
+    )
     return {
         "ErrorDetail": detail,
-        "Error": obj({"error": ref("ErrorDetail")}, ("error",), description="The one error body of every 4xx/5xx the app answers."),
+        "ErrorProblem": problem,
+        "Error": obj(
+            {"error": ref("ErrorDetail"),
+             "errors": arr(ref("ErrorProblem"), minItems=2, description="When a request has several problems (a campaign's "
+                           "template errors): every one, with its field and, for a template, its line; error is the first.")},
+            ("error",), description="The one error body of every 4xx/5xx the app answers.",
+        ),
         "GatewayMessage": obj(
             {"message": STRING}, ("message",), closed=False,
             description="API Gateway's own body when it throttles (429) before the app runs.",

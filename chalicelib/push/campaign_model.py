@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from chalicelib.push.coupons import Coupon, CouponSpec, make_coupon
 from chalicelib.push.model import GEOFENCE_TRIGGERS, Trigger
 from chalicelib.push.quiet import quiet_release_at
-from chalicelib.push.render import MessageSpec, Rendered, RenderError, render_message, template_context
+from chalicelib.push.render import MessageSpec, Rendered, RenderError, TemplateGlobals, render_message, template_context
 from chalicelib.timeutil import iso
 
 SEVERITIES = ("Unknown", "Minor", "Moderate", "Severe", "Extreme")
@@ -309,6 +309,13 @@ class Campaign:
             "schedule": None if self.schedule is None else self.schedule.to_json(),
         }
 
+    def messages(self) -> list[MessageSpec]:
+        """Every message: the campaign's, its variants', its arms'."""
+        out = [self.message, *(v.message for v in self.variants)]
+        if self.experiment is not None:
+            out += [a.message for a in self.experiment.arms if a.message is not None]
+        return out
+
     def in_schedule(self, now: float) -> bool:
         """Enabled, and ``now`` within the schedule (if any)."""
         return self.enabled and (self.schedule is None or self.schedule.contains(now))
@@ -355,6 +362,20 @@ class Campaign:
                 return variant.message, base, variant.name
         return base, base, None
 
+    def context(
+        self, attributes: Mapping[str, Any], trigger: Trigger | None, *, coupon: Coupon | None, now: float, arm: str | None
+    ) -> TemplateGlobals:
+        """The globals the templates see for one device (see :func:`template_context`)."""
+        return template_context(
+            attributes,
+            trigger,
+            coupon=coupon,
+            now=now,
+            arm=arm,
+            campaign=self._liquid,
+            fallback_tz=None if self.quiet_hours is None else self.quiet_hours.timezone,
+        )
+
     def render(
         self,
         attributes: Mapping[str, Any] | None,
@@ -373,15 +394,7 @@ class Campaign:
             attributes = attributes if attributes is not None else {}
             message, base, variant = self.choose_message(attributes, arm)
             fallback = base.deep_link if base.deep_link is not None else self.message.deep_link
-            context = template_context(
-                attributes,
-                trigger,
-                coupon=coupon,
-                now=now,
-                arm=arm,
-                campaign=self._liquid,
-                fallback_tz=None if self.quiet_hours is None else self.quiet_hours.timezone,
-            )
+            context = self.context(attributes, trigger, coupon=coupon, now=now, arm=arm)
             return render_message(message, context, variant, fallback)
         except RenderError:
             raise

@@ -44,6 +44,7 @@ from chalicelib.push.render import (
     check_deep_link_size,
     compile_template,
 )
+from chalicelib.push.template_check import BROKEN, keep_going, template_errors
 from chalicelib.timeutil import iso, parse_timestamp
 from chalicelib.validation import (
     CAMPAIGN_ID_RE,
@@ -144,7 +145,15 @@ def parse_campaign(campaign_id: str, body: Any) -> Campaign:
 
     Raises InvalidInput naming the field. ``campaign_id`` in the body is
     accepted only when it equals the path id (so a GET result can be PUT back).
+    Template errors do not stop validation: every one of every template is
+    in the error's ``errors`` (with the error that stopped validation, if
+    another did), each with its field and line.
     """
+    with template_errors(TOP_LEVEL_FIELDS):
+        return _parse_campaign(campaign_id, body)
+
+
+def _parse_campaign(campaign_id: str, body: Any) -> Campaign:
     campaign_id = validate_campaign_id(campaign_id)
     if not isinstance(body, dict):
         raise InvalidInput("the campaign must be a JSON object", None)
@@ -269,7 +278,11 @@ def _template(obj: dict, key: str, where: str, max_len: int, *, required: bool) 
         raise InvalidInput("must not be empty", at)
     if len(value) > max_len:
         raise InvalidInput(f"a {key} template is at most {max_len:,} characters", at)
-    return compile_template(value, at)
+    try:
+        return compile_template(value, at)
+    except InvalidInput as exc:
+        keep_going(exc)  # or raise
+        return CompiledTemplate(value, at, BROKEN)  # validation goes on; parse_campaign raises
 
 
 def _required_template(obj: dict, key: str, where: str, max_len: int) -> CompiledTemplate:

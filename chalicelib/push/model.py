@@ -11,6 +11,7 @@ the same record and never sends twice.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -69,6 +70,25 @@ class Trigger:
         key = f"fence:{fence.fence_id}:{event_type}:{visit_ts:.3f}"
         return cls(EVENT_TRIGGER[event_type], key, fence.fence_id, at, fence=fence)
 
+    def snapshot(self) -> str:
+        """What a held push needs to be rendered at release (JSON text; the
+        type, key and ref are the record's own fields)."""
+        fence = None if self.fence is None else [self.fence.fence_id, self.fence.name, list(self.fence.tags), self.fence.metadata]
+        data = {"at": self.at, "fence": fence, "alert": self.alert, "weather": self.weather,
+                "needs_location": self.needs_location, "ends_at": self.ends_at}
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_snapshot(cls, type_: str, key: str, ref: str, text: str) -> "Trigger":
+        """The trigger :meth:`snapshot` kept (ValueError when it is not one)."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a trigger snapshot")
+        f = data.get("fence")
+        fence = None if f is None else FenceContext(str(f[0]), str(f[1]), tuple(f[2]), dict(f[3]))
+        return cls(type_, key, ref, float(data["at"]), fence=fence, alert=data.get("alert"), weather=data.get("weather"),
+                   needs_location=bool(data.get("needs_location", True)), ends_at=data.get("ends_at"))
+
     def record_json(self) -> dict:
         """The ``trigger`` object of a delivery record."""
         ref_name = "alert_id" if self.type == "weather_alert" else "fence_id"
@@ -119,6 +139,8 @@ class Delivery:
     sns_message_id: str | None = None
     updated_at: float | None = None
     release_at: float | None = None  # held: when the quiet window ends
+    #: held: the trigger as :meth:`Trigger.snapshot` keeps it; the push is rendered at release.
+    held_context: str | None = None
     sent_at: float | None = None
     opened_at: float | None = None
     converted_at: float | None = None

@@ -48,6 +48,7 @@ from chalicelib.push.payloads import DEEP_LINK_MAX_BYTES, encoded_size
 from chalicelib.push.quiet import resolve_zone
 from chalicelib.push.render_plan import _Plan, fast_plan
 from chalicelib.push.template_budget import check_budget
+from chalicelib.push.template_check import describe, error_line, problem, syntax_problems
 from chalicelib.push.textcut import ELLIPSIS, shorten  # noqa: F401 - ELLIPSIS: what texts are cut with
 from chalicelib.timeutil import iso
 
@@ -112,8 +113,8 @@ class CompiledTemplate:
             self.template.render_with_context(RenderContext(self.template, globals=context), buf)
             return buf.getvalue()
         except LiquidError as err:
-            line = _error_line(err, self.source)
-            raise RenderError(f"{self.field}: template error on line {line}: {_describe(err)}", self.field, line) from None
+            line = error_line(err, self.source)
+            raise RenderError(f"{self.field}: template error on line {line}: {describe(err)}", self.field, line) from None
         except Exception as err:  # noqa: BLE001 - a template must never crash the pipeline
             raise RenderError(f"{self.field}: template error: {type(err).__name__}: {err}", self.field) from None
 
@@ -135,55 +136,26 @@ class _CappedBuffer(StringIO):
         return super().write(text)
 
 
-def _describe(err: LiquidError) -> str:
-    message = str(err.message)
-    if err.token is None or err.token.start_index < 0:
-        # No position: the parser ran off the end of the template (an unclosed block).
-        message = message.replace("found end of expression", "found the end of the template")
-    return message
-
-
-def _error_line(err: LiquidError, source: str) -> int:
-    """1-based line of a Liquid error; the last line when it has no position."""
-    token = err.token
-    if token is not None and token.start_index >= 0 and token.source:
-        return token.source.count("\n", 0, token.start_index) + 1
-    return source.count("\n") + 1
-
-
 def compile_template(source: str, field_name: str) -> CompiledTemplate:
-    """Compile a Liquid template; InvalidInput naming the field and line on error.
+    """Compile a Liquid template; InvalidInput naming the field and the
+    line of the first error, with every error of the template in ``errors``
+    (:func:`~chalicelib.push.template_check.syntax_problems`).
 
     >>> compile_template("Hi {{ first_name }}", "message.title").render({"first_name": "Ana"})
     'Hi Ana'
     """
     if "{{" not in source and "{%" not in source:
         return CompiledTemplate(source, field_name, None)
-    try:
-        template = ENV.from_string(source)
-    except LiquidError as err:
-        line = _error_line(err, source)
-        raise InvalidInput(f"template error on line {line}: {_describe(err)}", field_name) from None
-    except Exception as err:  # noqa: BLE001 - any parser failure is a bad template
-        raise InvalidInput(f"template error: {err}", field_name) from None
-    _check_filters(template, source, field_name)
+    problems, template = syntax_problems(source, field_name)
+    if problems:
+        raise InvalidInput(problems[0]["message"], field_name, errors=problems)
     try:
         check_budget(template)
     except LiquidError as err:
-        raise InvalidInput(f"template error on line {_error_line(err, source)}: {_describe(err)}", field_name) from None
+        line = error_line(err, source)
+        message = f"template error on line {line}: {describe(err)}"
+        raise InvalidInput(message, field_name, errors=[problem(field_name, message, line)]) from None
     return CompiledTemplate(source, field_name, template, fast_plan(template))
-
-
-def _check_filters(template: Any, source: str, field_name: str) -> None:
-    """Unknown filters fail at save time, not at send time."""
-    try:
-        used = template.analyze().filters
-    except Exception:  # noqa: BLE001 - analysis is a bonus; rendering still reports errors
-        return
-    for name, spans in used.items():
-        if name not in ENV.filters:
-            line = source.count("\n", 0, spans[0].index) + 1 if spans else source.count("\n") + 1
-            raise InvalidInput(f"template error on line {line}: unknown filter '{name}'", field_name)
 
 
 # ---------------------------------------------------------------- messages

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.errors import InvalidInput, NotFound
 from chalicelib.push.campaigns import Campaign, parse_campaign
-from chalicelib.push.model import CampaignRecord, FenceContext, Trigger
-from chalicelib.push.render import RenderError
+from chalicelib.push.model import GEOFENCE_TRIGGERS, CampaignRecord, FenceContext, Trigger
+from chalicelib.push.render import CompiledTemplate, RenderError
+from chalicelib.push.template_check import undefined_in_context, variable_warnings
 from chalicelib.services.devices import device_or_404
 from chalicelib.services.delivery import coupon_for
 from chalicelib.timeutil import iso
@@ -36,7 +37,43 @@ def put_campaign(deps: Deps, campaign_id: str, body: Any) -> dict:
     rec = deps.campaigns.put_campaign(campaign_id, campaign.definition(), iso(deps.clock()))
     deps.campaign_cache.invalidate()
     log.info("campaign stored", extra={"campaign_id": campaign_id, "version": rec.version})
-    return _campaign_json(rec)
+    return {**_campaign_json(rec), "warnings": template_warnings(campaign)}
+
+
+def _unset_names(campaign: Campaign) -> dict[str, str]:
+    """Built-in variables this campaign never sets → why."""
+    unset = {}
+    if campaign.coupon is None:
+        unset["coupon"] = "the campaign has no coupon"
+    if campaign.experiment is None:
+        unset["arm"] = "the campaign has no experiment"
+    if campaign.trigger.type in GEOFENCE_TRIGGERS:
+        unset["alert"] = "only weather_alert campaigns have an alert"
+    else:
+        unset["fence"] = "a weather_alert push has no fence"
+        unset["weather"] = "a weather_alert push carries no weather conditions"
+    return unset
+
+
+def _templates(campaign: Campaign) -> list[CompiledTemplate]:
+    out = []
+    for message in campaign.messages():
+        out += [message.title, message.body]
+        if message.deep_link is not None:
+            out.append(message.deep_link)
+    return out
+
+
+def template_warnings(campaign: Campaign) -> list[dict]:
+    """``[{"field", "message", "line", "variable"}]``: the variables the
+    campaign's templates read that nothing defines for it (see
+    :func:`~chalicelib.push.template_check.variable_warnings`)."""
+    unset = _unset_names(campaign)
+    tested = [v.when.attribute for v in campaign.variants]
+    out: list[dict] = []
+    for tpl in _templates(campaign):
+        out += variable_warnings(tpl.template, tpl.source, tpl.field, unset=unset, attributes=tested)
+    return out
 
 
 def _campaign_json(rec: CampaignRecord) -> dict:
@@ -126,8 +163,10 @@ def preview(deps: Deps, campaign_id: str, body: Any) -> dict:
     arm = campaign.assign_arm(device_id)
     coupon = coupon_for(deps, campaign, device_id, now)
     out: dict[str, Any] = {"campaign_id": campaign.campaign_id, "device_id": device_id, "arm": arm}
+    render_arm = arm if arm != "control" else None
+    out["warnings"] = _preview_warnings(campaign, device.attributes, trigger, coupon, now, render_arm)
     try:
-        msg = campaign.render(device.attributes, trigger, coupon=coupon, now=now, arm=arm if arm != "control" else None)
+        msg = campaign.render(device.attributes, trigger, coupon=coupon, now=now, arm=render_arm)
     except RenderError as exc:
         out.update(rendered=False, error=str(exc))
         return out
@@ -136,4 +175,18 @@ def preview(deps: Deps, campaign_id: str, body: Any) -> dict:
         out["coupon"] = {"code": coupon.code, "percent_off": coupon.percent_off, "expires_at": iso(coupon.expires_at)}
     if arm == "control":
         out["note"] = "this device is in the control group: it would be recorded, not sent"
+    return out
+
+
+def _preview_warnings(campaign: Campaign, attributes: dict, trigger: Trigger, coupon: Any, now: float,
+                      arm: str | None) -> list[dict]:
+    """The variables the message this device gets reads and that are
+    undefined for it (they render empty)."""
+    message, base, _ = campaign.choose_message(attributes, arm)
+    link = message.deep_link or base.deep_link or campaign.message.deep_link
+    context = campaign.context(attributes, trigger, coupon=coupon, now=now, arm=arm).resolved()
+    out: list[dict] = []
+    for tpl in (message.title, message.body, link):
+        if tpl is not None:
+            out += undefined_in_context(tpl.template, tpl.source, tpl.field, context)
     return out

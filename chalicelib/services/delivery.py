@@ -16,8 +16,9 @@ leaves exactly one delivery record, whose id is derived from the key:
    (``render_error``), never the batch;
 6. frequency caps — per device per day and a minimum gap, reserved with a
    conditional write (a dropped or broken push does not use up the cap);
-7. quiet hours in ``hold`` mode — ``held`` until the window ends, then sent
-   by :func:`chalicelib.services.delivery_sweep.release_held` (scheduled);
+7. quiet hours in ``hold`` mode — ``held`` until the window ends, with the
+   trigger (not the text), then rendered again and sent by
+   :func:`chalicelib.services.delivery_sweep.release_held` (scheduled);
 8. publish through SNS — ``sent`` with the SNS message id, or ``failed`` with
    the reason (``endpoint_disabled`` also turns the device's push off).
 
@@ -54,7 +55,7 @@ from chalicelib.push.model import (
 )
 from chalicelib.push.quiet import quiet_release_at
 from chalicelib.push.lifecycle import open_since
-from chalicelib.push.render import RenderError
+from chalicelib.push.render import Rendered, RenderError
 from chalicelib.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -177,6 +178,17 @@ def _ttl(campaign: Campaign, trigger: Trigger | None, now: float) -> int | None:
     return ttl
 
 
+def message_content(msg: Rendered, coupon: Coupon | None) -> dict[str, Any]:
+    """The record's fields of a rendered push."""
+    return {
+        "title": msg.title,
+        "body": msg.body,
+        "deep_link": msg.deep_link,
+        "coupon_code": coupon.code if coupon else None,
+        "coupon_expires_at": coupon.expires_at if coupon else None,
+    }
+
+
 def consent_reason(device: Device, campaign: Campaign, trigger: Trigger) -> str | None:
     if not device.consent.get("push"):
         return "no_consent"
@@ -294,13 +306,7 @@ def drive(deps: Deps, campaign: Campaign, device: Device, trigger: Trigger, did:
         except RenderError as exc:
             log.warning("render error", extra={"campaign_id": campaign.campaign_id, "error": str(exc)[:200]})
             return finish(deps, did, SUPPRESSED, "render_error")
-        content = {
-            "title": msg.title,
-            "body": msg.body,
-            "deep_link": msg.deep_link,
-            "coupon_code": coupon.code if coupon else None,
-            "coupon_expires_at": coupon.expires_at if coupon else None,
-        }
+        content = message_content(msg, coupon)
 
         # 6: frequency caps.
         limits = campaign.limits
@@ -309,9 +315,11 @@ def drive(deps: Deps, campaign: Campaign, device: Device, trigger: Trigger, did:
         if not store.reserve_send(campaign.campaign_id, device.device_id, now, per_day, gap):
             return finish(deps, did, SUPPRESSED, "frequency_cap", **content)
 
-        # 7: quiet hours, hold mode.
+        # 7: quiet hours, hold mode. The text above only proved the push
+        # renders: what goes out is rendered at release (local time,
+        # weather and coupon as they are then), from the trigger kept here.
         if release_at is not None:
-            return finish(deps, did, HELD, "quiet_hours", release_at=release_at, **content)
+            return finish(deps, did, HELD, "quiet_hours", release_at=release_at, held_context=trigger.snapshot())
 
         # 8: publish. The record keeps its open-since time (updated_at).
         if not store.update_delivery(did, {"status": PUBLISHING, **content}, expect_status=PENDING):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import metrics
 from chalicelib.errors import Unavailable
@@ -29,14 +29,18 @@ from chalicelib.services.delivery import (
     Outcome,
     abandon,
     consent_reason,
+    coupon_for,
     drive,
     finish,
+    message_content,
     pre_claim,
     publish,
 )
+from chalicelib.push.render import RenderError
 from chalicelib.services.weather import conditions_at
 
 if TYPE_CHECKING:
+    from chalicelib.push.campaigns import Campaign
     from chalicelib.services.deps import Deps
     from chalicelib.ports import Device
 
@@ -46,9 +50,12 @@ log = logging.getLogger("hexcast.push")
 def release_held(deps: Deps, limit: int = 100) -> dict[str, int]:
     """Send the held deliveries whose quiet window has ended (scheduled).
 
-    Each is moved ``held`` → ``publishing`` (or ``suppressed``) with a
-    conditional update, so overlapping runs never send one twice; the reads
-    come first, so a store error leaves it ``held`` for the next run."""
+    Each is rendered now, from the trigger kept when it was held (local
+    time, weather at the device and coupon as they are at release; a
+    render error suppresses that one record: ``render_error``), then moved
+    ``held`` → ``publishing`` (or ``suppressed``) with a conditional
+    update, so overlapping runs never send one twice; the reads come
+    first, so a store error leaves it ``held`` for the next run."""
     now = deps.clock()
     counts: dict[str, int] = {}
     for d in deps.deliveries.due_held(now, limit):
@@ -66,21 +73,55 @@ def release_held(deps: Deps, limit: int = 100) -> dict[str, int]:
             ttl = int(d.created_at + ttl - now)
             if ttl <= 0:
                 reason = "expired"
+        content: dict[str, Any] = {}
+        if reason is None:
+            assert campaign is not None and device is not None  # else a reason was set above
+            content, reason = render_at_release(deps, d, campaign, device, now)
         if reason is not None:
-            changes = {"status": SUPPRESSED, "reason": reason, "release_at": None, "updated_at": now}
+            changes = {"status": SUPPRESSED, "reason": reason, "release_at": None, "held_context": None, "updated_at": now}
             if deps.deliveries.update_delivery(d.delivery_id, changes, expect_status=HELD):
                 counts[reason] = counts.get(reason, 0) + 1
                 metrics.delivery(SUPPRESSED, reason)
             continue
-        if not deps.deliveries.update_delivery(d.delivery_id, {"status": PUBLISHING, "release_at": None, "updated_at": now}, expect_status=HELD):
+        changes = {"status": PUBLISHING, "release_at": None, "held_context": None, "updated_at": now, **content}
+        if not deps.deliveries.update_delivery(d.delivery_id, changes, expect_status=HELD):
             continue  # another run took it
         assert device is not None  # else a reason was set above
-        content = {"title": d.title, "body": d.body, "deep_link": d.deep_link, "coupon_code": d.coupon_code}
         out = publish(deps, device, campaign, d.delivery_id, content, ttl)
         metrics.delivery(out.status, out.reason)
         key = out.status if out.reason is None else f"{out.status}:{out.reason}"
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def render_at_release(deps: Deps, d: Delivery, campaign: Campaign, device: Device, now: float) -> tuple[dict[str, Any], str | None]:
+    """``(record fields of the push, None)``, or ``({}, "render_error")``:
+    the held push rendered at ``now`` from its kept trigger, with the
+    weather at the device now (else as it was kept) and a coupon issued
+    now. A record held with its text already rendered (no kept trigger)
+    goes out as it is."""
+    if d.held_context is None:
+        if not d.title or not d.body:
+            return {}, "render_error"
+        return {"title": d.title, "body": d.body, "deep_link": d.deep_link, "coupon_code": d.coupon_code}, None
+    try:
+        trigger = Trigger.from_snapshot(d.trigger_type, d.trigger_key, d.trigger_ref, d.held_context)
+    except (ValueError, TypeError, KeyError, IndexError):
+        log.warning("held push without a readable trigger", extra={"delivery_id": d.delivery_id})
+        return {}, "render_error"
+    st = device.state
+    if trigger.type in GEOFENCE_TRIGGERS and st is not None:
+        wx = conditions_at(deps.weather, [(st.lat, st.lng)], now)[0]
+        if wx:
+            trigger = replace(trigger, weather=wx)
+    coupon = coupon_for(deps, campaign, device.device_id, now)
+    try:
+        msg = campaign.render(device.attributes, trigger, coupon=coupon, now=now, arm=d.arm)
+    except RenderError as exc:
+        log.warning("render error at release", extra={"campaign_id": campaign.campaign_id, "delivery_id": d.delivery_id,
+                                                      "error": str(exc)[:200]})
+        return {}, "render_error"
+    return message_content(msg, coupon), None
 
 
 # ---------------------------------------------------------------- the sweep

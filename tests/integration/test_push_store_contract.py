@@ -325,6 +325,21 @@ def test_held_records_come_due_at_release_and_leave_when_status_changes(store, s
     assert [d.trigger_key for d in store.deliveries.due_held(now + 1000)] == ["h1", "h3"]
 
 
+def test_a_held_record_keeps_its_trigger_until_release(store, store_clock):
+    now = store_clock()
+    kept = '{"alert":null,"at":1.5,"fence":["f1","Shop ✓",["a"],{"city":"Santa Rosa"}],"weather":null}'
+    d = rec("hk1", now, status=PENDING)
+    store.deliveries.claim_delivery(d)
+    assert store.deliveries.update_delivery(d.delivery_id, {"status": HELD, "release_at": now + 5, "held_context": kept},
+                                            expect_status=PENDING)
+    [due] = store.deliveries.due_held(now + 5)
+    assert due.held_context == kept and due.title is None
+    changes = {"status": PUBLISHING, "release_at": None, "held_context": None, "title": "T", "body": "B", "updated_at": now + 6}
+    assert store.deliveries.update_delivery(d.delivery_id, changes, expect_status=HELD)
+    out = store.deliveries.get_deliveries([d.delivery_id])[d.delivery_id]
+    assert (out.held_context, out.release_at, out.title, out.status) == (None, None, "T", PUBLISHING)
+
+
 # ---------------------------------------------------------------- open (the sweep)
 def test_open_records_become_stale_by_updated_at_and_leave_with_a_final_status(store):
     now = 1_790_000_000.0

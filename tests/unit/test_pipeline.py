@@ -276,7 +276,9 @@ def test_quiet_hours_by_device_time_zone(deps):
     assert engagement.release_held(deps) == {"sent": 1}
     assert engagement.release_held(deps) == {}
     released = record(deps, tokyo.delivery_id)
-    assert released.status == "sent" and released.title == tokyo.title
+    assert tokyo.title is None and tokyo.held_context is not None  # held: the trigger, not the text
+    assert released.status == "sent" and released.title == "Welcome to Main St store"
+    assert released.held_context is None and released.release_at is None
     assert len(deps.push.published) == 2
 
 
