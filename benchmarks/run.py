@@ -38,7 +38,6 @@ PACKAGES = ("numpy", "shapely", "h3", "python-liquid", "boto3", "moto", "chalice
 #: its figures carry no target (a section's own figures, when they declare
 #: a target, are judged instead).
 DECLARED_TARGETS = {
-    "a": "none (point → fences has no target since the matcher was removed)",
     "b": "round trips per batch of 100 ≤ 2; ≤ $0.25 per million pings",
     "c": "import of the 3,221 counties on the local stack ≤ 60 s",
     "d": "cold `import app` ≤ 400 ms",

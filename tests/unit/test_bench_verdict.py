@@ -29,7 +29,12 @@ def test_sample_is_the_median_with_min_and_max() -> None:
 
 def test_timed_and_interleaved_count_every_run() -> None:
     calls: list[str] = []
-    got = timed(lambda: calls.append("x") or len(calls), 3)
+
+    def call() -> int:
+        calls.append("x")
+        return len(calls)
+
+    got = timed(call, 3)
     assert got.result == 3 and got.wall.runs == 3 and got.cpu.runs == 3
     calls.clear()
     both = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 2)
