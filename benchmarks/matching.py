@@ -28,7 +28,6 @@ No ping lies within ~2 m of a fence boundary, so the baseline's polygon
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
@@ -36,7 +35,7 @@ import numpy as np
 import shapely
 
 from benchmarks import data
-from benchmarks.report import Figure
+from benchmarks.report import Figure, Sample, timed
 
 if TYPE_CHECKING:
     from chalicelib.services.deps import Deps
@@ -45,15 +44,10 @@ T = TypeVar("T")
 BATCH = 100  # pings per request, as handle_pings accepts
 
 
-def _timed(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
-    times: list[float] = []
-    out: T | None = None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    assert out is not None
-    return statistics.median(times), out
+def _timed(fn: Callable[[], T], repeat: int) -> tuple[Sample, T]:
+    """Wall time of ``fn``: median of ``repeat`` runs with min–max, and its result."""
+    got = timed(fn, repeat)
+    return got.wall, got.result
 
 
 def make_pings(n: int, boundary_polys: np.ndarray, seed: int = 7, clearance_deg: float = 2e-5) -> tuple[np.ndarray, np.ndarray]:
@@ -191,12 +185,16 @@ def run(quick: bool, use_cache: bool) -> list[Figure]:
     note = (
         f"{scale}; {matches:,} matches, every ping's fence set identical to the baseline's; index {n_cells:,} cells "
         f"in {len(deps.fences.cells):,} rows; version cache {hits / max(hits + misses, 1):.0%} hits; "
-        f"parse {t_parse:.1f} s, covers {t_cover:.1f} s ({'disk cache' if cached else 'computed on all cores'}); median of {repeat}"
+        f"parse {t_parse:.1f} s, covers {t_cover:.1f} s ({'disk cache' if cached else 'computed on all cores'}); wall time, median of {repeat} with min–max"
     )
     per = f"{n_pings // 1000}k pings"
+    def fig(name: str, ours: Sample, baseline: str, base: Sample, **kw) -> Figure:
+        return Figure("a", name, ours.median, baseline, base.median, unit="s", spread=ours.spread, baseline_spread=base.spread, **kw)
+
     return [
-        Figure("a", f"services.lookup, one call per ping, {per}", t_lookup, "STRtree.query(intersects), one call", t_base, unit="s", note=note),
-        Figure("a", f"services.lookup, one call per ping, {per}", t_lookup, "STRtree.query(intersects), one call per ping", t_base_1, unit="s"),
-        Figure("a", f"handle_pings' matching, batches of {BATCH}, {per}", t_batch, f"STRtree.query(intersects), calls of {BATCH}", t_base_b, unit="s"),
-        Figure("a", "build: fences.put_fence of every fence (covers given)", t_build, "STRtree build", t_tree, unit="s"),
+        fig(f"services.lookup, one call per ping, {per}", t_lookup, "STRtree.query(intersects), one call per ping", t_base_1, note=note),
+        fig(f"services.lookup, one call per ping, {per}", t_lookup, "STRtree.query(intersects), one call", t_base),
+        fig(f"handle_pings' matching, batches of {BATCH}, {per}", t_batch, f"STRtree.query(intersects), calls of {BATCH}", t_base_b),
+        Figure("a", "build: fences.put_fence of every fence (covers given)", t_build, "STRtree build", t_tree, unit="s",
+               note="one build each, not repeated"),
     ]

@@ -12,6 +12,12 @@ pings, (c) importing the 3,221 counties on the local stack, (d) cold
 with fakes, (f) storm target planning through the device region index (in
 memory over 1,000,000 devices, and Queries/items on moto). See BENCHMARKS.md
 for the method and the last results.
+
+Every run prints the machine (CPU model, cores, Python and package
+versions) and its load average before and after each section, the figures
+(timings as median with min–max), and at the end one verdict line per
+target: met, MISSED, or not run at full size (``--quick`` inputs or a
+section left out). ``--strict`` exits 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -23,9 +29,21 @@ import platform
 import sys
 import time
 
-from benchmarks.report import Figure, dump, table
+from benchmarks.report import MISSED, Figure, dump, table, verdict, verdict_lines
 
 SECTIONS = ("d", "e", "f", "a", "b", "c")  # the interpreter-start and single-core timings first, on a quiet machine
+#: The packages whose versions a figure depends on (printed with each run).
+PACKAGES = ("numpy", "shapely", "h3", "python-liquid", "boto3", "moto", "chalice")
+#: Each section's targets, for the verdict when the section is not run or
+#: its figures carry no target (a section's own figures, when they declare
+#: a target, are judged instead).
+DECLARED_TARGETS = {
+    "b": "round trips per batch of 100 ≤ 2; ≤ $0.25 per million pings",
+    "c": "import of the 3,221 counties on the local stack ≤ 60 s",
+    "d": "cold `import app` ≤ 400 ms",
+    "e": "≥ 20,000 push decisions/s/core (≤ 50 µs a decision)",
+    "f": "≤ 10 µs of CPU per targeted device (≥ 100,000/s) over 1,000,000 devices",
+}
 
 
 def machine() -> str:
@@ -38,6 +56,27 @@ def machine() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
 
 
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in PACKAGES:
+        try:
+            out.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            out.append(f"{name} (not installed)")
+    return ", ".join(out)
+
+
+def load() -> str:
+    """The 1/5/15-minute load averages (``os.getloadavg``), over the core count."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average unknown"
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} cores"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller inputs: a smoke run, not the figures of record")
@@ -48,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     wanted = [s for s in SECTIONS if s in {x.strip() for x in args.only.split(",")}]
 
-    print(f"hexcast benchmarks — {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC — {machine()}")
+    started = dt.datetime.now(dt.timezone.utc)
+    meta = {"started": f"{started:%Y-%m-%d %H:%M} UTC", "machine": machine(), "packages": versions(),
+            "quick": args.quick, "load_before": load()}
+    print(f"hexcast benchmarks — {meta['started']} — {meta['machine']}")
+    print(f"packages: {meta['packages']}")
+    print(f"{meta['load_before']} before the run")
     print("quick run: smaller inputs, not the figures of record\n" if args.quick else "")
     figures: list[Figure] = []
     moto_import = (None, None)
@@ -56,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.perf_counter()
     for section in wanted:
         t0 = time.perf_counter()
-        print(f"[{section}] running ...", flush=True)
+        print(f"[{section}] running ... ({load()})", flush=True)
         if section == "d":
             from benchmarks import cold_import
 
@@ -85,19 +129,20 @@ def main(argv: list[str] | None = None) -> int:
 
             got = importing.run(args.quick, *moto_import)
         figures += got
-        print(table(got))
-        if section == "e":
-            print(pipeline_outcome.target_line)
-        print(f"[{section}] done in {time.perf_counter() - t0:.0f} s\n", flush=True)
+        print(table(got, args.quick))
+        print(f"[{section}] done in {time.perf_counter() - t0:.0f} s ({load()})\n", flush=True)
 
+    meta["load_after"] = load()
     print("=" * 20, f"summary ({time.perf_counter() - t_all:.0f} s)", "=" * 20)
-    print(table(figures))
-    if pipeline_outcome is not None:
-        print(pipeline_outcome.target_line)
+    print(f"{meta['machine']}; {meta['packages']}")
+    print(f"before: {meta['load_before']}; after: {meta['load_after']}")
+    print(table(figures, args.quick))
+    print("\nverdict per target:")
+    print("\n".join("  " + line for line in verdict_lines(figures, args.quick, DECLARED_TARGETS, wanted)))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        dump(figures, args.json)
-    missed = [f for f in figures if f.met is False]
+        dump(figures, args.json, meta)
+    missed = [f for f in figures if verdict(f, args.quick) == MISSED]
     if missed:
         print("\ntargets missed: " + "; ".join(f"[{f.section}] {f.name}" for f in missed))
     return 1 if (missed and args.strict) else 0
