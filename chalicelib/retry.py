@@ -27,6 +27,10 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+#: One generator for every policy's jitter: seeding a new ``random.Random``
+#: reads the OS's entropy (tens of µs), and a policy is made per publish.
+_JITTER = random.Random()
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 
@@ -44,7 +48,7 @@ class RetryPolicy:
     clock: Clock = field(repr=False)
     sleep: Sleep = field(repr=False)
     max_attempts: int | None = None
-    rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
+    rng: random.Random = field(default_factory=lambda: _JITTER, repr=False, compare=False)
 
     def backoff(self, attempt: int) -> float:
         """The wait after failed attempt ``attempt`` (0-based): full jitter."""
