@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import Any
-from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import Element, tostring
 
 from chalicelib.errors import InvalidInput
 from chalicelib.timeutil import parse_timestamp
@@ -161,8 +161,6 @@ def _raw(body: bytes | str) -> bytes:
 
 def parse_alert_element(el: Element, *, prefix: str = "alert", raw: bytes | None = None) -> CapAlert:
     """One ``<alert>`` element → :class:`CapAlert`."""
-    from xml.etree.ElementTree import tostring
-
     def required(name: str, max_len: int = 256) -> str:
         value = text(el, name)
         if value is None:
@@ -292,6 +290,8 @@ def to_alert(alert: CapAlert, geometry: dict[str, Any] | None, same: tuple[str, 
         vtec_actions=(),
         geometry=geometry,
         fingerprint=alert.fingerprint,
+        sender=alert.sender,
+        infos=tuple(i.texts() for i in alert.infos),
     )
 
 

@@ -209,3 +209,23 @@ def test_bmkg_language_twins_share_identifier_and_area() -> None:
     [id_] = parse_cap((FIX / "ID__ramirezzServer_siaga__cap-id-CGT20260924002_alert.xml").read_bytes())
     assert en.identifier == id_.identifier
     assert en.areas()[0].polygons == id_.areas()[0].polygons
+
+
+def test_cap_alert_round_trips_through_the_queue_codec_with_its_texts() -> None:
+    import json
+
+    from chalicelib.weather.alert_codec import alert_from_json, alert_to_json
+
+    name = "DE__jdemaeyer_brightsky__2.49.0.0.276.0.DWD.PVW.1687470000000.fe90b61b-3755-4efb-8eda-b161251da9f7.MUL.xml"
+    [cap] = parse_cap((FIX / name).read_bytes())
+    alert = to_alert(cap, {"type": "Polygon", "coordinates": [[[9.0, 52.0], [9.5, 52.0], [9.5, 52.5], [9.0, 52.0]]]})
+    assert alert.sender == cap.sender and [i["language"] for i in alert.infos] == [i.language for i in cap.infos]
+    back = alert_from_json(json.loads(json.dumps(alert_to_json(alert), ensure_ascii=False)))
+    assert back == alert
+    assert next(i for i in back.infos if i["language"] == "ar")["headline"] == next(
+        i for i in cap.infos if i.language == "ar").headline
+    # A message written before CAP (no sender, no infos) still decodes.
+    old = {k: v for k, v in alert_to_json(alert).items() if k not in ("sender", "infos")}
+    assert alert_from_json(old).infos == () and alert_from_json(old).sender is None
+    with pytest.raises(ValueError):
+        alert_from_json({**alert_to_json(alert), "infos": "x"})
