@@ -1095,6 +1095,7 @@ def catalogue(world: World, *, full: bool) -> list[Req]:
                     req.field = f"{bkind}.{path_label(path)}"
                     out.append(req)
     out.extend(error_shape_cases(world, now))
+    out.extend(cap_xml_cases(world, now))
     return out
 
 
@@ -1118,6 +1119,8 @@ def error_shape_cases(world: World, now: float) -> list[Req]:
         text = dump(valid_body(route.bodies[0], world, now))
         rid = SCRATCH_IDS[route.id_kind][0] if route.id_kind and route.method == "PUT" else None
         for ct in ("text/plain", "application/xml", "application/jsonx"):
+            if route.name == "POST /v1/weather/alerts" and ct == "application/xml":
+                continue  # the alerts route reads XML as CAP: cap_xml_cases
             out.append(make(route, world, id_=rid, body=text, content_type=ct, kind="content-type not JSON", expect=(415,),
                             limit="Content-Type not JSON → 415"))
     alerts, pings, events = by_path["POST /v1/weather/alerts"], by_path["POST /v1/pings"], by_path["POST /v1/events"]
@@ -1584,3 +1587,53 @@ class Harness:
         for req in reqs:
             self.send(req)
         self.tally.seconds += time.perf_counter() - start
+
+
+# ---------------------------------------------------------------- CAP 1.2 XML on the alerts route
+_CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
+
+
+def _cap_alert(alert_id: str, now: float, *, status: str = "Actual", area: str = "") -> bytes:
+    lat, lng = SHOP
+    area = area or (f"<area><areaDesc>shop</areaDesc><polygon>{lat - 0.01},{lng - 0.01} {lat - 0.01},{lng + 0.01} "
+                    f"{lat + 0.01},{lng + 0.01} {lat - 0.01},{lng - 0.01}</polygon></area>")
+    return (f'<?xml version="1.0" encoding="UTF-8"?><alert xmlns="{_CAP_NS}"><identifier>{alert_id}</identifier>'
+            f"<sender>hostile@example.org</sender><sent>{_iso(now - 60)}</sent><status>{status}</status>"
+            f"<msgType>Alert</msgType><scope>Public</scope><info><event>Storm</event><urgency>Immediate</urgency>"
+            f"<severity>Severe</severity><certainty>Observed</certainty><expires>{_iso(now + 3600)}</expires>"
+            f"{area}</info></alert>").encode()
+
+
+def cap_xml_cases(world: World, now: float) -> list[Req]:
+    """CAP 1.2 documents (README "CAP 1.2 alerts"): a valid one taken, XML
+    attacks (entity bombs, external entities and DTDs) and broken XML a 400
+    naming ``body``, nesting over 32 a 400, over 5 MiB a 413, degenerate
+    areas answered (never a 500)."""
+    alerts = {r.name: r for r in ROUTES}["POST /v1/weather/alerts"]
+    tag = int(now)
+    bomb = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+            + "".join(f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10))
+            + f']><alert xmlns="{_CAP_NS}"><identifier>&lol9;</identifier></alert>').encode()
+    cases: list[tuple[bytes, tuple[int, ...], str]] = [
+        (_cap_alert(f"hx-cap-{tag}", now), (202,), "a CAP alert → 202"),
+        (bomb, (400,), "billion laughs → 400"),
+        (f'<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><alert xmlns="{_CAP_NS}">&x;</alert>'.encode(), (400,),
+         "external entity → 400"),
+        (f'<!DOCTYPE alert SYSTEM "http://127.0.0.1:9/x.dtd"><alert xmlns="{_CAP_NS}"/>'.encode(), (400,), "external DTD → 400"),
+        (b"<a>" * 33 + b"</a>" * 33, (400,), "XML nested 33 deep → 400"),
+        (b"<alert", (400,), "truncated XML → 400"),
+        (dump(valid_body("alert", world, now)), (400,), "JSON sent as CAP XML → 400"),
+        (b"<a>" + b" " * MAX_BODY + b"</a>", (413,), "CAP body over 5 MiB → 413"),
+        (_cap_alert(f"hx-cap-test-{tag}", now, status="Test"), (202,), "status Test → 202 ignored"),
+        (_cap_alert(f"hx-cap-degenerate-{tag}", now, area="<area><areaDesc>x</areaDesc><polygon>1,1 1,1 1,1 1,1</polygon>"
+                    "<circle>91,0 5</circle><geocode><valueName>EMMA_ID</valueName><value>XX999</value></geocode></area>"),
+         (202,), "degenerate CAP area → 202 (unresolved)"),
+        (_cap_alert(f"hx-cap-antimeridian-{tag}", now, area="<area><areaDesc>x</areaDesc>"
+                    "<polygon>60,170 60,-170 65,-170 65,170 60,170</polygon></area>"), (202,), "antimeridian CAP polygon → 202"),
+    ]
+    out = []
+    for ct in ("application/cap+xml", "application/xml"):
+        for body, expect, limit in cases:
+            req = make(alerts, world, body=body, content_type=ct, kind="CAP XML", expect=expect, limit=f"{limit} ({ct})")
+            out.append(req)
+    return out

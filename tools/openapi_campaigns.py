@@ -278,8 +278,14 @@ def _weather() -> dict[str, Schema]:
         {"index": INT_COUNT, "id": {"type": ["string", "null"]},
          "status": {"enum": ["accepted", "duplicate", "ignored", "cancelled"]},
          "reason": {"type": ["string", "null"], "description": "ignored: invalid, not_actual, ended, not_yet_effective, "
-                    "area_too_large; cancelled: cancelled, expired, upgraded, all_clear"},
-         "detail": STRING, "error": ref("ErrorDetail"), "lineage": STRING},
+                    "area_too_large, msg_type_ack, msg_type_error (CAP); cancelled: cancelled, expired, upgraded, all_clear"},
+         "detail": STRING, "error": ref("ErrorDetail"), "lineage": STRING,
+         "area": obj({"resolved": {"type": "boolean"},
+                      "unresolved": arr(obj({"area": STRING, "reason": STRING}, ("area", "reason"))),
+                      "notes": arr(STRING), "unresolved_more": INT_COUNT, "notes_more": INT_COUNT},
+                     ("resolved", "unresolved", "notes"),
+                     description="CAP alerts only: the <area> elements that yielded no geometry (with why) and the "
+                     "repairs made; with resolved false the planner records unresolved_area.")},
         ("index", "id", "status"),
     )
     record = obj(

@@ -128,10 +128,14 @@ OPS: tuple[Op, ...] = (
     Op("post", "/v1/audience/estimate", "estimateAudience", "campaigns", "Devices reachable now inside a fence or polygon",
        body="AudienceEstimateInput", answer="AudienceEstimate", errors=(*_BODY, 404, *_STORE)),
     # weather
-    Op("post", "/v1/weather/alerts", "postWeatherAlerts", "weather", "NWS alerts in (a Feature or FeatureCollection)",
+    Op("post", "/v1/weather/alerts", "postWeatherAlerts", "weather",
+       "Alerts in: NWS (a GeoJSON Feature or FeatureCollection) or one CAP 1.2 document (XML)",
        body="AlertsInput", status=202, answer="AlertsResult", errors=(*_BODY, *_STORE),
-       description="One answer per feature, in input order; at most 1,000 features. Accepted alerts are planned "
-       "asynchronously: GET /v1/weather/alerts/{alert_id} tells what became of each."),
+       description="One answer per feature (or per CAP <alert>), in input order; at most 1,000 features. Accepted "
+       "alerts are planned asynchronously: GET /v1/weather/alerts/{alert_id} tells what became of each. CAP 1.2 "
+       "(Content-Type application/cap+xml, application/xml or text/xml): one <alert>, or an <alerts> wrapper of at "
+       "most 100; DTDs, entities and external references are refused (400, field body), as is nesting deeper "
+       "than 32 elements."),
     Op("get", "/v1/weather/alerts/{alert_id}", "getWeatherAlert", "weather", "What became of an alert",
        answer="AlertRecord", errors=(400, 404, *_STORE),
        description="Its record: queued, planning, then processed (with its lineage, area and counts), ignored, "
@@ -237,6 +241,14 @@ def _responses(op: Op) -> dict[str, Any]:
     return out
 
 
+_CAP_BODY = {"schema": {"type": "string", "description": "A CAP 1.2 <alert> (namespace "
+                                 "urn:oasis:names:tc:emergency:cap:1.2), or an <alerts> wrapper of several."}}
+#: Routes that also take XML bodies.
+_XML_BODIES: dict[str, dict[str, Any]] = {
+    "postWeatherAlerts": {kind: _CAP_BODY for kind in ("application/cap+xml", "application/xml", "text/xml")},
+}
+
+
 def operation(op: Op) -> dict[str, Any]:
     out: dict[str, Any] = {"operationId": op.op_id, "tags": [op.tag], "summary": op.summary}
     if op.description:
@@ -246,7 +258,8 @@ def operation(op: Op) -> dict[str, Any]:
         out["parameters"] = params
     out["security"] = _security(op)
     if op.body is not None:
-        out["requestBody"] = {"required": True, "content": _json(op.body, EXAMPLES.get(op.op_id))}
+        out["requestBody"] = {"required": True, "content": {**_json(op.body, EXAMPLES.get(op.op_id)),
+                                                            **_XML_BODIES.get(op.op_id, {})}}
     out["responses"] = _responses(op)
     return out
 

@@ -1,4 +1,4 @@
-"""Weather: NWS alerts and conditions in (admin key), what became of an
+"""Weather: NWS alerts (GeoJSON) or CAP 1.2 alerts (XML) and conditions in (admin key), what became of an
 alert, the scheduled feed poller, the alert planner and the fan-out sender
 (both SQS consumers, each a function of its own)."""
 
@@ -9,9 +9,10 @@ from typing import Any
 
 from chalice import Blueprint, Rate
 
-from chalicelib.api.common import Call, route
+from chalicelib.api.common import MAX_BODY_BYTES, Call, media_type, route
 from chalicelib.container import get_deps, get_weather_deps
-from chalicelib.services import alert_planning, weather
+from chalicelib.errors import PayloadTooLarge
+from chalicelib.services import alert_planning, cap_alerts, weather
 from chalicelib.services import fanout as fanout_service
 from chalicelib.settings import alert_queue_name
 from chalicelib.weather import fanout
@@ -22,7 +23,20 @@ log = logging.getLogger("hexcast.weather")
 
 @route(bp, "/v1/weather/alerts", methods=["POST"], status=202)
 def post_alerts(call: Call) -> Any:
+    if media_type(call.request) in cap_alerts.CAP_MEDIA_TYPES:
+        return cap_alerts.post_cap(call.deps, _xml_body(call))
     return weather.post_alerts(call.deps, call.body())
+
+
+def _xml_body(call: Call) -> bytes:
+    """The raw body of a CAP request: 413 over the body limit (parsed by the
+    hardened XML parser, never here)."""
+    raw = call.request.raw_body or b""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body is over {MAX_BODY_BYTES // (1024 * 1024)} MiB", "body")
+    return raw
 
 
 @route(bp, "/v1/weather/alerts/{alert_id}", methods=["GET"])

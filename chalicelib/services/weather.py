@@ -52,7 +52,12 @@ MAX_MESSAGE_BYTES = 200_000
 def post_alerts(deps: Deps, body: Any) -> dict:
     """Take a Feature or FeatureCollection of NWS alerts; → ``{"alerts": [...]}``,
     one answer per feature in input order (see the module docs)."""
-    items = parse_alerts(body)
+    return take_alerts(deps, parse_alerts(body))
+
+
+def take_alerts(deps: Deps, items: list[Alert | InvalidInput]) -> dict:
+    """Take parsed alerts (NWS GeoJSON, or CAP: :mod:`chalicelib.services.cap_alerts`);
+    → ``{"alerts": [...]}``, one answer per item in order."""
     now = deps.clock()
     alerts = [a for a in items if isinstance(a, Alert)]
     known = deps.weather.get_alert_records(sorted({a.id for a in alerts})) if alerts else {}

@@ -28,15 +28,24 @@ def alert_to_json(alert: Alert) -> dict[str, Any]:
     for name in _TUPLES:
         out[name] = list(out[name])
     out["references"] = [[r.id, r.sent] for r in alert.references]
+    out["infos"] = [dict(i) for i in alert.infos]
     return out
+
+
+#: Fields added later, with defaults: messages written before them still decode.
+_OPTIONAL = frozenset({"sender", "infos"})
 
 
 def alert_from_json(data: Any) -> Alert:
     """The alert back; ValueError for anything :func:`alert_to_json` did not write."""
-    if not isinstance(data, dict) or set(data) != _FIELDS:
+    if not isinstance(data, dict) or not (_FIELDS - _OPTIONAL) <= set(data) <= _FIELDS:
         raise ValueError("not an encoded alert")
     kw = dict(data)
     for name in _TUPLES:
         kw[name] = tuple(kw[name])
+    if "infos" in kw:
+        if not isinstance(kw["infos"], list) or not all(isinstance(i, dict) for i in kw["infos"]):
+            raise ValueError("not an encoded alert")
+        kw["infos"] = tuple(kw["infos"])
     kw["references"] = tuple(Reference(str(i), None if s is None else float(s)) for i, s in kw["references"])
     return Alert(**kw)

@@ -70,7 +70,8 @@ class Reference:
 
 @dataclass(frozen=True)
 class Alert:
-    """One NWS alert, its times as epoch seconds."""
+    """One alert (NWS, or CAP through :func:`chalicelib.weather.cap.to_alert`),
+    its times as epoch seconds."""
 
     id: str
     event: str
@@ -96,6 +97,10 @@ class Alert:
     vtec_actions: tuple[str, ...]
     geometry: dict | None = field(hash=False)  # a dict: left out of hash(), still compared
     fingerprint: str
+    #: CAP only: the ``<sender>``, and each ``<info>`` block's texts in its
+    #: language (:meth:`chalicelib.weather.cap.CapInfo.texts`), in document order.
+    sender: str | None = None
+    infos: tuple[dict, ...] = field(default=(), hash=False)
 
     def end_time(self) -> float | None:
         """When the hazard ends: ``ends``, else ``expires`` (only when ``ends`` is missing)."""
