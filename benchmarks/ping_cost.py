@@ -53,7 +53,12 @@ PRICES = {
     "lambda_per_million_requests": 0.20,
     "lambda_per_gb_second": 0.0000166667,
     "lambda_memory_gb": 0.5,
+    "api_gateway_rest_per_million": 3.50,
+    "api_gateway_http_per_million": 1.00,
 }
+#: vCPU share of a 512 MB Lambda (1,769 MB = 1 vCPU): billed time ≈ CPU / this.
+LAMBDA_VCPU = 512 / 1769
+CALL_LATENCY_S = 0.010  # modelled latency of one DynamoDB call
 BATCH = 100
 POOL_WIDTH = 16  # threads of the repositories' pool (chalicelib.store.POOL_WORKERS): calls in flight at once
 FAKE_AWS = {
@@ -173,6 +178,14 @@ class Replay:
     #: per batch, distinct cells queried at each ladder level
     distinct: list[list[int]] = field(default_factory=list)
     device_ids: set = field(default_factory=set)
+    #: per batch, ⌈calls / pool width⌉ summed over its sequential waves
+    rounds: list[int] = field(default_factory=list)
+    #: round trips of the batches not counted (cold state and cache)
+    cold_waves: list[int] = field(default_factory=list)
+    #: batches over 2 round trips, by whether fence versions were fetched
+    over2: Counter = field(default_factory=Counter)
+    #: every batch's events, per ping (the differential check)
+    events_seen: list = field(default_factory=list)
 
 
 def replay(env: Env, batches: list[list[dict]], *, count: bool = True, out: Replay | None = None) -> Replay:
@@ -185,7 +198,7 @@ def replay(env: Env, batches: list[list[dict]], *, count: bool = True, out: Repl
         if k and k % 250 == 0:
             print(f"    ... {k:,}/{len(batches):,} batches, {time.perf_counter() - t_start:.0f} s", file=sys.stderr, flush=True)
         env.clock.now = max(p["timestamp"] for p in batch) + 1.0
-        env.meter.counting = count
+        env.meter.counting = True  # uncounted batches' calls only give their round trips
         env.meter.take()
         moto0, hook0 = env.moto_cpu.seconds, env.meter.hook_cpu
         cpu0 = time.process_time()
@@ -196,8 +209,14 @@ def replay(env: Env, batches: list[list[dict]], *, count: bool = True, out: Repl
         if not all(r["accepted"] for r in body["results"]):
             bad = [r for r in body["results"] if not r["accepted"]][:3]
             raise RuntimeError(f"pings were not accepted: {bad}")
+        out.events_seen.append([[(e["type"], e["fence_id"], e["at"]) for e in r["events"]] for r in body["results"]])
         if not count:
+            out.cold_waves.append(len(_wave_sizes(calls)))
             continue
+        out.rounds.append(sum(math.ceil(n / POOL_WIDTH) for n in _wave_sizes(calls)))
+        if waves(calls) > 2:
+            reads = {c.detail for c in calls if c.op == "BatchGetItem" and c.detail}
+            out.over2.update(["with a version fetch" if "G" in reads else "without a version fetch"])
         out.pings += len(batch)
         out.batches += 1
         out.rru += sum(c.rru for c in calls)
@@ -231,6 +250,18 @@ def _device_write_cause(devices_table: str):
         return "cell" if so.get("cell") != sn.get("cell") else "refresh"
 
     return classify
+
+
+def _wave_sizes(calls) -> list[int]:
+    """Calls per sequential wave (calls whose [start, end] overlap)."""
+    sizes: list[int] = []
+    end = -math.inf
+    for c in sorted(calls, key=lambda c: c.start):
+        if c.start > end:
+            sizes.append(0)
+        sizes[-1] += 1
+        end = max(end, c.end) if sizes[-1] > 1 else c.end
+    return sizes
 
 
 def _widest_wave(calls) -> int:
@@ -284,6 +315,89 @@ def lambda_cost_per_ping(cpu_s_per_batch: float, batch: int = BATCH) -> float:
 
 def dynamo_cost_per_ping(rru: float, wru: float) -> float:
     return rru * PRICES["dynamodb_read_per_million_rru"] / 1e6 + wru * PRICES["dynamodb_write_per_million_wru"] / 1e6
+
+
+def _app_column(rru: float, wru: float, cpu_s: float, per_req: float) -> dict[str, float]:
+    """One ping per request (an app posting for its own device), modelled
+    from the batch's per-ping units: each request reads the index epoch
+    itself (1 RRU, strongly consistent) instead of sharing it, pays the
+    Lambda request and API Gateway request alone, and waits for at least
+    two sequential calls (read, write) at the call latency; CPU per ping as
+    in the batch."""
+    app_rru = rru - 1.0 / per_req + 1.0
+    wall = cpu_s / per_req / LAMBDA_VCPU + 2 * CALL_LATENCY_S
+    base = dynamo_cost_per_ping(app_rru, wru) * 1e6 + lambda_cost_per_ping(wall, 1) * 1e6
+    return {
+        "app_rru_per_ping": app_rru,
+        "app_lambda_dynamodb": base,
+        "app_rest": base + PRICES["api_gateway_rest_per_million"],
+        "app_http": base + PRICES["api_gateway_http_per_million"],
+    }
+
+
+def _costs(env: Env, r: Replay, cell_sizes: dict[int, int]) -> dict:
+    """A scenario's units, round trips and dollars: as metered (CPU-billed
+    Lambda, the figures of record) and as AWS bills them (API Gateway per
+    request, Lambda wall time ≈ CPU / vCPU share + I/O waits)."""
+    cpu = statistics.mean(r.cpu_s)
+    rru, wru = r.rru / r.pings, r.wru / r.pings
+    nrru, nwru = (u / r.pings for u in naive_units(env, r, cell_sizes))
+    lam = lambda_cost_per_ping(cpu)
+    dyn = dynamo_cost_per_ping(rru, wru)
+    rounds = statistics.mean(r.rounds)
+    wall_s = cpu / LAMBDA_VCPU + rounds * CALL_LATENCY_S
+    lam_wall = lambda_cost_per_ping(wall_s)
+    per_req = r.pings / r.batches
+    causes = ", ".join(f"{k} {v / r.pings:.3f}" for k, v in sorted(r.write_causes.items()))
+    from chalicelib.geo.cells import LADDER
+
+    distinct = np.mean(np.array(r.distinct), axis=0)
+    levels = ", ".join(f"r{res} {d:.0f}" for res, d in zip(LADDER, distinct))
+    second = ", ".join(f"{k} in {v / r.batches:.0%}" for k, v in sorted(r.second_reads.items()))
+    dist = Counter(r.waves)
+    out = {
+        "pings": r.pings,
+        "batches": r.batches,
+        "events": r.events,
+        "rru_per_ping": rru,
+        "wru_per_ping": wru,
+        "naive_rru_per_ping": nrru,
+        "naive_wru_per_ping": nwru,
+        "waves_mean": statistics.mean(r.waves),
+        "waves_max": max(r.waves),
+        "waves_distribution": {str(k): v / len(r.waves) for k, v in sorted(dist.items())},
+        "share_le2": sum(w <= 2 for w in r.waves) / len(r.waves),
+        "cold_mean": statistics.mean(r.cold_waves) if r.cold_waves else float(r.waves[0]),
+        "cold_max": max(r.cold_waves) if r.cold_waves else r.waves[0],
+        "pool_rounds_per_batch": rounds,
+        "latency_ms": rounds * CALL_LATENCY_S * 1000,
+        "calls_per_batch": statistics.mean(r.calls),
+        "cpu_ms_per_batch": cpu * 1000,
+        "wall_ms_per_batch": wall_s * 1000,
+        "usd_per_million": (dyn + lam) * 1e6,
+        "naive_usd_per_million": (dynamo_cost_per_ping(nrru, nwru) + lam) * 1e6,
+        "dynamodb_usd_per_million": dyn * 1e6,
+        "reads_usd_per_million": rru * PRICES["dynamodb_read_per_million_rru"],
+        "writes_usd_per_million": wru * PRICES["dynamodb_write_per_million_wru"],
+        "lambda_cpu_usd_per_million": lam * 1e6,
+        "lambda_wall_usd_per_million": lam_wall * 1e6,
+        "aws_batched_rest": (dyn + lam_wall) * 1e6 + PRICES["api_gateway_rest_per_million"] / per_req,
+        "aws_batched_http": (dyn + lam_wall) * 1e6 + PRICES["api_gateway_http_per_million"] / per_req,
+        **_app_column(rru, wru, cpu, per_req),
+        "device_writes_per_ping_by_cause": {k: v / r.pings for k, v in r.write_causes.items()},
+        "distinct_cells_per_batch_by_level": dict(zip(map(str, LADDER), distinct.tolist())),
+        "batches_with_second_wave_read": {k: v / r.batches for k, v in r.second_reads.items()},
+    }
+    out["note"] = (
+        f"{r.pings:,} pings in {r.batches:,} batches, {r.events:,} events; round trips {dict(sorted(dist.items()))}, cold {out['cold_mean']:.2f} (max {out['cold_max']}); "
+        f"device writes per ping by cause: {causes or 'none'}; per batch: {out['calls_per_batch']:.0f} calls, distinct ladder cells {levels}, "
+        f"second-wave reads ({second or 'none'}), batches over 2 round trips: {dict(r.over2) or 'none'}, {rounds:.1f} pool rounds of {POOL_WIDTH} (≈{out['latency_ms']:.0f} ms at {CALL_LATENCY_S * 1000:.0f} ms a call), "
+        f"Lambda CPU {cpu * 1000:.0f} ms (wall ≈{wall_s * 1000:.0f} ms at {LAMBDA_VCPU:.2f} vCPU); "
+        f"$/M: reads {out['reads_usd_per_million']:.3f}, writes {out['writes_usd_per_million']:.3f}, Lambda CPU {out['lambda_cpu_usd_per_million']:.3f} / wall {out['lambda_wall_usd_per_million']:.3f}; "
+        f"as AWS bills a batch of {per_req:.0f}: REST ${out['aws_batched_rest']:.3f}, HTTP API ${out['aws_batched_http']:.3f}; "
+        f"one ping per request (modelled): DynamoDB + Lambda ${out['app_lambda_dynamodb']:.3f}, REST ${out['app_rest']:.3f}, HTTP API ${out['app_http']:.3f}"
+    )
+    return out
 
 
 # ------------------------------------------------------------ scenarios
@@ -378,62 +492,61 @@ def run(quick: bool, city_name: str = "Chicago") -> Outcome:
         results["GPX replay"] = replay(env, gpx)
         # the city: batches until every device has pinged once are the warm-up
         n_warm = _warm_up_batches(city_pings)
-        replay(env, city_pings[:n_warm], count=False)
-        results["city"] = replay(env, city_pings[n_warm:])
-        # What-if: a 30-minute last-seen refresh (a setting), on fresh
-        # devices walking for 2 hours (1,000 of them: the same model).
-        env.deps.settings = Settings(stage="bench", last_seen_refresh_s=1800)
+        results["city"] = replay(env, city_pings[n_warm:], out=replay(env, city_pings[:n_warm], count=False))
+        # Today's path (before the warm index cache and the write policy) on
+        # the same pings, for fresh devices: the baseline, and the
+        # differential check (identical events, ping by ping).
+        new_deps = (env.deps.settings, env.deps.index_cache)
+        env.deps.settings = Settings(stage="bench", last_seen_refresh_s=300, location_write_res=9)
+        env.deps.index_cache = None
         env.deps.cache.clear()
-        what_if = city_batches(city, *((300, 1.0) if quick else (1_000, 2.0)), seed=6, prefix="w")
+        old_gpx, _ = gpx_batches("runner-old")
+        old_city = city_batches(city, n_devices, hours, prefix="old-")
+        register(env, ["runner-old"] + sorted({p["device_id"] for b in old_city for p in b}))
+        results["GPX replay, before"] = replay(env, old_gpx)
+        results["city, before"] = replay(env, old_city[n_warm:], out=replay(env, old_city[:n_warm], count=False))
+        env.deps.settings, env.deps.index_cache = new_deps
+        for name in ("GPX replay", "city"):
+            same = results[name].events_seen == results[f"{name}, before"].events_seen
+            details[f"{name}: identical events to today's path"] = same
+            if not same:
+                raise RuntimeError(f"{name}: the events differ from today's path")
+        # What-if: moves written at resolution 7 (a setting), on fresh
+        # devices walking for an hour (the same model).
+        env.deps.settings = Settings(stage="bench", location_write_res=7)
+        what_if = city_batches(city, *((300, 1.0) if quick else (1_000, 1.0)), seed=6, prefix="w")
         register(env, sorted({p["device_id"] for b in what_if for p in b}))
         n_warm = _warm_up_batches(what_if)
-        replay(env, what_if[:n_warm], count=False)
-        results["city, 30-min refresh"] = replay(env, what_if[n_warm:])
+        results["city, moves written at res 7"] = replay(env, what_if[n_warm:], out=replay(env, what_if[:n_warm], count=False))
 
+        costs = {name: _costs(env, r, cell_sizes) for name, r in results.items()}
         for name, r in results.items():
-            cpu = statistics.mean(r.cpu_s)
-            rru, wru = r.rru / r.pings, r.wru / r.pings
-            nrru, nwru = (u / r.pings for u in naive_units(env, r, cell_sizes))
-            lam = lambda_cost_per_ping(cpu)
-            ours = (dynamo_cost_per_ping(rru, wru) + lam) * 1e6
-            naive = (dynamo_cost_per_ping(nrru, nwru) + lam) * 1e6
-            depth = statistics.mean(math.ceil(w / POOL_WIDTH) for w in r.widest)
-            causes = ", ".join(f"{k} {v / r.pings:.3f}" for k, v in sorted(r.write_causes.items()))
-            distinct = np.mean(np.array(r.distinct), axis=0)
-            levels = ", ".join(f"r{res} {d:.0f}" for res, d in zip(LADDER, distinct))
-            second = ", ".join(f"{k} in {v / r.batches:.0%}" for k, v in sorted(r.second_reads.items()))
-            note = (
-                f"{r.pings:,} pings in {r.batches:,} batches, {r.events:,} events; device writes per ping by cause: {causes}; "
-                f"per batch: {statistics.mean(r.calls):.0f} calls, distinct ladder cells {levels}, "
-                f"second-wave reads ({second or 'none'}), "
-                f"widest wave {statistics.mean(r.widest):.0f} calls (≈{depth:.1f} pool rounds of {POOL_WIDTH}), "
-                f"Lambda CPU {cpu * 1000:.0f} ms (median {statistics.median(r.cpu_s) * 1000:.0f} ms); "
-                f"Lambda ${lam * 1e6:.4f}/M pings of the total"
-            )
+            c = costs[name]
+            before = costs.get(f"{name}, before")
+            print(f"  [b] {name}: {c['note']}", file=sys.stderr, flush=True)
+            details[name] = {k: v for k, v in c.items() if k != "note"}
+            if name.endswith(", before"):
+                continue
             s = "b"
-            is_what_if = "refresh" in name  # a setting changed: no target
+            what_if = "res 7" in name  # a setting changed: no target
+            is_city = name == "city"
+            base_name, base = ("today's path", before) if before else ("naive", None)
             figures += [
-                Figure(s, f"{name}: round trips / batch (max {max(r.waves)}, ≤ 2 in {sum(w <= 2 for w in r.waves) / len(r.waves):.0%})", statistics.mean(r.waves), "naive: 2 per ping", 2.0 * BATCH, target_max=None if is_what_if else 2.0),
-                Figure(s, f"{name}: read units / ping", rru, "naive", nrru),
-                Figure(s, f"{name}: write units / ping", wru, "naive", nwru),
-                Figure(s, f"{name}: $ per million pings", ours, "naive", naive, unit="$", target_max=None if is_what_if else 0.25, note=note),
+                Figure(s, f"{name}: round trips / batch (max {max(r.waves)}, ≤ 2 in {c['share_le2']:.0%} of warm batches; cold batches {c['cold_mean']:.2f}, max {c['cold_max']})",
+                       statistics.mean(r.waves), base_name if base else "naive: 2 per ping", base["waves_mean"] if base else 2.0 * BATCH,
+                       target_max=None if what_if else 2.0),
+                Figure(s, f"{name}: modelled latency of a batch request, {CALL_LATENCY_S * 1000:.0f} ms per DynamoDB call, {POOL_WIDTH}-thread pool rounds",
+                       c["latency_ms"], base_name if base else "—", base["latency_ms"] if base else c["latency_ms"], unit="ms"),
+                Figure(s, f"{name}: read units / ping", c["rru_per_ping"], base_name if base else "naive", base["rru_per_ping"] if base else c["naive_rru_per_ping"]),
+                Figure(s, f"{name}: write units / ping", c["wru_per_ping"], base_name if base else "naive", base["wru_per_ping"] if base else c["naive_wru_per_ping"]),
+                Figure(s, f"{name}: $ per million pings (DynamoDB + Lambda CPU; naive ${c['naive_usd_per_million']:.3f})", c["usd_per_million"], base_name if base else "naive",
+                       base["usd_per_million"] if base else c["naive_usd_per_million"], unit="$",
+                       target_max=None if what_if else (0.20 if is_city else 0.25), note=c["note"]),
+                Figure(s, f"{name}: $ per million pings as AWS bills a batch of 100 (REST API + Lambda wall time + DynamoDB)", c["aws_batched_rest"], base_name if base else "—",
+                       base["aws_batched_rest"] if base else c["aws_batched_rest"], unit="$"),
+                Figure(s, f"{name}: $ per million pings as AWS bills one ping per request (app key, REST API; modelled from the per-ping units)", c["app_rest"], base_name if base else "—",
+                       base["app_rest"] if base else c["app_rest"], unit="$"),
             ]
-            details[name] = {
-                "pings": r.pings,
-                "batches": r.batches,
-                "rru_per_ping": rru,
-                "wru_per_ping": wru,
-                "naive_rru_per_ping": nrru,
-                "naive_wru_per_ping": nwru,
-                "waves_mean": statistics.mean(r.waves),
-                "waves_max": max(r.waves),
-                "calls_per_batch": statistics.mean(r.calls),
-                "cpu_ms_per_batch": cpu * 1000,
-                "usd_per_million": ours,
-                "device_writes_per_ping_by_cause": {k: v / r.pings for k, v in r.write_causes.items()},
-                "widest_wave_calls": statistics.mean(r.widest),
-                "distinct_cells_per_batch_by_level": dict(zip(map(str, LADDER), distinct.tolist())),
-                "batches_with_second_wave_read": {k: v / r.batches for k, v in r.second_reads.items()},
-                "naive_usd_per_million": naive,
-            }
+            if is_city:
+                figures.append(Figure(s, "city: share of warm batches over 2 round trips", 1.0 - c["share_le2"], base_name, 1.0 - before["share_le2"] if before else 1.0, target_max=0.01))
     return Outcome(figures, t_counties, len(counties), details)

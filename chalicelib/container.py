@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from chalicelib.services.fence_cache import VersionCache
+from chalicelib.services.fence_cache import IndexCache, VersionCache
 from chalicelib.clock import Clock, Sleep, system_clock, system_sleep
 from chalicelib.ports import CountySet
 from chalicelib.services.delivery import CampaignCache
@@ -75,6 +75,7 @@ def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sl
         settings,
         clock=clock,
         cache=VersionCache(settings.geometry_cache_size),
+        index_cache=IndexCache(settings.index_cache_cells, settings.index_cache_s),
         pool=pool,
         push=SnsGateway(boto3.client("sns", config=config), settings, sleep),
         campaign_cache=CampaignCache(settings.campaign_cache_s),

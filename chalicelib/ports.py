@@ -148,6 +148,11 @@ class FenceRepo(Protocol):
         """The index rows of these cells (every cell queried at once: one
         round trip); cells without rows are absent."""
 
+    def index_epoch(self) -> int:
+        """A number every completed fence put or delete increases (read
+        consistently): index rows read after reading epoch ``n`` stay valid
+        while the epoch is still ``n``."""
+
 
 class DeviceRepo(Protocol):
     region_shards: int

@@ -75,8 +75,16 @@ class Settings:
     log_level: str = "INFO"
     #: Pings whose accuracy is worse than this update nothing.
     max_accuracy_m: float = 1000.0
-    #: A device whose state did not change is written at most this often.
-    last_seen_refresh_s: int = 300
+    #: A device whose visits did not change is written at most this often
+    #: (its last-seen time and stored location).
+    last_seen_refresh_s: int = 1800
+    #: Also write a device whose H3 cell at this resolution changed (0: only
+    #: visits and the refresh write it; 9: every resolution-9 cell change).
+    location_write_res: int = 0
+    #: Index rows of this many cells kept in a warm Lambda (0: none), trusted
+    #: while the index epoch is unchanged and for at most ``index_cache_s``.
+    index_cache_cells: int = 200_000
+    index_cache_s: float = 3600.0
     #: Last known locations expire after this many days (DynamoDB TTL).
     location_ttl_days: int = 30
     #: Geometry cache entries kept in a warm Lambda.
@@ -129,7 +137,10 @@ class Settings:
             app_key_hashes=_role_hashes(env, "APP"),
             log_level=env.get("HEXCAST_LOG_LEVEL", "INFO"),
             max_accuracy_m=float(env.get("HEXCAST_MAX_ACCURACY_M", "1000")),
-            last_seen_refresh_s=int(env.get("HEXCAST_LAST_SEEN_REFRESH_S", "300")),
+            last_seen_refresh_s=int(env.get("HEXCAST_LAST_SEEN_REFRESH_S", "1800")),
+            location_write_res=int(env.get("HEXCAST_LOCATION_WRITE_RES", "0")),
+            index_cache_cells=int(env.get("HEXCAST_INDEX_CACHE_CELLS", "200000")),
+            index_cache_s=float(env.get("HEXCAST_INDEX_CACHE_S", "3600")),
             location_ttl_days=int(env.get("HEXCAST_LOCATION_TTL_DAYS", "30")),
             geometry_cache_size=int(env.get("HEXCAST_GEOMETRY_CACHE_SIZE", "4096")),
             sns_apns_arn=env.get("HEXCAST_SNS_APNS_ARN", ""),

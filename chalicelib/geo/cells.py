@@ -45,6 +45,16 @@ def ladder_ancestors(cell: int) -> list[int]:
     return [int(to_parents(arr, r)[0]) for r in LADDER]
 
 
+def parent_cell(cell: int, res: int) -> int:
+    """The ancestor of ``cell`` at ``res`` (the cell itself when it is no finer).
+
+    >>> c = h3i.latlng_to_cell(38.44, -122.71, 9)
+    >>> parent_cell(c, 7) == h3i.cell_to_parent(c, 7), parent_cell(c, 11) == c
+    (True, True)
+    """
+    return int(cell) if h3i.get_resolution(int(cell)) <= res else h3i.cell_to_parent(int(cell), res)
+
+
 def latlng_to_cell(lat: float, lng: float, res: int = FINEST) -> int:
     return h3i.latlng_to_cell(lat, lng, res)
 

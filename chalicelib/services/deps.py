@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from chalicelib.services.fence_cache import VersionCache
+from chalicelib.services.fence_cache import IndexCache, VersionCache
 from chalicelib.clock import Clock, Sleep, system_clock, system_sleep
 from chalicelib.ports import AreaResolver, FanoutQueue, PushGateway
 from chalicelib.services.alert_planning import PlanCache
@@ -38,6 +38,9 @@ class Deps:
     clock: Clock = system_clock
     #: Fence geometry by (fence id, version), kept while the Lambda is warm.
     cache: VersionCache = field(default_factory=VersionCache)
+    #: Index rows per cell under the index epoch, kept while warm (``None``:
+    #: every ping batch queries every ladder cell).
+    index_cache: IndexCache | None = field(default_factory=IndexCache)
     #: Runs independent store calls concurrently (``None``: one after another).
     pool: Executor | None = None
     #: The push gateway (Amazon SNS, or a fake in tests); ``None``: no pushes.

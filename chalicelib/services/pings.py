@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -23,16 +23,18 @@ import numpy as np
 
 from chalicelib import auth, metrics, retention
 from chalicelib.errors import Forbidden, InvalidInput, NotFound, Unavailable
-from chalicelib.geo.cells import FINEST, latlng_to_cell
+from chalicelib.geo.cells import FINEST, latlng_to_cell, parent_cell
 from chalicelib.presence import (
     Event,
     FenceInfo,
     LocationState,
     Ping,
+    Step,
     exit_buffer_m,
     step,
 )
 from chalicelib.services.devices import authorize_device, unknown_device
+from chalicelib.services.fence_cache import IndexCache
 from chalicelib.services.geofences import Match, ladder, match_fences
 from chalicelib.services.outbox import Entries, Result, deliver_outboxes, outbox_entries
 from chalicelib.ports import (
@@ -63,6 +65,7 @@ __all__ = [
     "STATE_WRITE_RETRIES",
     "DeviceRun",
     "FenceLiveness",
+    "IndexRead",
     "PendingWrite",
     "PingCells",
     "Stepper",
@@ -170,19 +173,23 @@ class PingCells:
 
 class FenceLiveness:
     """Whether a fence a device is inside, with no row near its ping, still
-    exists and is enabled. Known up front for the fences the request read;
-    any other (rare: a replay found a state with other fences) is read once
-    and remembered for the rest of the request."""
+    exists and is enabled. Known up front for the fences the request read
+    (or the warm index cache knew); any other (rare: a replay found a state
+    with other fences) is read once and remembered for the rest of the
+    request."""
 
-    def __init__(self, known: dict[str, FenceRecord | None], fetch: Callable[[list[str]], dict[str, FenceRecord]]) -> None:
+    def __init__(self, known: dict[str, bool], fetch: Callable[[list[str]], dict[str, FenceRecord]]) -> None:
         self._known = known
         self._fetch = fetch
 
     def alive(self, fence_id: str) -> bool:
         if fence_id not in self._known:
-            self._known[fence_id] = self._fetch([fence_id]).get(fence_id)
-        rec = self._known[fence_id]
-        return rec is not None and rec.enabled
+            self._known[fence_id] = _alive(self._fetch([fence_id]).get(fence_id))
+        return self._known[fence_id]
+
+
+def _alive(rec: FenceRecord | None) -> bool:
+    return rec is not None and rec.enabled
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,8 @@ class Stepper:
     versions: dict[tuple[str, int], FenceVersion]
     liveness: FenceLiveness
     max_accuracy_m: float
+    #: A move to another cell at this resolution is worth a write (0: never).
+    location_write_res: int = 0
     #: Fences with rows anywhere in this batch: they exist.
     seen: set[str] = field(init=False)
 
@@ -222,6 +231,16 @@ class Stepper:
             return None  # deleted or disabled: the visit ends quietly
         return math.inf  # no row near the ping: beyond any exit buffer
 
+    def worth_a_write(self, before: LocationState | None, st: Step) -> bool:
+        """A changed step is written when it has events or the visits
+        changed, or it moved to another cell at ``location_write_res``;
+        a move alone waits for the last-seen refresh otherwise."""
+        after = st.state
+        if before is None or after is None or st.events or before.inside != after.inside:
+            return True
+        res = self.location_write_res
+        return res > 0 and parent_cell(before.cell, res) != parent_cell(after.cell, res)
+
     def run(self, device: Device, pings: list[Ping]) -> DeviceRun:
         """Step ``pings`` (oldest first) from the device's stored state."""
         state, changed = device.state, False
@@ -235,33 +254,38 @@ class Stepper:
             covering = {f: FenceInfo(f, v.dwell_minutes) for f, v in m.covering.items()}
             st = step(state, p, cell, covering, partial(self.distance, p, m), max_accuracy_m=self.max_accuracy_m)
             if st.accepted:
-                changed |= st.changed
+                changed |= st.changed and self.worth_a_write(state, st)
                 state = st.state
             results[p.index] = ping_result(p, st.accepted, st.reason, st.events)
         return DeviceRun(state, changed, results)
 
 
 def read_stepper(
-    deps: Deps, pings: list[Ping], cells: PingCells, devices: dict[str, Device], rows: dict[int, dict[str, IndexEntry]]
+    deps: Deps, pings: list[Ping], cells: PingCells, devices: dict[str, Device], index: IndexRead
 ) -> Stepper:
-    """Round trip 2 (only on a cold cache or an exit far from the fence):
-    the versions behind the rows, and whether fences left behind still exist."""
-    entries_of = {i: newest_entries(rows, anc) for i, anc in cells.anc_of.items()}
+    """Round trip 2 (only on a cold cache or an exit far from a fence not
+    known to exist): the versions behind the rows, and whether fences left
+    behind still exist."""
+    entries_of = {i: newest_entries(index.rows, anc) for i, anc in cells.anc_of.items()}
     version_keys = {(f, e.version) for ents in entries_of.values() for f, e in ents.items()}
     gone: set[str] = set()
     for p in pings:
         d = devices.get(p.device_id)
         if p.index in cells.anc_of and d is not None and d.state is not None:
             gone |= set(d.state.inside) - set(entries_of[p.index])
+    cache = deps.index_cache
+    known = cache.known_alive(gone) if cache is not None and index.epoch is not None else {}
+    unknown = gone - known.keys()
     fns: list[Callable[[], Any]] = [lambda: deps.cache.get_many(deps.fences, version_keys)]
-    if gone:
-        fns.append(lambda: deps.fences.get_fences(gone))
+    if unknown:
+        fns.append(lambda: deps.fences.get_fences(unknown))
     res = deps.parallel(fns)
-    known: dict[str, FenceRecord | None] = dict(res[1]) if gone else {}
-    known.update({fid: None for fid in gone if fid not in known})
-    liveness = FenceLiveness(known, deps.fences.get_fences)
-    return Stepper(cells, entries_of, res[0], liveness, deps.settings.max_accuracy_m)
-
+    read = {fid: _alive(res[1].get(fid)) for fid in unknown} if unknown else {}
+    if cache is not None and index.epoch is not None:
+        cache.remember_alive(index.epoch, read)
+    liveness = FenceLiveness({**known, **read}, deps.fences.get_fences)
+    s = deps.settings
+    return Stepper(cells, entries_of, res[0], liveness, s.max_accuracy_m, s.location_write_res)
 
 
 def step_devices(
@@ -340,22 +364,58 @@ def write_device(
 
 
 # ---------------------------------------------------------------- the use case
+@dataclass(frozen=True)
+class IndexRead:
+    """The index rows of every ladder cell of a batch, and the index epoch
+    they are valid under (None without the warm index cache)."""
+
+    rows: dict[int, Mapping[str, IndexEntry]]
+    epoch: int | None = None
+
+
 def _read_devices(
     deps: Deps, pings: list[Ping], cells: PingCells, now: float, role: str, secret: str | None
-) -> tuple[dict[str, Device], dict[int, dict[str, IndexEntry]]]:
-    """Round trip 1: the devices and every ladder row of every ping. An app
+) -> tuple[dict[str, Device], IndexRead]:
+    """Round trip 1: the devices and every ladder row of every ping (the
+    warm cache's rows, the index epoch they need, and the rest). An app
     key may post for one device only, and needs its secret: checked on the
     device read here (403 before anything is written — for an unknown
     device too; an admin key gets ``unknown_device``)."""
     device_ids = sorted({p.device_id for p in pings})
     if role != auth.ADMIN and len(device_ids) > 1:
         raise Forbidden("an app key may post pings for one device only", "pings")
-    devices, rows = deps.both(lambda: deps.devices.get_devices(device_ids), lambda: deps.fences.lookup_cells(cells.all_cells))
+    read_devices = partial(deps.devices.get_devices, device_ids)
+    if deps.index_cache is None:
+        devices, rows = deps.both(read_devices, lambda: deps.fences.lookup_cells(cells.all_cells))
+        index = IndexRead(dict(rows))
+    else:
+        devices, index = _read_through_cache(deps, deps.index_cache, cells, read_devices, now)
     retention.forget_expired(devices.values(), now, retention.location_ttl_s(deps.settings))  # an expired location is no state
     if role != auth.ADMIN:
         for did in device_ids:  # an unknown id answers as another device's: 403
             authorize_device(devices.get(did) or unknown_device(did), role, secret)
-    return devices, rows
+    return devices, index
+
+
+def _read_through_cache(
+    deps: Deps, cache: IndexCache, cells: PingCells, read_devices: Callable[[], dict[str, Device]], now: float
+) -> tuple[dict[str, Device], IndexRead]:
+    """The devices, the index epoch and the cells the cache lacks, at once;
+    when the epoch moved since the cached rows were read, those are read
+    again (a second round trip, once per fence change)."""
+    label, cached, missing = cache.split(cells.all_cells, now)
+    fns: list[Callable[[], Any]] = [read_devices, deps.fences.index_epoch]
+    if missing:
+        fns.append(lambda: deps.fences.lookup_cells(missing))
+    res = deps.parallel(fns)
+    devices, epoch = res[0], res[1]
+    fresh: dict[int, Mapping[str, IndexEntry]] = res[2] if missing else {}
+    if not cache.settle(label, epoch, missing, fresh, now) and cached:
+        again = deps.fences.lookup_cells(list(cached))
+        cache.store(epoch, list(cached), again)
+        cached = dict(again)
+    rows = {c: r for part in (cached, fresh) for c, r in part.items() if r}
+    return devices, IndexRead(rows, epoch)
 
 
 def handle_pings(deps: Deps, body: Any, *, role: str = auth.ADMIN, secret: str | None = None) -> dict[str, Any]:
@@ -365,8 +425,8 @@ def handle_pings(deps: Deps, body: Any, *, role: str = auth.ADMIN, secret: str |
     pings, single = parse_pings(body, now)
     s = deps.settings
     cells = PingCells.of(pings, s.max_accuracy_m)
-    devices, rows = _read_devices(deps, pings, cells, now, role, secret)
-    stepper = read_stepper(deps, pings, cells, devices, rows)
+    devices, index = _read_devices(deps, pings, cells, now, role, secret)
+    stepper = read_stepper(deps, pings, cells, devices, index)
     results, writes = step_devices(stepper, pings, devices, single=single, now=now, refresh_s=s.last_seen_refresh_s)
     written = deps.parallel([partial(write_device, deps, stepper, w, now, role=role, secret=secret) for w in writes])
     outboxes: dict[str, Entries] = {}

@@ -9,6 +9,11 @@ version), then deletes the rows only the old version had. Readers merge a
 ping's rows by the newest version
 (:func:`chalicelib.ports.newest_entries`), so no ping sees both
 versions or neither.
+
+Every put and delete ends by adding one to the index epoch (an item of the
+``geofences`` table, ``pk = INDEX``): a warm function that keeps index rows
+in memory trusts them only while the epoch is the one it read before
+querying them (:class:`chalicelib.services.fence_cache.IndexCache`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from chalicelib.ports import (
 from chalicelib.store.table import Item, Table
 
 META = "META"
+EPOCH_KEY = {"pk": {"S": "INDEX"}, "sk": {"S": "EPOCH"}}
 
 
 def _fk(fence_id: str) -> str:
@@ -98,6 +104,12 @@ class DynamoFences:
         return {r.fence_id: r for r in map(_record, self.geofences.batch_get(keys))}
 
     def put_fence(self, record: FenceRecord, version: FenceVersion, cover: Cover) -> FenceRecord:
+        try:
+            return self._put_fence(record, version, cover)
+        finally:  # whatever was written, warm caches of index rows start over
+            self._bump_epoch()
+
+    def _put_fence(self, record: FenceRecord, version: FenceVersion, cover: Cover) -> FenceRecord:
         fid = record.fence_id
         old = self._get_meta(fid)
         old_version = int(old["version"]["N"]) if old else 0
@@ -180,12 +192,23 @@ class DynamoFences:
             {"pk": pk, "sk": _s(META)}, ConditionExpression="version = :v", ExpressionAttributeValues={":v": _n(version)}
         ) is None:
             return False
-        self._delete_rows(fence_id, blob_to_cover(old["cover"]["B"]).cells.tolist())
-        self.geofences.batch_write(
-            [{"DeleteRequest": {"Key": {"pk": _s(f"T#{t}"), "sk": _s(fence_id)}}} for t in json.loads(old["tags"]["S"])]
-            + [{"DeleteRequest": {"Key": {"pk": pk, "sk": _s(_gk(version))}}}]
-        )
+        try:
+            self._delete_rows(fence_id, blob_to_cover(old["cover"]["B"]).cells.tolist())
+            self.geofences.batch_write(
+                [{"DeleteRequest": {"Key": {"pk": _s(f"T#{t}"), "sk": _s(fence_id)}}} for t in json.loads(old["tags"]["S"])]
+                + [{"DeleteRequest": {"Key": {"pk": pk, "sk": _s(_gk(version))}}}]
+            )
+        finally:
+            self._bump_epoch()
         return True
+
+    def _bump_epoch(self) -> None:
+        self.geofences.update(EPOCH_KEY, UpdateExpression="ADD n :one", ExpressionAttributeValues={":one": _n(1)})
+
+    def index_epoch(self) -> int:
+        """The index epoch (0 before the first change), read consistently."""
+        item = self.geofences.get(EPOCH_KEY, consistent=True)
+        return int(item["n"]["N"]) if item else 0
 
     def list_fences(self, tag: str | None, limit: int, next_token: str | None) -> tuple[list[FenceRecord], str | None]:
         """By tag: one ``Query`` page of the tag rows, then their ``META``

@@ -24,6 +24,7 @@ class MemoryFences:
         self.versions: dict[tuple[str, int], FenceVersion] = {}
         self.covers: dict[str, Cover] = {}
         self.cells: dict[int, dict[str, IndexEntry]] = {}
+        self.epoch = 0
 
     def get_fence(self, fence_id: str) -> FenceRecord | None:
         return self.fences.get(fence_id)
@@ -54,6 +55,7 @@ class MemoryFences:
                 self.versions.pop((old.fence_id, old.version), None)
             self.fences[record.fence_id] = record
             self.covers[record.fence_id] = cover if record.enabled else Cover(cover.cells[:0], cover.inside[:0])
+            self.epoch += 1
             self.tally.write()
             return record
 
@@ -72,6 +74,7 @@ class MemoryFences:
             for c in self.covers.pop(fence_id).cells.tolist():
                 self._remove(c, fence_id)
             self.versions.pop((fence_id, old.version), None)
+            self.epoch += 1
             return True
 
     def list_fences(self, tag: str | None, limit: int, next_token: str | None) -> tuple[list[FenceRecord], str | None]:
@@ -85,6 +88,10 @@ class MemoryFences:
     def get_versions(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], FenceVersion]:
         self.tally.read()
         return {k: self.versions[k] for k in keys if k in self.versions}
+
+    def index_epoch(self) -> int:
+        self.tally.read()
+        return self.epoch
 
     def lookup_cells(self, cells: Iterable[int]) -> dict[int, dict[str, IndexEntry]]:
         self.tally.read()

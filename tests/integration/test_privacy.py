@@ -7,6 +7,7 @@ and carry no location, token or key; metrics come out as EMF."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from decimal import Decimal
@@ -14,6 +15,7 @@ from decimal import Decimal
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
+from chalicelib import container
 from chalicelib.settings import get_settings
 from chalicelib.ports import Device
 from chalicelib.presence import LocationState
@@ -139,6 +141,8 @@ def test_delete_erases_profile_location_region_entry_and_endpoint(api):
 
 
 def test_only_the_last_accepted_location_is_stored(api):
+    deps = container.get_deps()  # every move is stored (by default a move without visits waits for the refresh)
+    deps.settings = dataclasses.replace(deps.settings, location_write_res=9)
     secret = register(api, "d1", "tok-history")
     t0 = time.time() - 3600
     places = [(38.4401 + i * 0.00113, -122.7003 - i * 0.00127) for i in range(6)]

@@ -64,6 +64,19 @@ def test_delete_leaves_no_rows(stores):
     assert stores.fences.list_fences("a", 10, None)[0][0].fence_id == "f2"
 
 
+def test_every_put_and_delete_raises_the_index_epoch(stores):
+    e0 = stores.fences.index_epoch()
+    stores.fences.put_fence(*make("f1", [C1], [True]))
+    e1 = stores.fences.index_epoch()
+    stores.fences.put_fence(*make("f1", [C2], [True]))
+    e2 = stores.fences.index_epoch()
+    assert stores.fences.delete_fence("f1") is True
+    e3 = stores.fences.index_epoch()
+    assert e0 < e1 < e2 < e3
+    assert stores.fences.delete_fence("f1") is False and stores.fences.index_epoch() == e3  # nothing changed
+    assert stores.fences.list_fences(None, 10, None) == ([], None)  # the epoch is no fence
+
+
 def test_disabled_fence_has_no_rows(stores):
     stores.fences.put_fence(*make("f1", [C1], [True], enabled=False))
     assert stores.fences.lookup_cells([C1]) == {}

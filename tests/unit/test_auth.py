@@ -245,7 +245,7 @@ def test_a_ping_racing_a_delete_and_a_new_registration_never_lands_on_the_new_de
         return real_save(device_id, expected, state, written_at, outbox)
 
     monkeypatch.setattr(store, "save_state", racing_save)
-    deps.clock.now += 400  # the last-seen refresh is due: this ping writes
+    deps.clock.now += deps.settings.last_seen_refresh_s  # the last-seen refresh is due: this ping writes
     with pytest.raises(Forbidden):
         ping(deps, "d1", secret=secrets["d1"], dt=50)
     assert raced, "the ping did not write: no race happened"

@@ -15,6 +15,7 @@ from chalicelib.services.geofences import Match, put_geofence
 from chalicelib.services.outbox import outbox_entries, outbox_key
 from chalicelib.services.pings import (
     FenceLiveness,
+    IndexRead,
     PendingWrite,
     PingCells,
     parse_pings,
@@ -47,7 +48,7 @@ def stepper_for(deps, pings):
     cells = PingCells.of(pings, deps.settings.max_accuracy_m)
     devices = deps.devices.get_devices(sorted({p.device_id for p in pings}))
     rows = deps.fences.lookup_cells(cells.all_cells)
-    return read_stepper(deps, pings, cells, devices, rows), devices
+    return read_stepper(deps, pings, cells, devices, IndexRead(rows)), devices
 
 
 # ---------------------------------------------------------------- parsing
@@ -93,7 +94,7 @@ def test_fence_liveness_reads_an_unknown_fence_once():
         calls.append(list(ids))
         return {}
 
-    live = FenceLiveness({"known-gone": None}, fetch)
+    live = FenceLiveness({"known-gone": False}, fetch)
     assert not live.alive("known-gone") and calls == []
     assert not live.alive("other") and not live.alive("other")
     assert calls == [["other"]]

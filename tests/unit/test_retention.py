@@ -119,7 +119,7 @@ def test_sweep_segments_cover_every_hour_once():
 def test_only_the_last_accepted_location_is_kept(deps):
     places = [(38.4401, -122.7001), (38.4412, -122.7013), (38.4423, -122.7025), (38.4434, -122.7037)]
     for i, where in enumerate(places):
-        deps.clock.now += 600
+        deps.clock.now += deps.settings.last_seen_refresh_s  # every ping is stored
         ping(deps, where)
     d = deps.devices.get_device("d1")
     assert (d.state.lat, d.state.lng) == places[-1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -276,14 +278,30 @@ def test_writes_only_when_something_changed(fenced):
     for k in range(1, 30):  # standing still, 29 pings within 290 s
         ping(fenced, 38.50, -122.70, k * 10)
     assert fenced.fences.tally.writes == writes
-    fenced.clock.now += 400  # the last-seen refresh is due
+    fenced.clock.now += fenced.settings.last_seen_refresh_s  # the last-seen refresh is due
     ping(fenced, 38.50, -122.70, 400)
     assert fenced.fences.tally.writes == writes + 1
+
+
+def test_a_move_without_visits_waits_for_the_refresh_unless_its_resolution_is_set(fenced):
+    """Moving ~1 km outside every fence changes the resolution-9 cell: not
+    written by default (the refresh files it), written at once when
+    ``location_write_res`` asks for moves at that resolution."""
+    ping(fenced, 38.50, -122.70, 0)
+    writes = fenced.fences.tally.writes
+    ping(fenced, 38.51, -122.70, 60)
+    assert fenced.fences.tally.writes == writes
+    fenced.settings = dataclasses.replace(fenced.settings, location_write_res=9)
+    ping(fenced, 38.52, -122.70, 120)
+    assert fenced.fences.tally.writes == writes + 1
+    stored = fenced.devices.get_device("d1", consistent=True)
+    assert stored.state.lat == 38.52
 
 
 def test_concurrent_update_replays_on_fresh_state(fenced, monkeypatch):
     """Two requests for one device race: the loser re-reads and replays, so
     neither the winner's enter nor the loser's exit is lost."""
+    fenced.settings = dataclasses.replace(fenced.settings, location_write_res=9)  # this request's move is written
     store = fenced.devices
     ping(fenced, 38.50, -122.70, 0)  # outside
     real_save = store.save_state
