@@ -13,14 +13,18 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.services.fence_cache import VersionCache
 from chalicelib.clock import Clock, Sleep, system_clock, system_sleep
-from chalicelib.ports import CountySet
-from chalicelib.services.delivery import CampaignCache
-from chalicelib.services.deps import Deps
 from chalicelib.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from chalicelib.ports import CountySet
+    from chalicelib.services.deps import Deps
+
+# Every Lambda function imports ``app.py``, which imports this module: what it
+# needs is imported when :func:`build_deps` first runs, so no function's cold
+# start pays for the ports, the use cases or their libraries at import time.
 
 
 class LazyCounties:
@@ -58,6 +62,9 @@ def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sl
 
     from chalicelib.logs import ContextThreadPool
     from chalicelib.push.sns import SnsGateway
+    from chalicelib.services.delivery import CampaignCache
+    from chalicelib.services.deps import Deps
+    from chalicelib.services.fence_cache import VersionCache
     from chalicelib.store import dynamo_stores
     from chalicelib.weather import area
     from chalicelib.weather.fanout import SqsQueue
