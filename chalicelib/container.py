@@ -52,11 +52,54 @@ class LazyCounties:
         return self._counties().union(same_codes)
 
 
+class LazyClient:
+    """An SDK client made on its first use: a function that never publishes
+    (a ping without a push, the location sweep) never loads the SNS or SQS
+    service model (~30 ms of a cold start for SNS)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make()
+        return getattr(self._client, name)
+
+
+class LazyResolver:
+    """The alert-area resolver (shapely, the zone fetcher, the county set),
+    imported and built on the first alert: only the weather functions do."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._resolver: Any = None
+        self._lock = threading.Lock()
+
+    def resolve(self, alert: Any) -> Any:
+        if self._resolver is None:
+            with self._lock:
+                if self._resolver is None:
+                    self._resolver = self._make()
+        return self._resolver.resolve(alert)
+
+
+def _area_resolver(settings: Settings) -> Any:
+    from chalicelib.weather import area
+    from chalicelib.weather.zones import ZoneFetcher
+
+    counties = LazyCounties(area.CountyIndex.load)
+    return area.AreaResolver(counties, ZoneFetcher(settings.weather_user_agent, settings.weather_http_timeout_s))
+
+
 def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sleep: Sleep = system_sleep) -> Deps:
     """The AWS wiring: DynamoDB, SNS and SQS clients, one clock and one sleep
     for every adapter. botocore retries a few times in standard mode; the
     adapters' own retries (budgeted) sit on top, so the two do not multiply
-    into minutes."""
+    into minutes. SNS, SQS and the area resolver are made on first use."""
     import boto3
     from botocore.config import Config
 
@@ -66,27 +109,23 @@ def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sl
     from chalicelib.services.deps import Deps
     from chalicelib.services.fence_cache import VersionCache
     from chalicelib.store import dynamo_stores
-    from chalicelib.weather import area
     from chalicelib.weather.fanout import SqsQueue
-    from chalicelib.weather.zones import ZoneFetcher
 
     settings = settings or get_settings()
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
     # Its tasks run in the submitter's context: their log lines keep the request id.
     pool = ContextThreadPool(max_workers=16, thread_name_prefix="hexcast-io")
     stores = dynamo_stores(boto3.client("dynamodb", config=config), settings, clock=clock, sleep=sleep)
-    counties = LazyCounties(area.CountyIndex.load)
-    zones = ZoneFetcher(settings.weather_user_agent, settings.weather_http_timeout_s)
     return Deps.over(
         stores,
         settings,
         clock=clock,
         cache=VersionCache(settings.geometry_cache_size),
         pool=pool,
-        push=SnsGateway(boto3.client("sns", config=config), settings, sleep),
+        push=SnsGateway(LazyClient(lambda: boto3.client("sns", config=config)), settings, sleep),
         campaign_cache=CampaignCache(settings.campaign_cache_s),
-        resolver=area.AreaResolver(counties, zones),
-        queue=SqsQueue(boto3.client("sqs", config=config), sleep),
+        resolver=LazyResolver(lambda: _area_resolver(settings)),
+        queue=SqsQueue(LazyClient(lambda: boto3.client("sqs", config=config)), sleep),
         sleep=sleep,
     )
 
@@ -136,4 +175,4 @@ def get_weather_deps() -> Deps:
         return _weather[1]
 
 
-__all__ = ["LazyCounties", "build_deps", "get_deps", "get_weather_deps", "set_deps"]
+__all__ = ["LazyClient", "LazyCounties", "LazyResolver", "build_deps", "get_deps", "get_weather_deps", "set_deps"]
