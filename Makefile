@@ -9,6 +9,8 @@ PYTEST_ARGS ?=
 # make package / make deploy: which stage of .chalice/config.json; DRY_RUN=1 only prints the deploy plan.
 STAGE ?= dev
 DRY_RUN ?=
+# make package: PYC=0 leaves the .pyc out of the zip (they are compiled by CPython 3.13, fetched by tools/py313.py).
+PYC ?= 1
 
 # `import app`, `import chalicelib` and `import tools` work from the repository root.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
@@ -70,7 +72,7 @@ fuzz: venv
 
 ## package: dist/$(STAGE)/sam.json (one template that creates everything) + deployment.zip, checked by cfn-lint
 package: venv
-	$(PY) -m deploy.package --stage $(STAGE)
+	$(PY) -m deploy.package --stage $(STAGE) $(if $(filter 1,$(PYC)),--compile)
 	$(VENV)/bin/cfn-lint dist/$(STAGE)/sam.json dist/$(STAGE)/resources.json
 	@echo "package: cfn-lint passed"
 

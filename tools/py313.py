@@ -1,8 +1,9 @@
 """A runnable CPython 3.13 (the Lambda runtime hexcast deploys to) without a system install.
 
 ``python -m tools.py313 [args...]`` runs CPython 3.13 with ``args``; the first
-run fetches it. ``python -m tools.py313 --path`` prints the command prefix, or
-exits 1 when it is not available (offline and not cached).
+run fetches it. ``python -m tools.py313 --fetch`` fetches it and the AWS SDK
+the Lambda runtime provides (:func:`runtime_sdk`); ``--path`` prints the
+command prefix, or exits 1 when it is not available (offline and not cached).
 
 How: the Debian *trixie* packages of CPython 3.13 and the shared libraries it
 links are downloaded from ``deb.debian.org``, each checked against the SHA-256
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+import zipfile
 from pathlib import Path
 
 MIRROR = "http://deb.debian.org/debian"
@@ -58,6 +60,10 @@ PACKAGES = (
     "media-types",
 )
 _STAMP = ".complete"
+#: What the Lambda runtime provides beside the zip (``chalice package`` leaves
+#: them out): the AWS SDK at the versions requirements-dev.txt pins, plus the
+#: two small packages it needs that the zip does not carry.
+RUNTIME_SDK = ("boto3", "botocore", "s3transfer", "jmespath")
 
 
 def cache_dir() -> Path:
@@ -151,11 +157,50 @@ def fetch(root: Path | None = None, log: bool = True) -> Path:
     return root
 
 
+def _pins(names: tuple[str, ...]) -> list[str]:
+    """``name==version`` from requirements-dev.txt where pinned, else the name."""
+    req = Path(__file__).resolve().parent.parent / "requirements-dev.txt"
+    pinned = {}
+    for line in req.read_text().splitlines():
+        name, sep, version = line.split("#", 1)[0].strip().partition("==")
+        if sep:
+            pinned[name.strip().lower()] = version.strip()
+    return [f"{n}=={pinned[n]}" if n in pinned else n for n in names]
+
+
+def runtime_sdk(root: Path | None = None, log: bool = True) -> Path:
+    """A directory holding boto3 and botocore for CPython 3.13, byte-compiled
+    (a stand-in for the runtime's own copy, which ``/var/task`` does not hold):
+    pure wheels fetched with this interpreter's pip, unpacked, compiled by
+    3.13. Idempotent, like :func:`fetch`."""
+    root = fetch(root, log)
+    sdk = root / "runtime-sdk"
+    if (sdk / _STAMP).is_file():
+        return sdk
+    shutil.rmtree(sdk, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                        "--no-deps", "--only-binary=:all:", "--python-version", "3.13", "--dest", tmp,
+                        *_pins(RUNTIME_SDK)], check=True)
+        for wheel in sorted(Path(tmp).glob("*.whl")):
+            with zipfile.ZipFile(wheel) as zf:
+                zf.extractall(sdk)
+            if log:
+                print(f"py313: {wheel.name} ok", file=sys.stderr)
+    env = {**os.environ, **environment(root)}
+    subprocess.run([*command(root), "-m", "compileall", "-q", str(sdk)], env=env, check=True)
+    (sdk / _STAMP).write_text(" ".join(_pins(RUNTIME_SDK)))
+    return sdk
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--path"]:
         if not available():
             return 1
         print(" ".join(command()))
+        return 0
+    if argv[:1] == ["--fetch"]:
+        print(runtime_sdk())
         return 0
     root = fetch()
     env = {**os.environ, **environment(root)}
