@@ -96,3 +96,14 @@ def test_import_app_loads_no_use_case_and_no_heavy_library():
     # a stored campaign is compiled on the next ping, and the probe sees Liquid then
     assert len(out["deliveries"]) == 1
     assert {"liquid", "babel", "chalicelib.push.render"} <= set(out["with_campaign"])
+
+
+def test_the_cold_start_benchmark_times_every_lambda_function():
+    """BENCHMARKS (d) times each function's first call from the handlers'
+    own imports: a function added to the config and not found there fails."""
+    from benchmarks.cold_import import handler_imports
+
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    found = handler_imports()
+    assert set(found) == {"api (POST /v1/pings)", *config["lambda_functions"]}
+    assert found["api (POST /v1/pings)"] == ["from chalicelib.services import pings"]
