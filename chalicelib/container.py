@@ -57,14 +57,16 @@ class LazyClient:
     (a ping without a push, the location sweep) never loads the SNS or SQS
     service model (~30 ms of a cold start for SNS)."""
 
+    #: One for all: a botocore session is not safe to make clients from at once.
+    _lock = threading.Lock()
+
     def __init__(self, make: Callable[[], Any]) -> None:
         self._make = make
         self._client: Any = None
-        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            with self._lock:
+            with LazyClient._lock:
                 if self._client is None:
                     self._client = self._make()
         return getattr(self._client, name)
@@ -100,8 +102,10 @@ def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sl
     for every adapter. botocore retries a few times in standard mode; the
     adapters' own retries (budgeted) sit on top, so the two do not multiply
     into minutes. SNS, SQS and the area resolver are made on first use."""
-    import boto3
+    # botocore's session, not boto3's: the same clients, without boto3's
+    # import of s3transfer (and multiprocessing) on every cold start.
     from botocore.config import Config
+    from botocore.session import get_session
 
     from chalicelib.logs import ContextThreadPool
     from chalicelib.push.sns import SnsGateway
@@ -115,17 +119,18 @@ def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sl
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
     # Its tasks run in the submitter's context: their log lines keep the request id.
     pool = ContextThreadPool(max_workers=16, thread_name_prefix="hexcast-io")
-    stores = dynamo_stores(boto3.client("dynamodb", config=config), settings, clock=clock, sleep=sleep)
+    session = get_session()
+    stores = dynamo_stores(session.create_client("dynamodb", config=config), settings, clock=clock, sleep=sleep)
     return Deps.over(
         stores,
         settings,
         clock=clock,
         cache=VersionCache(settings.geometry_cache_size),
         pool=pool,
-        push=SnsGateway(LazyClient(lambda: boto3.client("sns", config=config)), settings, sleep),
+        push=SnsGateway(LazyClient(lambda: session.create_client("sns", config=config)), settings, sleep),
         campaign_cache=CampaignCache(settings.campaign_cache_s),
         resolver=LazyResolver(lambda: _area_resolver(settings)),
-        queue=SqsQueue(LazyClient(lambda: boto3.client("sqs", config=config)), sleep),
+        queue=SqsQueue(LazyClient(lambda: session.create_client("sqs", config=config)), sleep),
         sleep=sleep,
     )
 

@@ -187,6 +187,7 @@ def package(stage: str, out_dir: Path | None = None, compile_pyc: bool = False) 
     env.setdefault("AWS_DEFAULT_REGION", PLACEHOLDER_REGION)
     env["HEXCAST_LAMBDA_RUNTIME"] = lambda_runtime
     env.pop(chalice_cli.DEPLOY_VALUES_ENV, None)  # never into a template
+    env[chalice_cli.PYC_ENV] = "1" if compile_pyc else "0"
     cmd = [sys.executable, "-m", "deploy.chalice_cli", "package", "--stage", stage,
            "--merge-template", str(out_dir / "merge.json"), str(out_dir)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, check=False, capture_output=True, text=True)
@@ -198,7 +199,10 @@ def package(stage: str, out_dir: Path | None = None, compile_pyc: bool = False) 
     template = json.loads(template_path.read_text())
     check_template(template, lambda_runtime, expected, env["AWS_DEFAULT_REGION"])
     tags = check_zip(zip_path, lambda_runtime)
-    pyc = compile_zip(zip_path, lambda_runtime) if compile_pyc else 0
+    with zipfile.ZipFile(zip_path) as zf:
+        pyc = sum(name.endswith(".pyc") for name in zf.namelist())
+    if compile_pyc and not pyc:
+        raise PackageError(f"{zip_path}: no .pyc although --compile was given")
     with zipfile.ZipFile(zip_path) as zf:
         unpacked = sum(i.file_size for i in zf.infolist())
     return {

@@ -7,7 +7,8 @@ command prefix, or exits 1 when it is not available (offline and not cached).
 
 How: the Debian *trixie* packages of CPython 3.13 and the shared libraries it
 links are downloaded from ``deb.debian.org``, each checked against the SHA-256
-of the signed release's ``Packages`` index, and unpacked with ``dpkg-deb -x``
+of trixie's ``Packages`` index (fetched over HTTP; its Release signature is not
+checked), and unpacked with ``dpkg-deb -x``
 into ``~/.cache/hexcast-py313`` (``HEXCAST_PY313_DIR`` overrides). Trixie's
 interpreter needs glibc >= 2.38, newer than bookworm's, so it is started through
 the unpacked trixie dynamic loader with ``--library-path`` pointing into the
