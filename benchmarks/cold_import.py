@@ -28,8 +28,9 @@ How it is measured, and why:
   "First call" = ``import app`` + those: what a cold invocation waits for
   before its handler's own work.
 * Wall time of the whole process (interpreter start included), median and
-  min–max of ``--runs`` fresh processes; the variants run interleaved, so a
-  burst of load on this shared machine falls on all of them alike.
+  min–max of ``--runs`` fresh processes, and its CPU time (user + system,
+  from rusage), which load on a shared machine inflates far less; the
+  variants run interleaved, so a burst of load falls on all of them alike.
   Baselines in the same run: a bare interpreter and ``import chalice``.
 """
 
@@ -39,6 +40,7 @@ import argparse
 import ast
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -62,10 +64,17 @@ class Variant:
     label: str
     code: str
     times: list[float] = field(default_factory=list)
+    #: user + system CPU seconds of each process (rusage): what load on a
+    #: shared machine inflates far less than wall time
+    cpu: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
         return statistics.median(self.times)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu)
 
     def spread(self) -> str:
         return f"{min(self.times) * 1000:.0f}–{max(self.times) * 1000:.0f} ms"
@@ -149,9 +158,12 @@ def measure(rt: Runtime, task: Path, vs: list[Variant], runs: int) -> None:
     env = _env(rt, task)
     for _ in range(runs):
         for v in vs:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             subprocess.run([*rt.command, "-c", v.code], cwd=task, env=env, check=True, capture_output=True)
             v.times.append(time.perf_counter() - t0)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            v.cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
 
 
 def import_costs(rt: Runtime, task: Path, code: str) -> dict[str, float]:
@@ -224,14 +236,18 @@ def report(rt: Runtime, results: dict[str, list[Variant]], costs: dict[str, dict
             verdict = ""
             if v.label.startswith(("first call", "init")):
                 verdict = "  met" if v.median <= TARGET_S else "  MISSED (≤ 400 ms)"
-            lines.append(f"    {v.label:<44} median {v.median * 1000:6.0f} ms  ({v.spread()}){verdict}")
+            lines.append(f"    {v.label:<44} median {v.median * 1000:6.0f} ms  ({v.spread():>13}), "
+                         f"CPU {v.cpu_median * 1000:4.0f} ms{verdict}")
         top = ", ".join(f"{k} {ms:.0f} ms" for k, ms in list(costs.get(mode, {}).items())[:8])
         lines.append(f"    self import time by package, ping's first call: {top}")
     best = min(results, key=lambda m: max(v.median for v in results[m] if v.label.startswith("first call")))
     worst = max((v for v in results[best] if v.label.startswith("first call")), key=lambda v: v.median)
-    ok = worst.median <= TARGET_S
-    lines += ["", f"  verdict ({best}): slowest first call {worst.label[12:]} {worst.median * 1000:.0f} ms — "
-              f"{'every function within' if ok else 'NOT every function within'} 400 ms"]
+    worst_cpu = max((v for v in results[best] if v.label.startswith("first call")), key=lambda v: v.cpu_median)
+    ok, ok_cpu = worst.median <= TARGET_S, worst_cpu.cpu_median <= TARGET_S
+    lines += ["", f"  verdict ({best}), wall: slowest first call {worst.label[12:]} {worst.median * 1000:.0f} ms — "
+              f"{'every function within' if ok else 'NOT every function within'} 400 ms",
+              f"  verdict ({best}), CPU:  slowest first call {worst_cpu.label[12:]} {worst_cpu.cpu_median * 1000:.0f} ms — "
+              f"{'every function within' if ok_cpu else 'NOT every function within'} 400 ms"]
     return "\n".join(lines)
 
 
@@ -250,8 +266,8 @@ def run(runs: int = 7, zip_path: Path = DEFAULT_ZIP) -> list[Figure]:
             if v.label.startswith(("init", "first call")):
                 figures.append(Figure("d", f"{v.label}, {mode}", v.median, "`import chalice`", chalice_.median, unit="s",
                                       target_max=TARGET_S,
-                                      note=f"{rt.label}; median of {runs} ({v.spread()}); bare interpreter "
-                                           f"{bare.median * 1000:.0f} ms"))
+                                      note=f"{rt.label}; median of {runs} ({v.spread()}), CPU "
+                                           f"{v.cpu_median * 1000:.0f} ms; bare interpreter {bare.median * 1000:.0f} ms"))
     return figures
 
 
