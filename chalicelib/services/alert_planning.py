@@ -38,7 +38,6 @@ import shapely
 from chalicelib import metrics, retention
 from chalicelib.errors import Unavailable
 from chalicelib.geo.sphere import geometry_area_km2
-from chalicelib.push.campaigns import Campaign
 from chalicelib.services import fanout
 from chalicelib.services.alert_lineage import lineage_ended, resolve_lineage
 from chalicelib.services.delivery import matching
@@ -49,6 +48,7 @@ from chalicelib.weather.region import RegionPlan
 from chalicelib.weather.targets import plan_area, plan_targets
 
 if TYPE_CHECKING:
+    from chalicelib.push.campaigns import Campaign  # compiled by the campaign cache: Liquid loads with a campaign
     from chalicelib.services.deps import Deps
 
 log = logging.getLogger("hexcast.weather")

@@ -107,3 +107,17 @@ def test_the_cold_start_benchmark_times_every_lambda_function():
     found = handler_imports()
     assert set(found) == {"api (POST /v1/pings)", *config["lambda_functions"]}
     assert found["api (POST /v1/pings)"] == ["from chalicelib.services import pings"]
+
+
+def test_no_function_imports_the_template_engine_before_it_has_a_campaign_to_render():
+    """Each function's first call imports its handler's use case: none of them
+    loads python-liquid or babel by importing it (a campaign compiled later does)."""
+    from benchmarks.cold_import import handler_imports
+
+    for name, imports in handler_imports().items():
+        code = "; ".join(["import app", *imports, "import sys",
+                          "print(sorted(m for m in ('liquid', 'babel') if m in sys.modules))"])
+        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip() == "[]", name
