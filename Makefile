@@ -9,6 +9,8 @@ PYTEST_ARGS ?=
 # make package / make deploy: which stage of .chalice/config.json; DRY_RUN=1 only prints the deploy plan.
 STAGE ?= dev
 DRY_RUN ?=
+# make package / make deploy: PYC=0 leaves the .pyc out of the zip (compiled by CPython 3.13, fetched by tools/py313.py).
+PYC ?= 1
 
 # `import app`, `import chalicelib` and `import tools` work from the repository root.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
@@ -70,13 +72,13 @@ fuzz: venv
 
 ## package: dist/$(STAGE)/sam.json (one template that creates everything) + deployment.zip, checked by cfn-lint
 package: venv
-	$(PY) -m deploy.package --stage $(STAGE)
+	$(PY) -m deploy.package --stage $(STAGE) $(if $(filter 1,$(PYC)),--compile)
 	$(VENV)/bin/cfn-lint dist/$(STAGE)/sam.json dist/$(STAGE)/resources.json
 	@echo "package: cfn-lint passed"
 
 ## deploy: the resource stack, then chalice deploy --stage $(STAGE) (idempotent; DRY_RUN=1 prints the plan)
 deploy: venv
-	DRY_RUN=$(DRY_RUN) $(PY) -m deploy.deploy --stage $(STAGE)
+	DRY_RUN=$(DRY_RUN) HEXCAST_PYC=$(PYC) $(PY) -m deploy.deploy --stage $(STAGE)
 
 ## clean: remove the virtualenv, caches and generated output
 clean:

@@ -13,14 +13,18 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.services.fence_cache import IndexCache, VersionCache
 from chalicelib.clock import Clock, Sleep, system_clock, system_sleep
-from chalicelib.ports import CountySet
-from chalicelib.services.delivery import CampaignCache
-from chalicelib.services.deps import Deps
 from chalicelib.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from chalicelib.ports import CountySet
+    from chalicelib.services.deps import Deps
+
+# Every Lambda function imports ``app.py``, which imports this module: what it
+# needs is imported when :func:`build_deps` first runs, so no function's cold
+# start pays for the ports, the use cases or their libraries at import time.
 
 
 class LazyCounties:
@@ -48,28 +52,75 @@ class LazyCounties:
         return self._counties().union(same_codes)
 
 
+class LazyClient:
+    """An SDK client made on its first use: a function that never publishes
+    (a ping without a push, the location sweep) never loads the SNS or SQS
+    service model (~30 ms of a cold start for SNS)."""
+
+    #: One for all: a botocore session is not safe to make clients from at once.
+    _lock = threading.Lock()
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            with LazyClient._lock:
+                if self._client is None:
+                    self._client = self._make()
+        return getattr(self._client, name)
+
+
+class LazyResolver:
+    """The alert-area resolver (shapely, the zone fetcher, the county set),
+    imported and built on the first alert: only the weather functions do."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._resolver: Any = None
+        self._lock = threading.Lock()
+
+    def resolve(self, alert: Any) -> Any:
+        if self._resolver is None:
+            with self._lock:
+                if self._resolver is None:
+                    self._resolver = self._make()
+        return self._resolver.resolve(alert)
+
+
+def _area_resolver(settings: Settings) -> Any:
+    from chalicelib.weather import area
+    from chalicelib.weather.zones import ZoneFetcher
+
+    counties = LazyCounties(area.CountyIndex.load)
+    return area.AreaResolver(counties, ZoneFetcher(settings.weather_user_agent, settings.weather_http_timeout_s))
+
+
 def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sleep: Sleep = system_sleep) -> Deps:
     """The AWS wiring: DynamoDB, SNS and SQS clients, one clock and one sleep
     for every adapter. botocore retries a few times in standard mode; the
     adapters' own retries (budgeted) sit on top, so the two do not multiply
-    into minutes."""
-    import boto3
+    into minutes. SNS, SQS and the area resolver are made on first use."""
+    # botocore's session, not boto3's: the same clients, without boto3's
+    # import of s3transfer (and multiprocessing) on every cold start.
     from botocore.config import Config
+    from botocore.session import get_session
 
     from chalicelib.logs import ContextThreadPool
     from chalicelib.push.sns import SnsGateway
+    from chalicelib.services.delivery import CampaignCache
+    from chalicelib.services.deps import Deps
+    from chalicelib.services.fence_cache import IndexCache, VersionCache
     from chalicelib.store import dynamo_stores
-    from chalicelib.weather import area
     from chalicelib.weather.fanout import SqsQueue
-    from chalicelib.weather.zones import ZoneFetcher
 
     settings = settings or get_settings()
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
     # Its tasks run in the submitter's context: their log lines keep the request id.
     pool = ContextThreadPool(max_workers=16, thread_name_prefix="hexcast-io")
-    stores = dynamo_stores(boto3.client("dynamodb", config=config), settings, clock=clock, sleep=sleep)
-    counties = LazyCounties(area.CountyIndex.load)
-    zones = ZoneFetcher(settings.weather_user_agent, settings.weather_http_timeout_s)
+    session = get_session()
+    stores = dynamo_stores(session.create_client("dynamodb", config=config), settings, clock=clock, sleep=sleep)
     return Deps.over(
         stores,
         settings,
@@ -77,10 +128,10 @@ def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sl
         cache=VersionCache(settings.geometry_cache_size),
         index_cache=IndexCache(settings.index_cache_cells, settings.index_cache_s),
         pool=pool,
-        push=SnsGateway(boto3.client("sns", config=config), settings, sleep),
+        push=SnsGateway(LazyClient(lambda: session.create_client("sns", config=config)), settings, sleep),
         campaign_cache=CampaignCache(settings.campaign_cache_s),
-        resolver=area.AreaResolver(counties, zones),
-        queue=SqsQueue(boto3.client("sqs", config=config), sleep),
+        resolver=LazyResolver(lambda: _area_resolver(settings)),
+        queue=SqsQueue(LazyClient(lambda: session.create_client("sqs", config=config)), sleep),
         sleep=sleep,
     )
 
@@ -130,4 +181,4 @@ def get_weather_deps() -> Deps:
         return _weather[1]
 
 
-__all__ = ["LazyCounties", "build_deps", "get_deps", "get_weather_deps", "set_deps"]
+__all__ = ["LazyClient", "LazyCounties", "LazyResolver", "build_deps", "get_deps", "get_weather_deps", "set_deps"]

@@ -26,6 +26,9 @@ before its CLI runs::
    warning Chalice prints while still writing a package that fails on Lambda.
 4. ``chalicelib/**/__pycache__`` stays out of the zip: this interpreter's
    bytecode is useless to another Python, and it changed Chalice's cache key.
+   With ``HEXCAST_PYC=1`` (``make deploy`` / ``make package`` unless
+   ``PYC=0``) the zip Chalice builds then gets the runtime's own bytecode
+   instead (:func:`deploy.package.compile_zip`: CPython 3.13, unchecked-hash).
 5. An SQS event source of a function with a ``reserved_concurrency`` (the
    alert planner) invokes at most that many at once (``MaximumConcurrency``),
    unless ``@on_sqs_message(maximum_concurrency=...)`` says otherwise: Lambda
@@ -51,6 +54,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+#: ``1``: byte-compile the deployment zip with the runtime's CPython (item 4 above).
+PYC_ENV = "HEXCAST_PYC"
 #: Lambda runtime → (pip --python-version, wheel ABI). python3.11 is not here
 #: on purpose: AWS no longer accepts it for new functions.
 RUNTIMES = {"python3.12": ("3.12", "cp312"), "python3.13": ("3.13", "cp313")}
@@ -245,6 +250,25 @@ def apply_patches(lambda_runtime: str) -> None:
         return source
 
     appgraph.ApplicationGraphBuilder._create_sqs_subscription = create_sqs_subscription
+
+    if os.environ.get(PYC_ENV) == "1":
+        original_create = packager.LambdaDeploymentPackager.create_deployment_package
+
+        def create_deployment_package(self, project_dir, python_version):
+            from deploy.package import compile_zip
+
+            # Chalice's cached zip stays as built (PYC=0 reuses it); the compiled
+            # copy beside it is cached under its own name.
+            path = Path(original_create(self, project_dir, python_version))
+            compiled = path.with_name(f"{path.stem}-pyc.zip")
+            if not compiled.is_file():
+                partial = compiled.with_suffix(".partial")
+                shutil.copyfile(path, partial)
+                compile_zip(partial, lambda_runtime)
+                partial.replace(compiled)
+            return str(compiled)
+
+        packager.LambdaDeploymentPackager.create_deployment_package = create_deployment_package
     # Chalice compares the runtime with this interpreter and warns: expected here.
     warnings.filterwarnings("ignore", message="You are currently running python")
 

@@ -9,7 +9,13 @@ everything, and the deployment zip, in ``dist/<stage>/``.
 3. check the result: every function on the pinned runtime and wired by the
    merge (Chalice named its functions as the render expected), no literal
    region or account, the zip's native wheels built for the runtime. Any
-   "Could not install dependencies" fails the build.
+   "Could not install dependencies" fails the build;
+4. byte-compile the zip (``--compile``, what ``make package`` does unless
+   ``PYC=0``): every ``.py`` in it gets its ``__pycache__/*.cpython-313.pyc``,
+   compiled by CPython 3.13 itself (:mod:`tools.py313`) in ``unchecked-hash``
+   mode — valid whatever mtimes unzipping gives the sources, and never
+   rewritten, which a read-only ``/var/task`` could not do anyway. Without
+   them every cold start compiles every module it imports (BENCHMARKS (d)).
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -136,7 +144,38 @@ def check_template(template: dict[str, Any], lambda_runtime: str, expected_funct
         raise PackageError("dist template:\n  " + "\n  ".join(problems))
 
 
-def package(stage: str, out_dir: Path | None = None) -> dict[str, Any]:
+def compile_zip(zip_path: Path, lambda_runtime: str) -> int:
+    """Add a ``.pyc`` beside every ``.py`` of the zip, compiled by the
+    runtime's own CPython in ``unchecked-hash`` mode → how many were added."""
+    from tools import py313
+
+    if lambda_runtime != "python3.13":
+        raise PackageError(f"--compile needs the runtime's interpreter; tools.py313 provides python3.13, not {lambda_runtime}")
+    try:
+        root = py313.fetch()
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        raise PackageError(f"no CPython 3.13 to compile with ({exc}); PYC=0 builds without .pyc") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "task"
+        with zipfile.ZipFile(zip_path) as zf:
+            before = set(zf.namelist())
+            zf.extractall(tree)
+        # -d: tracebacks name /var/task/..., where Lambda unpacks the zip.
+        proc = subprocess.run([*py313.command(root), "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
+                               "-d", "/var/task", str(tree)],
+                              env={**os.environ, **py313.environment(root)}, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise PackageError(f"compileall failed:\n{(proc.stdout + proc.stderr).strip()[-2000:]}")
+        added = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*.pyc"))
+        added = [name for name in added if name not in before]
+        with zipfile.ZipFile(zip_path, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name in added:
+                zf.write(tree / name, name)
+        shutil.rmtree(tree)
+    return len(added)
+
+
+def package(stage: str, out_dir: Path | None = None, compile_pyc: bool = False) -> dict[str, Any]:
     """Build ``dist/<stage>/`` → a summary (paths, size, runtime, functions)."""
     out_dir = out_dir or ROOT / "dist" / stage
     lambda_runtime = chalice_cli.runtime()
@@ -148,6 +187,7 @@ def package(stage: str, out_dir: Path | None = None) -> dict[str, Any]:
     env.setdefault("AWS_DEFAULT_REGION", PLACEHOLDER_REGION)
     env["HEXCAST_LAMBDA_RUNTIME"] = lambda_runtime
     env.pop(chalice_cli.DEPLOY_VALUES_ENV, None)  # never into a template
+    env[chalice_cli.PYC_ENV] = "1" if compile_pyc else "0"
     cmd = [sys.executable, "-m", "deploy.chalice_cli", "package", "--stage", stage,
            "--merge-template", str(out_dir / "merge.json"), str(out_dir)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, check=False, capture_output=True, text=True)
@@ -160,6 +200,10 @@ def package(stage: str, out_dir: Path | None = None) -> dict[str, Any]:
     check_template(template, lambda_runtime, expected, env["AWS_DEFAULT_REGION"])
     tags = check_zip(zip_path, lambda_runtime)
     with zipfile.ZipFile(zip_path) as zf:
+        pyc = sum(name.endswith(".pyc") for name in zf.namelist())
+    if compile_pyc and not pyc:
+        raise PackageError(f"{zip_path}: no .pyc although --compile was given")
+    with zipfile.ZipFile(zip_path) as zf:
         unpacked = sum(i.file_size for i in zf.infolist())
     return {
         "stage": stage,
@@ -169,6 +213,7 @@ def package(stage: str, out_dir: Path | None = None) -> dict[str, Any]:
         "zip_bytes": zip_path.stat().st_size,
         "unpacked_bytes": unpacked,
         "functions": sorted(functions_of(template)),
+        "pyc": pyc,
         "native": {d: tags[d] for d in NATIVE_PACKAGES},
     }
 
@@ -176,16 +221,19 @@ def package(stage: str, out_dir: Path | None = None) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="chalice package with the runtime pinned and the resources merged")
     parser.add_argument("--stage", required=True)
+    parser.add_argument("--compile", action="store_true",
+                        help="add .pyc compiled by CPython 3.13 (unchecked-hash) to the zip: faster cold starts")
     args = parser.parse_args(argv)
     try:
-        s = package(args.stage)
+        s = package(args.stage, compile_pyc=args.compile)
     except PackageError as exc:
         print(f"package: {exc}", file=sys.stderr)
         return 1
     print(f"package: {s['template'].relative_to(ROOT)} ({len(s['functions'])} functions on {s['runtime']}: "
           f"{', '.join(s['functions'])})")
+    pyc = f"{s['pyc']:,} .pyc compiled by CPython 3.13" if s["pyc"] else "no .pyc (PYC=0)"
     print(f"package: {s['zip'].relative_to(ROOT)} {s['zip_bytes'] / 1e6:.1f} MB "
-          f"({s['unpacked_bytes'] / 1e6:.0f} MB unpacked; Lambda allows 250 MB)")
+          f"({s['unpacked_bytes'] / 1e6:.0f} MB unpacked; Lambda allows 250 MB; {pyc})")
     for dist, tags in s["native"].items():
         print(f"package:   {dist}: {tags[0]}")
     return 0

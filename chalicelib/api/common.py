@@ -13,7 +13,7 @@ from chalice.app import Request
 from chalicelib.auth import ADMIN, APP, DEVICE_SECRET_HEADER, role_for_key  # noqa: F401 (roles re-exported for the blueprints)
 from chalicelib.container import get_deps
 from chalicelib.api.gateway import JSON_MEDIA_TYPES, method_not_allowed_body
-from chalicelib.api.body_scan import MAX_NESTING, check_shape  # noqa: F401 (MAX_NESTING re-exported)
+from chalicelib.api.body_limits import MAX_NESTING, may_exceed  # noqa: F401 (MAX_NESTING re-exported)
 from chalicelib.errors import Forbidden, HexcastError, InvalidInput, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from chalicelib.settings import get_settings
 from chalicelib.validation import float_param as parse_float
@@ -54,7 +54,10 @@ def json_body(request) -> Any:
         raise PayloadTooLarge(f"request body is over {MAX_BODY_BYTES // (1024 * 1024)} MiB", "body")
     if not raw.strip():
         raise InvalidInput("request body is empty; expected JSON", "body")
-    check_shape(raw)
+    if may_exceed(raw):
+        from chalicelib.api.body_scan import check_shape  # numpy: only for a body that might be too deep or wide
+
+        check_shape(raw)
     try:
         text = raw.decode("utf-8")
         data = json.loads(text, parse_constant=_reject_constant)

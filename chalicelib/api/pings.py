@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from chalice import Blueprint
 
-from chalicelib.services import pings
 from chalicelib.api.common import ADMIN, APP, Call, route
 
 bp = Blueprint(__name__)
@@ -12,4 +11,6 @@ bp = Blueprint(__name__)
 
 @route(bp, "/v1/pings", methods=["POST"], roles=(ADMIN, APP))
 def post_pings(call: Call) -> dict:
+    from chalicelib.services import pings  # on first use: `import app` stays light (README, cold start)
+
     return pings.handle_pings(call.deps, call.body(), role=call.role, secret=call.secret)

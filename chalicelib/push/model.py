@@ -225,3 +225,17 @@ class PushError(Exception):
 class EndpointDisabled(PushError):
     def __init__(self, message: str = "the endpoint is disabled") -> None:
         super().__init__("endpoint_disabled", message)
+
+
+class RenderError(Exception):
+    """A template failed at render time, or rendered an empty title/body.
+
+    ``field`` is the template's field (``variants[0].message.body``), ``line``
+    its line when known.
+    """
+
+    def __init__(self, message: str, field: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.line = line

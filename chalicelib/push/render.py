@@ -44,6 +44,7 @@ from liquid.exceptions import LiquidError, OutputStreamLimitError
 
 from chalicelib.errors import InvalidInput
 from chalicelib.push.liquid_env import ENV, PushTemplateEnvironment
+from chalicelib.push.model import RenderError  # noqa: F401 (re-exported; defined apart from Liquid)
 from chalicelib.push.payloads import DEEP_LINK_MAX_BYTES, encoded_size
 from chalicelib.push.quiet import resolve_zone
 from chalicelib.push.render_plan import _Plan, fast_plan
@@ -60,20 +61,6 @@ RESERVED_NAMES = frozenset(
     {"attributes", "fence", "coupon", "alert", "weather", "local_time", "local_date", "local_weekday", "campaign", "arm"}
 )
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-
-class RenderError(Exception):
-    """A template failed at render time, or rendered an empty title/body.
-
-    ``field`` is the template's field (``variants[0].message.body``), ``line``
-    its line when known.
-    """
-
-    def __init__(self, message: str, field: str | None = None, line: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.line = line
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ Bounded work per alert:
 
 * the area is resolved once per distinct input (polygon, SAME set, zones)
   and its region plan computed once per area, kept while the function is
-  warm (:class:`PlanCache`): the updates of a lineage and alerts over the
+  warm (:class:`~chalicelib.services.caches.PlanCache`): the updates of a lineage and alerts over the
   same counties share them;
 * an area over :data:`MAX_AREA_KM2`, :data:`MAX_VERTICES` or
   :data:`MAX_PARTS` is ``ignored: area_too_large`` (recorded and reported,
@@ -29,8 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,7 +38,6 @@ import shapely
 from chalicelib import metrics, retention
 from chalicelib.errors import Unavailable
 from chalicelib.geo.sphere import geometry_area_km2
-from chalicelib.push.campaigns import Campaign
 from chalicelib.services import fanout
 from chalicelib.services.alert_lineage import lineage_ended, resolve_lineage
 from chalicelib.services.delivery import matching
@@ -50,6 +48,7 @@ from chalicelib.weather.region import RegionPlan
 from chalicelib.weather.targets import plan_area, plan_targets
 
 if TYPE_CHECKING:
+    from chalicelib.push.campaigns import Campaign  # compiled by the campaign cache: Liquid loads with a campaign
     from chalicelib.services.deps import Deps
 
 log = logging.getLogger("hexcast.weather")
@@ -107,34 +106,6 @@ class Budgeted:
     area: Area | None
     plan: RegionPlan | None = None
     reason: str | None = None
-
-
-class PlanCache:
-    """Areas and region plans by their input, kept while warm (LRU)."""
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._lock = threading.Lock()
-        self._items: OrderedDict[tuple, Budgeted] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: tuple) -> Budgeted | None:
-        with self._lock:
-            got = self._items.get(key)
-            if got is not None:
-                self._items.move_to_end(key)
-                self.hits += 1
-            else:
-                self.misses += 1
-            return got
-
-    def put(self, key: tuple, value: Budgeted) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
 
 
 def area_key(alert: Alert, shards: int) -> tuple:

@@ -30,14 +30,12 @@ two workers can never both publish it.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from chalicelib import metrics
 from chalicelib.errors import Unavailable
-from chalicelib.push.campaigns import Campaign, parse_campaign
 from chalicelib.push.coupons import Coupon, make_coupon
 from chalicelib.push.model import (
     FAILED,
@@ -50,17 +48,20 @@ from chalicelib.push.model import (
     EndpointDisabled,
     PushError,
     PushMessage,
+    RenderError,
     Trigger,
     delivery_id_for,
 )
 from chalicelib.push.quiet import quiet_release_at
 from chalicelib.push.lifecycle import open_since
-from chalicelib.push.render import Rendered, RenderError
 from chalicelib.retry import RetryPolicy
+from chalicelib.services.caches import CampaignCache  # noqa: F401 (re-exported: tests and the container build it from here)
 
 if TYPE_CHECKING:
+    from chalicelib.push.render import Rendered
+    from chalicelib.push.campaigns import Campaign  # compiled by the campaign cache: Liquid loads only with a campaign
     from chalicelib.services.deps import Deps
-    from chalicelib.ports import CampaignRepo, DeliveryRepo, Device
+    from chalicelib.ports import DeliveryRepo, Device
 
 log = logging.getLogger("hexcast.push")
 
@@ -82,74 +83,6 @@ INTERRUPTED = "interrupted"
 
 
 # ---------------------------------------------------------------- campaigns
-class CampaignCache:
-    """The compiled campaigns of a warm Lambda, re-read from the store at most
-    every ``max_age_s`` seconds; writes through this process refresh at once.
-    Compiled campaigns are reused while their version is unchanged."""
-
-    def __init__(self, max_age_s: float = 30.0) -> None:
-        self.max_age_s = max_age_s
-        self._lock = threading.Lock()
-        self._loaded_at: float | None = None
-        self._compiled: dict[str, tuple[int, Campaign]] = {}
-        self._index: dict[tuple[str, str], list[Campaign]] = {}
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._loaded_at = None
-
-    def all(self, store: CampaignRepo, now: float) -> list[Campaign]:
-        with self._lock:
-            fresh = self._loaded_at is not None and 0 <= now - self._loaded_at < self.max_age_s
-            if fresh:
-                return [c for _, c in self._compiled.values()]
-        records = store.list_campaigns()
-        compiled: dict[str, tuple[int, Campaign]] = {}
-        for rec in records:
-            old = self._compiled.get(rec.campaign_id)
-            if old is not None and old[0] == rec.version:
-                compiled[rec.campaign_id] = old
-                continue
-            try:
-                compiled[rec.campaign_id] = (rec.version, parse_campaign(rec.campaign_id, rec.definition))
-            except Exception:  # stored definitions were valid when saved; never break pings
-                # Never silent: the campaign sends nothing until it is fixed.
-                log.exception("stored campaign no longer compiles", extra={"campaign_id": rec.campaign_id})
-                metrics.campaign_compile_error()
-        index: dict[tuple[str, str], list[Campaign]] = {}
-        for _, c in sorted(compiled.items()):
-            t = c[1].trigger
-            keys = [("f", f) for f in t.fence_ids] + [("t", tag) for tag in t.fence_tags] or [("*", "")]
-            for kind, value in keys:
-                index.setdefault((t.type, f"{kind}:{value}"), []).append(c[1])
-        with self._lock:
-            self._compiled = compiled
-            self._index = index
-            self._loaded_at = now
-            return [c for _, c in compiled.values()]
-
-    def candidates(self, store: CampaignRepo, trigger: Trigger, now: float) -> list[Campaign]:
-        """The campaigns that may match ``trigger`` (by type, fence id or tag),
-        from an index built when the list is loaded — not a scan per event."""
-        self.all(store, now)
-        index = self._index
-        keys = [(trigger.type, "*:")]
-        if trigger.fence is not None:
-            keys.append((trigger.type, f"f:{trigger.fence.fence_id}"))
-            keys += [(trigger.type, f"t:{tag}") for tag in trigger.fence.tags]
-        seen: dict[str, Campaign] = {}
-        for k in keys:
-            for c in index.get(k, ()):
-                seen.setdefault(c.campaign_id, c)
-        return [seen[k] for k in sorted(seen)]
-
-    def get(self, store: CampaignRepo, campaign_id: str, now: float) -> Campaign | None:
-        for c in self.all(store, now):
-            if c.campaign_id == campaign_id:
-                return c
-        return None
-
-
 def matching(deps: Deps, trigger: Trigger) -> list[Campaign]:
     now = deps.clock()
     return [c for c in deps.campaign_cache.candidates(deps.campaigns, trigger, now) if c.in_schedule(now) and c.matches(trigger)]

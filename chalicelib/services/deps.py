@@ -13,8 +13,7 @@ from typing import Any, TypeVar
 from chalicelib.services.fence_cache import IndexCache, VersionCache
 from chalicelib.clock import Clock, Sleep, system_clock, system_sleep
 from chalicelib.ports import AreaResolver, FanoutQueue, PushGateway
-from chalicelib.services.alert_planning import PlanCache
-from chalicelib.services.delivery import CampaignCache
+from chalicelib.services.caches import CampaignCache, PlanCache
 from chalicelib.settings import Settings
 from chalicelib.store import Stores
 from chalicelib.ports import CampaignRepo, DeliveryRepo, DeviceRepo, FenceRepo, WeatherRepo

@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.presence import Ping
-from chalicelib.services import delivery
 from chalicelib.push.model import FenceContext, Trigger
 from chalicelib.ports import Device, FenceRecord
 from chalicelib.weather.conditions import weather_at_many
@@ -109,6 +108,10 @@ def deliver_outboxes(
     todo = _pending(devices, first_ping, written)
     if not todo:
         return
+    # Campaigns and their templates (Liquid, babel) load with the first event
+    # to deliver: a ping that moves no device across a fence never imports them.
+    from chalicelib.services import delivery
+
     records = deps.fences.get_fences({e["fence_id"] for entries in todo.values() for e in entries.values()})
     weather_of = _weather_of(deps, devices, pings, results, todo)
     for device_id, entries in todo.items():
