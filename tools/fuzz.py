@@ -7,7 +7,9 @@ every operation, each answer checked against the document.
     python -m tools.fuzz --checks not_a_server_error --include-operation-id postPings
 
 Bounded: at most ``--max-examples`` cases per operation (23 operations, two
-generation modes) and a wall-clock ``--timeout`` for the whole run. It starts
+generation modes), then the stateful phase over the document's links, and a
+wall-clock ``--timeout`` for the whole run. (``make test`` runs a shorter pass
+in-process with the same settings: tests/e2e/test_contract_fuzz.py.) It starts
 the local stack (moto + the app over HTTP, nothing beyond 127.0.0.1), seeds the
 fence, device and campaign the document's examples name, and runs
 ``schemathesis run`` with the admin key and ``tools/fuzz.toml``, whose checks
@@ -21,7 +23,9 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -30,6 +34,8 @@ from tools.openapi_doc import EXAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = Path(__file__).resolve().parent / "fuzz.toml"
+#: The default generation seed (``--seed``).
+SEED = 20261203
 
 
 def seed(base: str, admin_key: str) -> None:
@@ -44,6 +50,23 @@ def seed(base: str, admin_key: str) -> None:
     requests.post(base + "/v1/pings", json=ping, headers=h, timeout=30).raise_for_status()
 
 
+def settings(base: str, admin_key: str, *, max_examples: int, seed: int = SEED) -> dict[str, Any]:
+    """``tools/fuzz.toml`` (the checks and the written exclusions) with a
+    run's target, key, seed and bound: what a Python-API run (the bounded
+    run in the test suite) passes to ``schemathesis.Config.from_dict``.
+    Deterministic: the seed fixes every generated case, and no example
+    database carries cases over from an earlier run."""
+    data: dict[str, Any] = tomllib.loads(CONFIG.read_text(encoding="utf-8"))
+    data.update({
+        "base-url": base,
+        "headers": {"X-Api-Key": admin_key},
+        "seed": seed,
+        "request-timeout": 60,
+        "generation": {"max-examples": max_examples, "deterministic": True, "database": "none"},
+    })
+    return data
+
+
 def command(base: str, admin_key: str, args: argparse.Namespace) -> list[str]:
     cmd = [
         sys.executable, "-c", "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
@@ -53,7 +76,7 @@ def command(base: str, admin_key: str, args: argparse.Namespace) -> list[str]:
         "--max-examples", str(args.max_examples),
         "--seed", str(args.seed),
         "--workers", "1",
-        "--phases", "examples,coverage,fuzzing",
+        "--phases", "examples,coverage,fuzzing,stateful",
         "--generation-database", "none",
         "--request-timeout", "60",
         "--report", "junit,pytest",
@@ -69,7 +92,7 @@ def command(base: str, admin_key: str, args: argparse.Namespace) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.fuzz", description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-examples", type=int, default=25, help="cases per operation and mode (default 25)")
-    parser.add_argument("--seed", type=int, default=20261203, help="generation seed (default 20261203)")
+    parser.add_argument("--seed", type=int, default=SEED, help=f"generation seed (default {SEED})")
     parser.add_argument("--checks", help="schemathesis checks, comma-separated (default: those tools/fuzz.toml enables)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="wall-clock limit for the run, seconds (default 1800)")
     parser.add_argument("--include-operation-id", action="append", help="only this operation (repeatable)")

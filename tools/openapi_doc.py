@@ -171,6 +171,81 @@ EXAMPLES: dict[str, Any] = {
                                                 "temperature_c": -1.5, "condition": "snow", "wind_kph": 25}]},
 }
 
+#: The store fence's centre (the fence and campaign the examples name): a linked ping lands inside it.
+_STORE_POINT = {"lat": 40.7484, "lng": -73.9857}
+_SECRET = f"header.{DEVICE_SECRET_HEADER}"
+
+
+def _link(op_id: str, description: str, *, parameters: dict[str, str] | None = None, body: Any = None,
+          replace_body: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"operationId": op_id, "description": description}
+    if parameters:
+        out["parameters"] = parameters
+    if body is not None:
+        out["requestBody"] = body
+    if replace_body:  # the link's body is the whole request body, not values merged into a generated one
+        out["x-schemathesis"] = {"merge_body": False}
+    return out
+
+
+#: OpenAPI links (on each operation's success answer): how a client carries an
+#: answer's ids into the next call — a registered device's id and secret into
+#: its pings, events and erasure; a ping's deliveries into the delivery log and
+#: the push_opened event; fences and campaigns by id. Schemathesis's stateful
+#: phase follows them (``make fuzz``, tests/e2e/test_contract_fuzz.py).
+LINKS: dict[str, dict[str, dict[str, Any]]] = {
+    "putDevice": {
+        "GetDevice": _link("getDevice", "The device just registered.",
+                           parameters={"device_id": "$response.body#/device_id"}),
+        "PingDevice": _link(
+            "postPings", "A ping from the device just registered (with its secret when the id was new), "
+            "inside the example fence.", parameters={_SECRET: "$response.body#/device_secret"},
+            body={"device_id": "$response.body#/device_id", **_STORE_POINT}, replace_body=True),
+        "ReportConversion": _link(
+            "postEvent", "A conversion by the device just registered.", parameters={_SECRET: "$response.body#/device_secret"},
+            body={"device_id": "$response.body#/device_id", "type": "conversion"}),
+        "EraseDevice": _link("deleteDevice", "Erase the device just registered.",
+                             parameters={"device_id": "$response.body#/device_id", _SECRET: "$response.body#/device_secret"}),
+    },
+    "postPings": {
+        "RegisterDevice": _link("putDevice", "Register the first ping's device (a ping for an unknown device answers "
+                                "accepted: false, reason unknown_device).",
+                                parameters={"device_id": "$response.body#/results/0/device_id"}),
+        "PingedDevice": _link("getDevice", "The first ping's device.",
+                              parameters={"device_id": "$response.body#/results/0/device_id"}),
+        "DeviceDeliveries": _link("listDeliveries", "The delivery log of the first ping's device.",
+                                  parameters={"device_id": "$response.body#/results/0/device_id"}),
+        "OpenDelivery": _link(
+            "postEvent", "The push the first ping caused, opened.",
+            body={"device_id": "$response.body#/results/0/device_id", "type": "push_opened",
+                  "delivery_id": "$response.body#/results/0/deliveries/0"}, replace_body=True),
+    },
+    "listDeliveries": {
+        "OpenDelivery": _link(
+            "postEvent", "The newest delivery, opened.",
+            body={"device_id": "$response.body#/deliveries/0/device_id", "type": "push_opened",
+                  "delivery_id": "$response.body#/deliveries/0/delivery_id"}, replace_body=True),
+        "DeliveryCampaignStats": _link("campaignStats", "The newest delivery's campaign's counts.",
+                                       parameters={"campaign_id": "$response.body#/deliveries/0/campaign_id"}),
+    },
+    "putGeofence": {
+        "GetGeofence": _link("getGeofence", "The fence just stored.", parameters={"fence_id": "$response.body#/id"}),
+        "DeleteGeofence": _link("deleteGeofence", "Delete the fence just stored.", parameters={"fence_id": "$response.body#/id"}),
+        "EstimateAudience": _link("estimateAudience", "Devices inside the fence just stored.",
+                                  body={"fence_id": "$response.body#/id"}),
+    },
+    "putCampaign": {
+        "GetCampaign": _link("getCampaign", "The campaign just stored.", parameters={"campaign_id": "$response.body#/id"}),
+        "PreviewCampaign": _link("previewCampaign", "Preview the campaign just stored.",
+                                 parameters={"campaign_id": "$response.body#/id"}),
+        "CampaignStats": _link("campaignStats", "The campaign's counts.", parameters={"campaign_id": "$response.body#/id"}),
+        "CampaignDeliveries": _link("listDeliveries", "The campaign's delivery log.",
+                                    parameters={"campaign_id": "$response.body#/id"}),
+        "DeleteCampaign": _link("deleteCampaign", "Delete the campaign just stored.",
+                                parameters={"campaign_id": "$response.body#/id"}),
+    },
+}
+
 _LIMIT: Schema = {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
 _REPAIR = ("Repair self-intersecting rings (shapely.make_valid, polygonal parts kept); the answer says repaired: true. "
            "Also accepted: 1/0, yes/no.")
@@ -231,6 +306,8 @@ def _responses(op: Op) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "No content." if op.status == 204 else "OK."}
     if op.answer is not None:
         ok["content"] = _json(op.answer)
+    if op.op_id in LINKS:
+        ok["links"] = LINKS[op.op_id]
     out: dict[str, Any] = {str(op.status): ok}
     codes = set(op.errors)
     if op.roles:

@@ -73,6 +73,8 @@ def number(lo: float, hi: float, *, exclusive_lo: bool = False, **extra: Any) ->
 
 
 STRING: Schema = {"type": "string"}
+#: What a GeoJSON object's schema says about members it does not name.
+FOREIGN = "Foreign members (RFC 7946) are accepted and ignored."
 BOOL: Schema = {"type": "boolean"}
 DATE_TIME: Schema = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC, milliseconds (2026-01-31T08:00:00.000Z)."}
 INT_COUNT: Schema = {"type": "integer", "minimum": 0}
@@ -140,15 +142,19 @@ def _geometry() -> dict[str, Schema]:
     ring = arr(ref("Position"), minItems=4, description="A closed ring: the last position equals the first.")
     polygon_coords = arr(ref("LinearRing"), minItems=1)
     bbox = arr({"type": "number"}, description="Accepted and ignored.")
+    # GeoJSON objects are open: RFC 7946 allows foreign members (a file's own, such as `crs`),
+    # and the parser ignores them (nothing but the members named here is read or stored).
     return {
         "Position": position,
         "LinearRing": ring,
-        "Polygon": obj({"type": {"const": "Polygon"}, "coordinates": polygon_coords, "bbox": bbox}, ("type", "coordinates")),
+        "Polygon": obj({"type": {"const": "Polygon"}, "coordinates": polygon_coords, "bbox": bbox}, ("type", "coordinates"),
+                       closed=False, description=FOREIGN),
         "MultiPolygon": obj(
             {"type": {"const": "MultiPolygon"}, "coordinates": arr(polygon_coords, minItems=1), "bbox": bbox},
-            ("type", "coordinates"),
+            ("type", "coordinates"), closed=False, description=FOREIGN,
         ),
-        "Point": obj({"type": {"const": "Point"}, "coordinates": ref("Position"), "bbox": bbox}, ("type", "coordinates")),
+        "Point": obj({"type": {"const": "Point"}, "coordinates": ref("Position"), "bbox": bbox}, ("type", "coordinates"),
+                     closed=False, description=FOREIGN),
         "PolygonalGeometry": {"oneOf": [ref("Polygon"), ref("MultiPolygon")]},
     }
 
@@ -188,11 +194,12 @@ def _fence_feature_request() -> Schema:
             "bbox": arr({"type": "number"}, description="Accepted and ignored."),
         },
         ("type", "geometry"),
+        closed=False,
         description=(
             "A GeoJSON Feature (RFC 7946): a Polygon/MultiPolygon (either winding; at most "
             f"{geojson.MAX_VERTICES:,} vertices and {geojson.MAX_AREA_KM2:,.0f} km²; a ring may not span more than "
             "180° of longitude), a Point with properties.radius_m (a circle), or a null geometry with "
-            "properties.h3_cells (an H3 region)."
+            f"properties.h3_cells (an H3 region). {FOREIGN}"
         ),
         allOf=[
             {"if": {"properties": {"geometry": {"type": "object", "properties": {"type": {"const": "Point"}}}}},
@@ -234,8 +241,8 @@ def _fences() -> dict[str, Schema]:
         "GeofenceInput": _fence_feature_request(),
         "GeofenceImport": obj(
             {"type": {"const": "FeatureCollection"}, "features": arr(ref("GeofenceInput"), maxItems=MAX_IMPORT_FEATURES), "bbox": arr({"type": "number"}, description="Accepted and ignored.")},
-            ("type", "features"),
-            description="Each feature needs an id (Feature.id or properties.id), unique in the collection; each is accepted or rejected on its own.",
+            ("type", "features"), closed=False,
+            description=f"{FOREIGN} Each feature needs an id (Feature.id or properties.id), unique in the collection; each is accepted or rejected on its own.",
         ),
         "GeofenceStored": obj(
             {"id": {"type": "string"}, "version": {"type": "integer", "minimum": 1}, "kind": {"enum": list(geojson.KINDS)},

@@ -99,7 +99,7 @@ def parse_position(pos: Any, where: str) -> tuple[float, float]:
     if not isinstance(pos, (list, tuple)) or not 2 <= len(pos) <= 3:
         raise InvalidGeometry("a position is [longitude, latitude]", where)
     lng, lat = pos[0], pos[1]
-    if not (is_finite_number(lng) and is_finite_number(lat)):
+    if not all(is_finite_number(v) for v in pos):  # the altitude too, though it is ignored
         raise InvalidGeometry("coordinates must be finite numbers", where)
     if not -180.0 <= lng <= 180.0:
         raise InvalidGeometry(f"longitude {lng} is outside [-180, 180]", where)
@@ -155,8 +155,18 @@ def _repair(geom, where: str):
     return out
 
 
+def check_bbox(obj: dict, where: str) -> None:
+    """A GeoJSON object's ``bbox`` is ignored, but when present it must be
+    what RFC 7946 says it is: an array of numbers (else a 400 naming it)."""
+    if "bbox" in obj:
+        bbox = obj["bbox"]
+        if not isinstance(bbox, list) or not all(is_finite_number(v) for v in bbox):
+            raise InvalidInput("bbox must be an array of numbers", f"{where}.bbox" if where else "bbox")
+
+
 def parse_polygonal(geometry: dict, where: str, *, repair: bool) -> tuple[Any, bool]:
     """A GeoJSON Polygon/MultiPolygon → valid shapely geometry (CCW shells)."""
+    check_bbox(geometry, where)
     gtype = geometry.get("type")
     coords = geometry.get("coordinates")
     where_c = f"{where}.coordinates"
@@ -284,6 +294,7 @@ def parse_feature(
         raise InvalidInput('expected "type": "Feature"', f"{pre}type")
     if "geometry" not in feature:
         raise InvalidGeometry("a Feature needs a geometry member (null for an H3 region)", f"{pre}geometry")
+    check_bbox(feature, where)
     props = feature.get("properties")
     parsed = _parse_props(props, f"{pre}properties")
     props = props or {}
@@ -305,6 +316,7 @@ def parse_feature(
         geom, repaired = parse_polygonal(geometry, gwhere, repair=repair)
     elif geometry.get("type") == "Point":
         kind = "circle"
+        check_bbox(geometry, gwhere)
         lng, lat = parse_position(geometry.get("coordinates"), f"{gwhere}.coordinates")
         radius = props.get("radius_m")
         if not is_finite_number(radius) or not MIN_RADIUS_M <= radius <= MAX_RADIUS_M:

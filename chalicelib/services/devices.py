@@ -60,7 +60,9 @@ __all__ = [
 
 # ---------------------------------------------------------------- parsing
 def _attributes(body: dict[str, Any]) -> dict[str, Any]:
-    attrs = body.get("attributes", {}) or {}
+    attrs = body.get("attributes")
+    if attrs is None:  # absent or null; false, 0, "" and [] are not objects
+        attrs = {}
     if not isinstance(attrs, dict) or len(attrs) > MAX_ATTRIBUTES:
         raise InvalidInput(f"attributes must be an object of at most {MAX_ATTRIBUTES} entries", "attributes")
     for k, v in attrs.items():
@@ -89,7 +91,9 @@ def check_profile_size(deps: Deps, device: Device) -> None:
 
 
 def _consent(body: dict[str, Any]) -> dict[str, bool]:
-    consent = body.get("consent", {}) or {}
+    consent = body.get("consent")
+    if consent is None:  # absent or null; false, 0, "" and [] are not objects
+        consent = {}
     if not isinstance(consent, dict):
         raise InvalidInput("consent must be an object {push, location}", "consent")
     known_fields(consent, ("push", "location"), "consent")

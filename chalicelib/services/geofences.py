@@ -13,7 +13,7 @@ from chalicelib.errors import Conflict, HexcastError, InvalidInput, NotFound
 from chalicelib.geo.budget import ImportBudget
 from chalicelib.geo.cells import FINEST, LADDER, latlng_to_cell, to_parents
 from chalicelib.geo.cover import Cover, cover_geometry
-from chalicelib.geo.geojson import FenceDefinition, parse_feature
+from chalicelib.geo.geojson import FenceDefinition, check_bbox, parse_feature
 from chalicelib.geo.shape import FenceShape
 from chalicelib.ports import (
     ConcurrentUpdate,
@@ -115,6 +115,7 @@ def _feature_id(feature: Any, where: str) -> str:
 def _collection_features(body: Any) -> list[Any]:
     if not isinstance(body, dict) or body.get("type") != "FeatureCollection":
         raise InvalidInput('expected a GeoJSON FeatureCollection ("type": "FeatureCollection")', "type")
+    check_bbox(body, "")
     features = body.get("features")
     if not isinstance(features, list):
         raise InvalidInput("features must be a list", "features")

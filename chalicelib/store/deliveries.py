@@ -168,7 +168,7 @@ class DynamoDeliveries:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         code = list_index(campaign_id, device_id)
-        before = decode_page_token(next_token, code) if next_token else None
+        before = decode_page_token(next_token, code) if next_token is not None else None
         filters = {}
         if status is not None:
             filters["status"] = status

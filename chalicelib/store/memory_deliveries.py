@@ -104,7 +104,7 @@ class MemoryDeliveries:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         index = list_index(campaign_id, device_id)
-        after = decode_page_token(next_token, index) if next_token else None
+        after = decode_page_token(next_token, index) if next_token is not None else None
         newest, oldest = (d.isoformat() for d in listing_days(self.clock()))
         rows = self._sorted(
             lambda d: (campaign_id is None or d.campaign_id == campaign_id)

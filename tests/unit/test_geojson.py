@@ -186,3 +186,23 @@ def test_fence_ids(bad):
     with pytest.raises(InvalidInput):
         validate_fence_id(bad)
     assert validate_fence_id("06097") == "06097" and validate_fence_id(11) == "11"
+
+
+def test_foreign_members_are_ignored_and_a_bbox_must_be_numbers():
+    """RFC 7946: foreign members may appear anywhere and are ignored; a
+    ``bbox`` is ignored too, but one that is not an array of numbers is a
+    400 naming it, and so is a position's altitude that is not a number
+    (found by the contract fuzz run: ``"bbox": [{}]`` and ``[0, 0, {}]`` passed)."""
+    poly = dict(square(), bbox=[-122.72, 38.43, -122.70, 38.45], crs={"type": "name"})
+    assert parse_feature(dict(feature(poly), bbox=[0, 0, 1, 1], title="x"), "f").kind == "polygon"
+    point = {"type": "Point", "coordinates": [-122.7, 38.44]}
+    for geometry, top, field in [(dict(square(), bbox=[{}]), None, "geometry.bbox"),
+                                 (dict(point, bbox="0,0,1,1"), None, "geometry.bbox"),
+                                 ({"type": "Point", "coordinates": [-122.7, 38.44, {}]}, None, "geometry.coordinates"),
+                                 (square(), [True], "bbox"), (square(), None, "bbox")]:
+        f = feature(geometry, radius_m=100)
+        if field == "bbox":
+            f["bbox"] = top
+        with pytest.raises(InvalidInput) as exc:
+            parse_feature(f, "f")
+        assert exc.value.field == field

@@ -344,3 +344,37 @@ def test_fuzz_configuration_names_the_documents_operations(doc):
     assert config["checks"]["enabled"] is False and enabled == {
         "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance",
         "negative_data_rejection"}
+
+
+def test_links_name_real_operations_and_values_their_sources_answer(doc):
+    """Every OpenAPI link targets an operation that exists, every
+    ``$response.body#/a/0/b`` names a member the source's success schema has,
+    and schemathesis builds its state machine from them (it refuses a link
+    it cannot resolve)."""
+    import schemathesis
+
+    ops = {op["operationId"]: op for (_, _), op in operations(doc).items()}
+    schemas = doc["components"]["schemas"]
+
+    def member(schema: dict[str, Any], pointer: str) -> bool:
+        for part in pointer.strip("/").split("/"):
+            while "$ref" in schema:
+                schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+            schema = schema["items"] if part.isdigit() else schema.get("properties", {}).get(part)
+            if schema is None:
+                return False
+        return True
+
+    found = 0
+    for source, op in ops.items():
+        for answer in op["responses"].values():
+            for name, link in answer.get("links", {}).items():
+                found += 1
+                assert link["operationId"] in ops, (source, name)
+                values = [*link.get("parameters", {}).values(), *(link.get("requestBody") or {}).values()]
+                for value in values:
+                    if isinstance(value, str) and value.startswith("$response.body#"):
+                        ok_schema = answer["content"]["application/json"]["schema"]
+                        assert member(ok_schema, value.split("#", 1)[1]), (source, name, value)
+    assert found >= 15 and set(openapi_doc.LINKS) <= set(ops)
+    schemathesis.openapi.from_dict(doc).as_state_machine()

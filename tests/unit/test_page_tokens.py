@@ -58,5 +58,8 @@ def test_forged_tokens_on_both_stores_are_400s(stores, index):
     for key in FORGED:
         with pytest.raises(InvalidInput):
             stores.deliveries.list_deliveries(limit=10, next_token=forged_page_token(key, index), **filters)
+    with pytest.raises(InvalidInput) as exc:  # empty is not "the first page" (found by the contract fuzz run)
+        stores.deliveries.list_deliveries(limit=10, next_token="", **filters)
+    assert exc.value.field == "next_token"
     far = forged_page_token("9999999999.000000#dl_x", index)  # 2286: a date, an empty page
     assert stores.deliveries.list_deliveries(limit=10, next_token=far, **filters) == ([], None)

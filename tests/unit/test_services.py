@@ -137,6 +137,11 @@ def test_device_register_get_delete(mem_deps):
         ({"platform": "ios", "push_token": ""}, "push_token"),
         ({"platform": "ios", "push_token": "t", "consent": {"location": "yes"}}, "consent.location"),
         ({"platform": "ios", "push_token": "t", "attributes": {"a": {"nested": 1}}}, "attributes.a"),
+        # Falsy non-objects are not "absent" (only null is): found by the contract fuzz run.
+        ({"platform": "ios", "push_token": "t", "consent": False}, "consent"),
+        ({"platform": "ios", "push_token": "t", "consent": []}, "consent"),
+        ({"platform": "ios", "push_token": "t", "attributes": 0}, "attributes"),
+        ({"platform": "ios", "push_token": "t", "attributes": ""}, "attributes"),
         ([], "body"),
     ],
 )
