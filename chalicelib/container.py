@@ -52,13 +52,14 @@ class LazyCounties:
         return self._counties().union(same_codes)
 
 
+#: One for all lazy clients: a botocore session is not safe to make clients from at once.
+_CLIENT_MAKING = threading.Lock()
+
+
 class LazyClient:
     """An SDK client made on its first use: a function that never publishes
     (a ping without a push, the location sweep) never loads the SNS or SQS
     service model (~30 ms of a cold start for SNS)."""
-
-    #: One for all: a botocore session is not safe to make clients from at once.
-    _lock = threading.Lock()
 
     def __init__(self, make: Callable[[], Any]) -> None:
         self._make = make
@@ -66,7 +67,7 @@ class LazyClient:
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            with LazyClient._lock:
+            with _CLIENT_MAKING:
                 if self._client is None:
                     self._client = self._make()
         return getattr(self._client, name)

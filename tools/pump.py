@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import multiprocessing
+import os
 import threading
 import time
 import uuid
@@ -126,18 +127,26 @@ class FunctionProcess:
     work there (planning a storm) then cannot hold the API's interpreter
     lock, so pings on the local stack are not slowed by it any more than on
     AWS. Started on first use (after the local stack set the environment,
-    which the process inherits)."""
+    which the process inherits); started afresh when hexcast's settings in
+    the environment changed since, as Lambda starts new execution
+    environments after a configuration update."""
 
     def __init__(self, module: str, name: str) -> None:
         self.module, self.name = module, name
         self._pool: ProcessPoolExecutor | None = None
+        self._settings: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def __call__(self, event: dict[str, Any], context: Any = None) -> None:
+        settings = {k: v for k, v in os.environ.items() if k.startswith("HEXCAST_")}
         with self._lock:
+            if self._pool is not None and settings != self._settings:
+                self._pool.shutdown(wait=True)
+                self._pool = None
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_child_start)
+                self._settings = settings
             pool = self._pool
         pool.submit(_run_in_child, self.module, self.name, event).result()
 

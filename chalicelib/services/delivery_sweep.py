@@ -36,8 +36,7 @@ from chalicelib.services.delivery import (
     pre_claim,
     publish,
 )
-from chalicelib.push.render import RenderError
-from chalicelib.services.weather import conditions_at
+from chalicelib.push.model import RenderError
 
 if TYPE_CHECKING:
     from chalicelib.push.campaigns import Campaign
@@ -111,6 +110,8 @@ def render_at_release(deps: Deps, d: Delivery, campaign: Campaign, device: Devic
         return {}, "render_error"
     st = device.state
     if trigger.type in GEOFENCE_TRIGGERS and st is not None:
+        from chalicelib.services.weather import conditions_at  # the weather stack loads only when a held push needs it
+
         wx = conditions_at(deps.weather, [(st.lat, st.lng)], now)[0]
         if wx:
             trigger = replace(trigger, weather=wx)
@@ -149,6 +150,8 @@ def rebuild_trigger(deps: Deps, d: Delivery, device: Device, now: float) -> Trig
         if trigger.key != d.trigger_key or trigger.type != d.trigger_type:
             return None
         st = device.state
+        from chalicelib.services.weather import conditions_at
+
         wx = conditions_at(deps.weather, [(st.lat, st.lng)], now)[0] if st is not None else None
         return replace(trigger, weather=wx) if wx else trigger
     if d.trigger_type == "weather_alert" and d.trigger_key.startswith("alert:"):

@@ -29,6 +29,9 @@ DEFAULTED = {
     "HEXCAST_REGION_SHARDS": "part of the device region index's keys: changing it needs a re-index",
     "HEXCAST_FANOUT_CHUNK": "one SQS message per 100 devices: sized to the send_fanout timeout",
     "HEXCAST_MAX_CONVERSION_VALUE": "1,000,000 in any currency's unit; a stage selling in a currency of small units sets it",
+    "HEXCAST_INDEX_CACHE_CELLS": "200,000 cells of index rows per warm function fit 512 MB with room to spare",
+    "HEXCAST_INDEX_CACHE_S": "an hour at most, on top of the index epoch that invalidates it at once",
+    "HEXCAST_LOCATION_WRITE_RES": "0: a still or fence-less move is written at the refresh (the measured ping cost)",
 }
 #: Read by the settings but never set on a deployed stage.
 LOCAL_ONLY = {
