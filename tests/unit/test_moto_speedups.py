@@ -222,3 +222,55 @@ def test_patched_transactions_commit_and_roll_back_exactly_as_moto_does(client: 
     assert plain == patched
     assert plain[2] != "ok" and plain[4] != "ok"  # the cancelled ones: rolled back, the table as before
     assert plain[3] == plain[1] == plain[5]
+
+
+GSI_QUERIES = [q for q in QUERIES if q.get("IndexName")] + [
+    {"TableName": "str", "IndexName": "by_g", "KeyConditionExpression": "g = :g", "ExpressionAttributeValues": {":g": S("gnew")}},
+]
+
+
+def _gsi_answers(client: Any) -> list[Any]:
+    return [pages(client, q, limit) for q in GSI_QUERIES for limit in LIMITS]
+
+
+def _writes(client: Any) -> Iterator[str]:
+    """Every way a write reaches a table, each changing what the index holds."""
+    key = lambda pk, sk: {"pk": S(pk), "sk": S(sk)}  # noqa: E731
+    client.put_item(TableName="str", Item={**key("w", "1"), "g": S("g1"), "gn": N(4), "v": N(1)})
+    yield "put"
+    client.update_item(TableName="str", Key=key("w", "1"), UpdateExpression="SET g = :g",
+                       ExpressionAttributeValues={":g": S("gnew")})
+    yield "update moves an item to another index partition"
+    client.update_item(TableName="str", Key=key("p2", "a#014"), UpdateExpression="SET gn = :n",
+                       ExpressionAttributeValues={":n": N(16)})
+    yield "update in place of an index sort key"
+    client.delete_item(TableName="str", Key=key("w", "1"))
+    yield "delete"
+    client.batch_write_item(RequestItems={"str": [
+        {"PutRequest": {"Item": {**key("w", "2"), "g": S("g0"), "gn": N(5)}}},
+        {"DeleteRequest": {"Key": key("p1", "a#000")}},
+    ]})
+    yield "batch write"
+    client.transact_write_items(TransactItems=[
+        {"Put": {"TableName": "str", "Item": {**key("w", "3"), "g": S("gnew"), "gn": N(1)}}},
+        {"Update": {"TableName": "str", "Key": key("w", "2"), "UpdateExpression": "REMOVE g"}},
+    ])
+    yield "transaction"
+    try:
+        client.put_item(TableName="str", Item={**key("w", "3"), "g": S("g2"), "gn": N(1)},
+                        ConditionExpression="attribute_not_exists(pk)")
+    except client.exceptions.ConditionalCheckFailedException:
+        pass
+    yield "a failed conditional write changes nothing"
+
+
+def test_index_queries_after_every_kind_of_write_answer_exactly_as_moto_does(client: Any, unpatched_after: None) -> None:
+    assert moto_speedups.apply()
+    _gsi_answers(client)  # the index partitions are grouped now: each write must make them stale
+    for what in _writes(client):
+        patched = _gsi_answers(client)
+        moto_speedups.remove()
+        plain = _gsi_answers(client)
+        assert moto_speedups.apply()
+        assert patched == plain, what
+    assert any(p[0]["Count"] for p in plain[-len(LIMITS):])  # the new partition holds items by now
