@@ -14,7 +14,11 @@
   the local stack): :func:`apply` hands it the items whose index partition
   key matches, from a per-index grouping rebuilt only after a write to that
   table (every DynamoDB request that is not a read bumps its tables'
-  version, see :func:`_track_writes`).
+  version, see :func:`_track_writes`);
+* moto parses a condition or filter expression on every call (~1 ms for
+  ``attribute_not_exists(pk)``, three times per write of a transaction):
+  :func:`apply` keeps the parsed expression per (expression, names,
+  values) — the parsed tree is only read when evaluated.
 
 Used by the local stack's moto server, the test suite and the benchmarks;
 the application never knows.
@@ -110,7 +114,47 @@ def apply() -> bool:
     Table.query = query  # type: ignore[method-assign]
     _patch_transactions()
     _track_writes()
+    _memoise_expressions()
     return True
+
+
+#: Parsed expressions kept (least recently used dropped beyond).
+EXPRESSION_CACHE = 4096
+
+
+def _memoise_expressions() -> None:
+    """``get_filter_expression`` remembered per (expression, names, values),
+    where moto's DynamoDB models look it up; a failing parse is not kept."""
+    import json
+    from collections import OrderedDict
+
+    from moto.dynamodb import comparisons, models
+    from moto.dynamodb.models import table as table_module
+
+    original = comparisons.get_filter_expression
+    cache: OrderedDict[tuple[Any, str, str], Any] = OrderedDict()
+    lock = threading.Lock()
+
+    def get_filter_expression(expr: Any, names: Any, values: Any) -> Any:
+        try:
+            key = (expr, json.dumps(names, sort_keys=True), json.dumps(values, sort_keys=True))
+        except (TypeError, ValueError):
+            return original(expr, names, values)
+        with lock:
+            got = cache.get(key)
+            if got is not None:
+                cache.move_to_end(key)
+                return got
+        got = original(expr, names, values)
+        with lock:
+            cache[key] = got
+            while len(cache) > EXPRESSION_CACHE:
+                cache.popitem(last=False)
+        return got
+
+    _originals["get_filter_expression"] = original
+    models.get_filter_expression = get_filter_expression
+    table_module.get_filter_expression = get_filter_expression
 
 
 # ---------------------------------------------------------------- index partitions
@@ -274,3 +318,6 @@ def remove() -> None:
     from moto.dynamodb.responses import DynamoHandler
 
     DynamoHandler.call_action = _originals.pop("call_action")  # type: ignore[method-assign]
+    from moto.dynamodb.models import table as table_module
+
+    models.get_filter_expression = table_module.get_filter_expression = _originals.pop("get_filter_expression")

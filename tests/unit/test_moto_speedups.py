@@ -274,3 +274,36 @@ def test_index_queries_after_every_kind_of_write_answer_exactly_as_moto_does(cli
         assert moto_speedups.apply()
         assert patched == plain, what
     assert any(p[0]["Count"] for p in plain[-len(LIMITS):])  # the new partition holds items by now
+
+
+def _conditional_writes(client: Any) -> list[Any]:
+    """The same condition expressions again and again, on items that make
+    them hold or fail: each answer must come from the item at hand."""
+    key = lambda sk: {"pk": S("c"), "sk": S(sk)}  # noqa: E731
+    out: list[Any] = []
+    for round_ in range(3):
+        for sk in ("a", "b", "a"):
+            for cond, values in (("attribute_not_exists(pk)", None), ("v < :v", {":v": N(2)}),
+                                 ("v IN (:a, :b)", {":a": N(1), ":b": N(round_)})):
+                args: dict[str, Any] = {"TableName": "str", "Item": {**key(sk), "v": N(round_)}, "ConditionExpression": cond}
+                if values:
+                    args["ExpressionAttributeValues"] = values
+                try:
+                    client.put_item(**args)
+                    out.append("ok")
+                except client.exceptions.ConditionalCheckFailedException:
+                    out.append("failed")
+    out.append(pages(client, {"TableName": "str", "KeyConditionExpression": "pk = :p", "FilterExpression": "v > :v",
+                              "ExpressionAttributeValues": {":p": S("c"), ":v": N(0)}}, None))
+    return out
+
+
+def test_conditions_answer_per_item_as_moto_does(client: Any, unpatched_after: None) -> None:
+    moto_speedups.remove()
+    plain = _conditional_writes(client)
+    for sk in ("a", "b"):
+        client.delete_item(TableName="str", Key={"pk": S("c"), "sk": S(sk)})
+    assert moto_speedups.apply()
+    patched = _conditional_writes(client)
+    assert plain == patched
+    assert "ok" in plain and "failed" in plain
