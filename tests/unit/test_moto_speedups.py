@@ -307,3 +307,36 @@ def test_conditions_answer_per_item_as_moto_does(client: Any, unpatched_after: N
     patched = _conditional_writes(client)
     assert plain == patched
     assert "ok" in plain and "failed" in plain
+
+
+def _queue_views(sqs: Any, url: str) -> list[Any]:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    counts = {k: v for k, v in attrs.items() if k.startswith("Approximate")}
+    return [counts, sorted(m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                                                VisibilityTimeout=0).get("Messages", []))]
+
+
+def _queue_run(sqs: Any, name: str) -> list[Any]:
+    """Visible, delayed and in-flight messages: the counts and what a
+    receive returns, as moto answers them."""
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    out = [_queue_views(sqs, url)]
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{i}"} for i in range(6)])
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=600)
+    out.append(_queue_views(sqs, url))
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, VisibilityTimeout=600)["Messages"]
+    out.append(len(got))
+    out.append(_queue_views(sqs, url))
+    return out
+
+
+def test_queue_counts_and_receives_are_moto_s(aws_env: None, unpatched_after: None) -> None:
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        moto_speedups.remove()
+        plain = _queue_run(sqs, "plain")
+        assert moto_speedups.apply()
+        patched = _queue_run(sqs, "patched")
+    assert plain == patched
+    assert plain[3][0] == {"ApproximateNumberOfMessages": "4", "ApproximateNumberOfMessagesDelayed": "1",
+                           "ApproximateNumberOfMessagesNotVisible": "2"}
