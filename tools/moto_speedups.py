@@ -23,7 +23,7 @@
   its visible, in-flight and delayed messages with two clock reads per
   message (~0.1 s a send once 770 alert messages wait; 100 s for the
   national feed's intake): :func:`apply` counts them with one clock read
-  per call.
+  per call, and remembers the attribute names' snake-case spelling.
 
 Used by the local stack's moto server, the test suite and the benchmarks;
 the application never knows.
@@ -40,6 +40,7 @@ and without the patch and compares items and ``LastEvaluatedKey``.
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 import warnings
 from importlib import metadata
@@ -144,6 +145,8 @@ def _patch_sqs_counts() -> None:
 
     names = ("messages", "approximate_number_of_messages_delayed", "approximate_number_of_messages_not_visible")
     _originals["sqs"] = {n: queue.__dict__[n] for n in names}
+    _originals["sqs_camel"] = models.camelcase_to_underscores
+    models.camelcase_to_underscores = functools.lru_cache(maxsize=1024)(models.camelcase_to_underscores)
     for name, fn in zip(names, (messages, delayed, not_visible)):
         setattr(queue, name, property(fn))
 
@@ -355,3 +358,4 @@ def remove() -> None:
 
     for name, prop in _originals.pop("sqs").items():
         setattr(sqs_models.Queue, name, prop)
+    sqs_models.camelcase_to_underscores = _originals.pop("sqs_camel")
