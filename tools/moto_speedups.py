@@ -256,8 +256,10 @@ def _track_writes() -> None:
 
 
 def _all_items_key(x: Any) -> Any:
-    """moto's ``Table.all_items`` order."""
-    return (x.hash_key, x.range_key) if x.range_key else x.hash_key
+    """moto's ``Table.all_items`` order: its key compares DynamoTypes, i.e.
+    their ``cast_value`` (keys are scalars of the schema's one type), so the
+    cast values order the same, without a Python call per comparison."""
+    return (x.hash_key.cast_value, x.range_key.cast_value) if x.range_key else x.hash_key.cast_value
 
 
 def _index_partition(table: Any, index_name: str, hash_conditions: Any,
@@ -270,8 +272,8 @@ def _index_partition(table: Any, index_name: str, hash_conditions: Any,
         return None
     hash_attrs = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
     attr, value = hash_conditions[0]
-    if hash_attrs != [attr]:
-        return None
+    if hash_attrs != [attr] or getattr(value, "type", None) != "S":
+        return None  # string keys only: grouped by the raw string, cheap to hash
     stamp = _stamp(table)  # taken before reading: a write meanwhile makes it stale
     cache: dict[str, tuple[tuple[int, int], dict[Any, list[Any]]]] = table.__dict__.setdefault("_hexcast_gsi", {})
     got = cache.get(index_name)
@@ -284,13 +286,13 @@ def _index_partition(table: Any, index_name: str, hash_conditions: Any,
         for part in list(table.items.values()):
             for item in (list(part.values()) if table.range_key_attr else [part]):
                 v = item.attrs.get(attr)
-                if v is not None:
-                    groups.setdefault(v, []).append(item)
+                if v is not None and v.type == "S":
+                    groups.setdefault(v.value, []).append(item)
         for members in groups.values():
             members.sort(key=_all_items_key)
         got = (stamp, groups)
         cache[index_name] = got
-    return list(got[1].get(value, ()))
+    return list(got[1].get(value.value, ()))
 
 
 class _CopyButNotTables:
