@@ -304,6 +304,10 @@ class WeatherRepo(Protocol):
     def put_alert_record(self, alert_id: str, record: dict, expires_at: float) -> bool:
         """Create the record; False when the alert already has one."""
 
+    def put_alert_records(self, records: list[tuple[str, dict, float]]) -> set[str]:
+        """Create each ``(alert id, record, expires_at)`` whose alert has no
+        record yet (the first of a repeated id wins); → the ids created."""
+
     def advance_alert(self, alert_id: str, record: dict, expires_at: float, *, from_status: tuple[str, ...]) -> bool:
         """Replace the record when its status is one of ``from_status``; False otherwise."""
 
@@ -316,6 +320,10 @@ class WeatherRepo(Protocol):
     def add_members(self, alert_ids: list[str], lineage_id: str, expires_at: float) -> dict[str, str]:
         """File each id under ``lineage_id`` unless it has a lineage already;
         → the lineage each id has afterwards."""
+
+    def file_members(self, members: list[tuple[str, str, float]]) -> set[str]:
+        """File each ``(alert id, lineage, expires_at)`` unless the id has a
+        lineage already (the first of a repeated id wins); → the ids filed now."""
 
     def get_lineages(self, lineage_ids: list[str]) -> dict[str, dict]: ...
 

@@ -50,10 +50,14 @@ def chain_lineages(deps: Deps, alert: Alert, keep_until: float) -> list[str]:
     filed = dict(known)
     if any(i not in known for i in ids):
         filed.update(deps.weather.add_members([i for i in ids if i not in known], lineage, keep_until))
+    return _linked(deps, ids, filed, keep_until)
+
+
+def _linked(deps: Deps, ids: list[str], filed: dict[str, str], keep_until: float) -> list[str]:
     # Two messages of one chain filed at the same moment: the oldest id's
     # lineage (whoever wrote it first) is the one both go on with.
     lineage = filed[ids[0]]
-    linked = sorted(set(filed.values()))
+    linked = sorted({filed[i] for i in ids})
     if len(linked) > 1:
         states = deps.weather.get_lineages(linked)
         ended = [(n, st) for n, st in states.items() if st.get("ended")]
@@ -63,6 +67,36 @@ def chain_lineages(deps: Deps, alert: Alert, keep_until: float) -> list[str]:
                 if not states.get(other, {}).get("ended"):
                     deps.weather.end_lineage(other, reason, deps.clock(), keep_until)
     return [lineage] + [other for other in linked if other != lineage]
+
+
+def chains_lineages(deps: Deps, alerts: list[tuple[Alert, float]]) -> dict[str, list[str]]:
+    """:func:`chain_lineages` for many alerts (each with its keep-until) in
+    a few store calls: one read of every id's membership, the alerts'
+    filings worked out in order as if made one after another, then written
+    at once (each conditional on the id being unfiled). An alert one of
+    whose ids another writer filed meanwhile is filed again on its own,
+    reading what that writer filed. → alert id → its lineages."""
+    every = sorted({i for alert, _until in alerts for i in chain_ids(alert)})
+    known = deps.weather.get_members(every) if every else {}
+    filed = dict(known)
+    new: dict[str, tuple[str, float]] = {}
+    for alert, until in alerts:
+        ids = chain_ids(alert)
+        lineage = next((filed[i] for i in ids if i in filed), None) or lineage_root(alert)
+        for i in ids:
+            if i not in filed:
+                filed[i] = lineage
+                new[i] = (lineage, until)
+    written = deps.weather.file_members([(i, lin, until) for i, (lin, until) in new.items()]) if new else set()
+    lost = set(new) - written
+    out: dict[str, list[str]] = {}
+    for alert, until in alerts:
+        ids = chain_ids(alert)
+        if lost.intersection(ids):
+            out[alert.id] = chain_lineages(deps, alert, until)
+        else:
+            out[alert.id] = _linked(deps, ids, filed, until)
+    return out
 
 
 def lineage_ended(deps: Deps, lineage: str) -> str | None:

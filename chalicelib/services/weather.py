@@ -28,12 +28,13 @@ import functools
 import logging
 import threading
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib import metrics
 from chalicelib.errors import InvalidInput, NotFound, Unavailable
 from chalicelib.services import alert_planning
-from chalicelib.services.alert_lineage import chain_lineages
+from chalicelib.services.alert_lineage import chain_lineages, chains_lineages
 from chalicelib.services.alert_planning import keep_until, plan_message
 from chalicelib.weather.alerts import Alert, classify, is_alert_id, parse_alerts
 from chalicelib.weather.conditions import conditions_cell, parse_observations, store_observations, template_vars
@@ -84,49 +85,73 @@ def take_alerts(deps: Deps, items: list[Alert | InvalidInput]) -> dict:
             seen.add(item.id)
             taking.append((out, item))
         results.append(out)
-    # Each alert's writes are independent of the others': taken concurrently.
-    taken = deps.parallel([functools.partial(_take, deps, alert, now) for _out, alert in taking])
-    for (out, alert), (answer, message) in zip(taking, taken):
-        out.update(answer)
-        if message is not None:
-            queued.append((alert.id, message))
+    # Each alert's lineage writes are independent of the others': made
+    # concurrently; then every record in one batch (a transaction per 100,
+    # each write conditional on the id being new), the record last as before.
+    chains = chains_lineages(deps, [(a, keep_until(a, now)) for _out, a in taking if _files_chain(a, now)])
+    taken = deps.parallel([functools.partial(_take, deps, alert, now, chains.get(alert.id)) for _out, alert in taking])
+    created = deps.weather.put_alert_records([t.record for t in taken if t.record is not None])
+    for (out, alert), take in zip(taking, taken):
+        if take.record is not None and alert.id not in created:
+            out["status"] = "duplicate"  # a concurrent request took it first
+            continue
+        out.update(take.answer)
+        if take.answer["status"] == "cancelled":
+            log.info("alert lineage ended", extra={"alert_id": alert.id, "lineage": take.answer["lineage"],
+                                                   "reason": take.answer["reason"]})
+        if take.message is not None:
+            queued.append((alert.id, take.message))
     _enqueue(deps, queued, forget=True)
     _enqueue(deps, requeue, forget=False)
     return {"alerts": results}
 
 
-def _take(deps: Deps, alert: Alert, now: float) -> tuple[dict, str | None]:
-    """One new alert → its answer, and its queue message when accepted."""
+@dataclass(frozen=True)
+class Taken:
+    """What the intake makes of one new alert: its answer when its record
+    (``(id, record, keep until)``, None when nothing is recorded) is
+    created, and its queue message when accepted."""
+
+    answer: dict
+    record: tuple[str, dict, float] | None = None
+    message: str | None = None
+
+
+def _files_chain(alert: Alert, now: float) -> bool:
+    """Whether the intake files the alert's chain: a cancellation, or an
+    update of earlier messages that is taken (see :func:`_take`)."""
+    action = classify(alert, now).action
+    return action == "end_lineage" or (action != "ignore" and bool(alert.references))
+
+
+def _take(deps: Deps, alert: Alert, now: float, chain: list[str] | None = None) -> Taken:
+    """One new alert → its answer, record and message; its lineage filed
+    (or ended) first — ``chain``: its lineages, filed already — the record
+    written by the caller."""
     verdict = classify(alert, now)
     if verdict.action == "ignore":
-        return {"status": "ignored", "reason": verdict.reason}, None
+        return Taken({"status": "ignored", "reason": verdict.reason})
     until = keep_until(alert, now)
     base = {"fingerprint": alert.fingerprint, "received_at": now}
     if verdict.action == "end_lineage":
-        lineage, *linked = chain_lineages(deps, alert, until)
+        lineage, *linked = chain or chain_lineages(deps, alert, until)
         for ending in (lineage, *linked):
             deps.weather.end_lineage(ending, verdict.reason or verdict.action, now, until)
-        if not deps.weather.put_alert_record(alert.id, {**base, "status": "cancelled", "reason": verdict.reason,
-                                                        "lineage": lineage}, until):
-            return {"status": "duplicate"}, None
-        log.info("alert lineage ended", extra={"alert_id": alert.id, "lineage": lineage, "reason": verdict.reason})
-        return {"status": "cancelled", "reason": verdict.reason, "lineage": lineage}, None
+        return Taken({"status": "cancelled", "reason": verdict.reason, "lineage": lineage},
+                     (alert.id, {**base, "status": "cancelled", "reason": verdict.reason, "lineage": lineage}, until))
     message = plan_message(alert, now)
     if len(message.encode()) > MAX_MESSAGE_BYTES:
-        if not deps.weather.put_alert_record(alert.id, {**base, "status": "ignored", "reason": "area_too_large"}, until):
-            return {"status": "duplicate"}, None
-        return {"status": "ignored", "reason": "area_too_large",
-                "detail": f"the alert takes over {MAX_MESSAGE_BYTES} bytes once parsed"}, None
+        return Taken({"status": "ignored", "reason": "area_too_large",
+                      "detail": f"the alert takes over {MAX_MESSAGE_BYTES} bytes once parsed"},
+                     (alert.id, {**base, "status": "ignored", "reason": "area_too_large"}, until))
     # An update is filed under its lineage now, not when planned: a cancel
     # that arrives while the chain waits in the queue then ends the right
     # lineage. An alert without references needs no filing yet: until a
     # later message files it, its lineage is itself, which is what the
     # planner (or a cancel naming it) will file it under.
-    if alert.references:
+    if alert.references and chain is None:
         chain_lineages(deps, alert, until)
-    if not deps.weather.put_alert_record(alert.id, {**base, "status": "queued"}, until):
-        return {"status": "duplicate"}, None  # a concurrent request took it first
-    return {"status": "accepted"}, message
+    return Taken({"status": "accepted"}, (alert.id, {**base, "status": "queued"}, until), message)
 
 
 def _enqueue(deps: Deps, queued: list[tuple[str, str]], *, forget: bool) -> None:

@@ -63,6 +63,9 @@ class MemoryWeather:
             self._count("writes")
             return True
 
+    def put_alert_records(self, records: list[tuple[str, dict, float]]) -> set[str]:
+        return {alert_id for alert_id, record, expires_at in records if self.put_alert_record(alert_id, record, expires_at)}
+
     def advance_alert(self, alert_id: str, record: dict, expires_at: float, *, from_status: tuple[str, ...]) -> bool:
         text = json.dumps(record, separators=(",", ":"), sort_keys=True)
         wx = self._wx()
@@ -97,6 +100,17 @@ class MemoryWeather:
                 out[alert_id] = wx.members.setdefault(alert_id, lineage_id)
                 self._count("writes")
             return out
+
+    def file_members(self, members: list[tuple[str, str, float]]) -> set[str]:
+        wx = self._wx()
+        with wx.lock:
+            filed = set()
+            for alert_id, lineage_id, _expires_at in members:
+                if alert_id not in wx.members:
+                    wx.members[alert_id] = lineage_id
+                    filed.add(alert_id)
+                    self._count("writes")
+            return filed
 
     # ------------------------------------------------------------ lineages
     @staticmethod

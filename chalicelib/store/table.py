@@ -27,6 +27,7 @@ Item = dict[str, Any]
 THROTTLED = ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded")
 BATCH_GET_MAX = 100
 BATCH_WRITE_MAX = 25
+TRANSACT_MAX = 100
 
 
 class Page(NamedTuple):
@@ -108,6 +109,24 @@ class Table:
                 raise _throttled() from None
             raise
         return True
+
+    def transact_reasons(self, writes: list[Item]) -> list[str] | None:
+        """``TransactWriteItems``: None when every write was made; when the
+        transaction was cancelled by a condition or a conflicting
+        transaction, one cancellation code per write (``"None"`` for a
+        write whose own condition held, ``"ConditionalCheckFailed"``,
+        ``"TransactionConflict"`` …) — nothing was written. Throttling →
+        :class:`Unavailable`."""
+        try:
+            self._raw("transact_write_items", TransactItems=writes)
+        except ClientError as exc:
+            if not transaction_lost(exc):
+                if "Throttl" in str(exc.response.get("CancellationReasons", "")) or "Throttl" in str(exc):
+                    raise _throttled() from None
+                raise
+            reasons = [str(r.get("Code") or "None") for r in exc.response.get("CancellationReasons", []) or []]
+            return reasons if len(reasons) == len(writes) else ["TransactionConflict"] * len(writes)
+        return None
 
     # ------------------------------------------------------------ pages
     def pages(

@@ -39,7 +39,7 @@ from typing import Any
 
 from chalicelib.store.ddb import num as _n
 from chalicelib.store.ddb import s as _s
-from chalicelib.store.table import Table
+from chalicelib.store.table import TRANSACT_MAX, Item, Table, chunks
 
 #: Feed-state fields and their kinds (``str`` or ``num``); ``None`` = unset.
 FEED_STATE_KINDS = {"etag": "str", "last_modified": "str", "status": "str", "fetched_at": "num", "max_age": "num"}
@@ -151,6 +151,42 @@ class DynamoWeather:
         """Create the record; False when the alert already has one."""
         return self.table.put_if(_alert_item(alert_id, record, expires_at), "attribute_not_exists(pk)") is not None
 
+    def put_alert_records(self, records: list[tuple[str, dict, float]]) -> set[str]:
+        """Create many records, each only if its alert has none (the first
+        of an id repeated in ``records`` wins); → the ids created (see
+        :meth:`_create_each`)."""
+        first: dict[str, Item] = {}
+        for alert_id, record, expires_at in records:
+            first.setdefault(alert_id, _alert_item(alert_id, record, expires_at))
+        return self._create_each(first)
+
+    def _create_each(self, items: dict[str, Item]) -> set[str]:
+        """Write each item (by id) only if its key is free; → the ids
+        written. One ``TransactWriteItems`` per 100 items, each write
+        conditional on its key being free; when keys are taken the
+        transaction is cancelled with a reason per write, and is made again
+        without them. A chunk that loses to a concurrent transaction is
+        written one conditional ``PutItem`` at a time."""
+        created: set[str] = set()
+        for chunk in chunks(list(items.items()), TRANSACT_MAX):
+            todo = list(chunk)
+            for _attempt in range(3):
+                if not todo:
+                    break
+                writes = [{"Put": {"TableName": self.table.name, "Item": item,
+                                   "ConditionExpression": "attribute_not_exists(pk)"}} for _i, item in todo]
+                reasons = self.table.transact_reasons(writes)
+                if reasons is None:
+                    created.update(i for i, _item in todo)
+                    todo = []
+                    break
+                taken = {i for (i, _item), code in zip(todo, reasons) if code == "ConditionalCheckFailed"}
+                if not taken:
+                    break  # a conflicting transaction, not a taken key: one at a time
+                todo = [x for x in todo if x[0] not in taken]
+            created.update(i for i, item in todo if self.table.put_if(item, "attribute_not_exists(pk)") is not None)
+        return created
+
     def advance_alert(self, alert_id: str, record: dict, expires_at: float, *, from_status: tuple[str, ...]) -> bool:
         """Replace the record when its status is one of ``from_status``;
         False otherwise (another consumer moved it on)."""
@@ -180,6 +216,16 @@ class DynamoWeather:
                 found = self.table.get({"pk": _s(member_key(alert_id))}, consistent=True)
                 out[alert_id] = found["lineage"]["S"] if found else lineage_id
         return out
+
+    def file_members(self, members: list[tuple[str, str, float]]) -> set[str]:
+        """File each ``(alert id, lineage, expires_at)`` unless the id has a
+        lineage already (the first of a repeated id wins); → the ids filed
+        now (the others: read them back with :meth:`get_members`)."""
+        first: dict[str, Item] = {}
+        for alert_id, lineage_id, expires_at in members:
+            first.setdefault(alert_id, {"pk": _s(member_key(alert_id)), "lineage": _s(lineage_id),
+                                        "expires_at": _n(ttl_seconds(expires_at))})
+        return self._create_each(first)
 
     # ------------------------------------------------------------ lineages
     def get_lineages(self, lineage_ids: list[str]) -> dict[str, dict]:

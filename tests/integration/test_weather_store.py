@@ -37,6 +37,21 @@ def test_alert_record_is_created_once(store):
     assert got == {"urn:oid:2.49.0.1.840.0.a": rec}
 
 
+def test_alert_records_in_one_batch_are_created_once_each(store):
+    store.put_alert_record("old", {"status": "processed"}, LATER)
+    ids = [f"urn:oid:b.{i}" for i in range(230)]  # three transactions
+    batch = [(i, {"status": "queued", "n": k}, LATER) for k, i in enumerate(ids)]
+    batch[5:5] = [("old", {"status": "queued"}, LATER)]
+    batch.append((ids[7], {"status": "ignored"}, LATER))
+    assert store.put_alert_records(batch) == set(ids)  # not "old"; ids[7] once, its first record
+    records = store.get_alert_records(ids + ["old"])
+    assert records["old"] == {"status": "processed"}
+    assert records[ids[7]] == {"status": "queued", "n": 7}
+    assert all(records[i]["n"] == k for k, i in enumerate(ids))
+    assert store.put_alert_records(batch) == set()  # every id now exists
+    assert store.put_alert_records([]) == set()
+
+
 def test_alert_records_of_nothing_and_of_many(store):
     assert store.get_alert_records([]) == {}
     ids = [f"NWS-IDP-PROD-{i}" for i in range(130)]  # more than one BatchGetItem
@@ -72,6 +87,17 @@ def test_members_are_filed_once_and_the_first_lineage_wins(store):
     assert store.add_members(["a", "b", "a"], "a", LATER) == {"a": "a", "b": "a"}
     assert store.add_members(["b", "c"], "c", LATER) == {"b": "a", "c": "c"}
     assert store.get_members(["a", "b", "c", "d"]) == {"a": "a", "b": "a", "c": "c"}
+
+
+def test_members_filed_in_one_batch_keep_an_earlier_lineage(store):
+    store.add_members(["x"], "L0", LATER)
+    ids = [f"m{i}" for i in range(150)]  # two transactions
+    batch = [("x", "L1", LATER)] + [(i, f"L{k % 3}", LATER) for k, i in enumerate(ids)] + [("m4", "L9", LATER)]
+    assert store.file_members(batch) == set(ids)  # not x; m4 once
+    got = store.get_members(ids + ["x"])
+    assert got["x"] == "L0" and got["m4"] == "L1"
+    assert all(got[i] == f"L{k % 3}" for k, i in enumerate(ids))
+    assert store.file_members(batch) == set()
 
 
 def test_concurrent_filings_agree_on_one_lineage(store):

@@ -222,3 +222,121 @@ def test_patched_transactions_commit_and_roll_back_exactly_as_moto_does(client: 
     assert plain == patched
     assert plain[2] != "ok" and plain[4] != "ok"  # the cancelled ones: rolled back, the table as before
     assert plain[3] == plain[1] == plain[5]
+
+
+GSI_QUERIES = [q for q in QUERIES if q.get("IndexName")] + [
+    {"TableName": "str", "IndexName": "by_g", "KeyConditionExpression": "g = :g", "ExpressionAttributeValues": {":g": S("gnew")}},
+]
+
+
+def _gsi_answers(client: Any) -> list[Any]:
+    return [pages(client, q, limit) for q in GSI_QUERIES for limit in LIMITS]
+
+
+def _writes(client: Any) -> Iterator[str]:
+    """Every way a write reaches a table, each changing what the index holds."""
+    key = lambda pk, sk: {"pk": S(pk), "sk": S(sk)}  # noqa: E731
+    client.put_item(TableName="str", Item={**key("w", "1"), "g": S("g1"), "gn": N(4), "v": N(1)})
+    yield "put"
+    client.update_item(TableName="str", Key=key("w", "1"), UpdateExpression="SET g = :g",
+                       ExpressionAttributeValues={":g": S("gnew")})
+    yield "update moves an item to another index partition"
+    client.update_item(TableName="str", Key=key("p2", "a#014"), UpdateExpression="SET gn = :n",
+                       ExpressionAttributeValues={":n": N(16)})
+    yield "update in place of an index sort key"
+    client.delete_item(TableName="str", Key=key("w", "1"))
+    yield "delete"
+    client.batch_write_item(RequestItems={"str": [
+        {"PutRequest": {"Item": {**key("w", "2"), "g": S("g0"), "gn": N(5)}}},
+        {"DeleteRequest": {"Key": key("p1", "a#000")}},
+    ]})
+    yield "batch write"
+    client.transact_write_items(TransactItems=[
+        {"Put": {"TableName": "str", "Item": {**key("w", "3"), "g": S("gnew"), "gn": N(1)}}},
+        {"Update": {"TableName": "str", "Key": key("w", "2"), "UpdateExpression": "REMOVE g"}},
+    ])
+    yield "transaction"
+    try:
+        client.put_item(TableName="str", Item={**key("w", "3"), "g": S("g2"), "gn": N(1)},
+                        ConditionExpression="attribute_not_exists(pk)")
+    except client.exceptions.ConditionalCheckFailedException:
+        pass
+    yield "a failed conditional write changes nothing"
+
+
+def test_index_queries_after_every_kind_of_write_answer_exactly_as_moto_does(client: Any, unpatched_after: None) -> None:
+    assert moto_speedups.apply()
+    _gsi_answers(client)  # the index partitions are grouped now: each write must make them stale
+    for what in _writes(client):
+        patched = _gsi_answers(client)
+        moto_speedups.remove()
+        plain = _gsi_answers(client)
+        assert moto_speedups.apply()
+        assert patched == plain, what
+    assert any(p[0]["Count"] for p in plain[-len(LIMITS):])  # the new partition holds items by now
+
+
+def _conditional_writes(client: Any) -> list[Any]:
+    """The same condition expressions again and again, on items that make
+    them hold or fail: each answer must come from the item at hand."""
+    key = lambda sk: {"pk": S("c"), "sk": S(sk)}  # noqa: E731
+    out: list[Any] = []
+    for round_ in range(3):
+        for sk in ("a", "b", "a"):
+            for cond, values in (("attribute_not_exists(pk)", None), ("v < :v", {":v": N(2)}),
+                                 ("v IN (:a, :b)", {":a": N(1), ":b": N(round_)})):
+                args: dict[str, Any] = {"TableName": "str", "Item": {**key(sk), "v": N(round_)}, "ConditionExpression": cond}
+                if values:
+                    args["ExpressionAttributeValues"] = values
+                try:
+                    client.put_item(**args)
+                    out.append("ok")
+                except client.exceptions.ConditionalCheckFailedException:
+                    out.append("failed")
+    out.append(pages(client, {"TableName": "str", "KeyConditionExpression": "pk = :p", "FilterExpression": "v > :v",
+                              "ExpressionAttributeValues": {":p": S("c"), ":v": N(0)}}, None))
+    return out
+
+
+def test_conditions_answer_per_item_as_moto_does(client: Any, unpatched_after: None) -> None:
+    moto_speedups.remove()
+    plain = _conditional_writes(client)
+    for sk in ("a", "b"):
+        client.delete_item(TableName="str", Key={"pk": S("c"), "sk": S(sk)})
+    assert moto_speedups.apply()
+    patched = _conditional_writes(client)
+    assert plain == patched
+    assert "ok" in plain and "failed" in plain
+
+
+def _queue_views(sqs: Any, url: str) -> list[Any]:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    counts = {k: v for k, v in attrs.items() if k.startswith("Approximate")}
+    return [counts, sorted(m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                                                VisibilityTimeout=0).get("Messages", []))]
+
+
+def _queue_run(sqs: Any, name: str) -> list[Any]:
+    """Visible, delayed and in-flight messages: the counts and what a
+    receive returns, as moto answers them."""
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    out = [_queue_views(sqs, url)]
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{i}"} for i in range(6)])
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=600)
+    out.append(_queue_views(sqs, url))
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, VisibilityTimeout=600)["Messages"]
+    out.append(len(got))
+    out.append(_queue_views(sqs, url))
+    return out
+
+
+def test_queue_counts_and_receives_are_moto_s(aws_env: None, unpatched_after: None) -> None:
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        moto_speedups.remove()
+        plain = _queue_run(sqs, "plain")
+        assert moto_speedups.apply()
+        patched = _queue_run(sqs, "patched")
+    assert plain == patched
+    assert plain[3][0] == {"ApproximateNumberOfMessages": "4", "ApproximateNumberOfMessagesDelayed": "1",
+                           "ApproximateNumberOfMessagesNotVisible": "2"}
