@@ -47,9 +47,9 @@ SERVER_MAX_BYTES = 5 * 1024 * 1024
 #: 6 MB applies to the whole Lambda event, where the body is a JSON string
 #: (every quote escaped) next to the headers.
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
-#: Default features per request: about 2 s of server work for county-sized
-#: polygons, far from API Gateway's 29 s integration timeout.
-DEFAULT_BATCH = 100
+#: Default features per request: 50 county-sized polygons fit the server's
+#: import work budget (about 2 s of server work).
+DEFAULT_BATCH = 50
 
 _ENVELOPE_HEAD = b'{"type":"FeatureCollection","features":['
 _ENVELOPE_TAIL = b"]}"

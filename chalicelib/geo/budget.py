@@ -54,11 +54,12 @@ PART_WORK = 0.1
 #: The estimate splits on while this share of its boundary band would stay
 #: within ``max_boundary``: near the cover's threshold it takes the costlier path.
 SPLIT_SHARE = 0.75
-#: An import's total estimated work: an answer within a few seconds (the
-#: estimate errs high: 50 circles of 100 km, priced ~5,600, index in ~2 s on
-#: one core). Larger files go in several requests (``tools.fences`` splits
-#: at the feature the answer names).
-MAX_IMPORT_WORK = 5_000.0
+#: An import's total estimated work: an answer within about two seconds on
+#: the local stack (40 circles of 100 km, priced ~4,460, took 3.1 s there on
+#: an idle machine; 20 fit here). Larger files go in several requests
+#: (``tools.fences`` sends 50 features at a time and splits at the feature
+#: an answer names).
+MAX_IMPORT_WORK = 2_500.0
 
 
 @dataclass(frozen=True)

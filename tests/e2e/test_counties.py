@@ -22,8 +22,8 @@ STATES = ("06", "51", "02")
 def imported(stack):
     feats = [f for f in json.loads((FIXTURES / "us_counties.geojson").read_text())["features"] if f["id"][:2] in STATES]
     h = {"X-Api-Key": stack.admin_key}
-    for i in range(0, len(feats), 100):  # 100 counties are well inside an import's work budget
-        part = feats[i:i + 100]
+    for i in range(0, len(feats), 50):  # 50 counties fit an import's work budget
+        part = feats[i:i + 50]
         r = requests.post(f"{stack.base_url}/v1/geofences/import", headers=h, json={"type": "FeatureCollection", "features": part},
                           timeout=300)
         assert r.status_code == 200, r.text
