@@ -1412,8 +1412,10 @@ class Tally:
             st_ = " ".join(f"{s}:{c}" for s, c in sorted(self.route_statuses[r].items()))
             lines.append(f"{r:42} {n:8,}  {self.route_max.get(r, 0.0):7.2f}s  {st_}")
         lines.append("statuses: " + " ".join(f"{s}:{c:,}" for s, c in sorted(self.statuses.items())))
-        lines.append(f"5xx: {len(self.server_errors)}   partial writes: {len(self.partial_writes)} "
-                     f"(of {self.rejected:,} rejected requests, each compared item by item; write calls they made: {self.rejected_write_calls})   "
+        writes = (f"partial writes: {len(self.partial_writes)} (of {self.rejected:,} rejected requests, each compared item by item; "
+                  f"write calls they made: {self.rejected_write_calls})" if self.snapshots_compared
+                  else f"partial writes: not judged in this run ({self.rejected:,} rejected requests; the in-process run compares the tables)")
+        lines.append(f"5xx: {len(self.server_errors)}   {writes}   "
                      f"4xx without the documented error body: {len(self.bad_error_bodies)}   unexpected status at a limit: {len(self.unexpected)}")
         if self.rejected_writers:
             lines.append("rejected requests that made write calls (conditional writes that failed, say; their tables compared equal): "
