@@ -1,5 +1,6 @@
-"""The composition root: the only place adapters (boto3 clients, the SNS
-gateway, the SQS queue, the county set) are chosen and built. Built lazily
+"""The composition root: the only place adapters (the stores over the AWS
+clients of :mod:`chalicelib.store.clients`, the SNS gateway, the SQS queue,
+the county set) are chosen and wired. Built lazily
 on first use and cached while the Lambda is warm; tests install their own
 :class:`Deps` with :func:`set_deps`.
 
@@ -52,27 +53,6 @@ class LazyCounties:
         return self._counties().union(same_codes)
 
 
-#: One for all lazy clients: a botocore session is not safe to make clients from at once.
-_CLIENT_MAKING = threading.Lock()
-
-
-class LazyClient:
-    """An SDK client made on its first use: a function that never publishes
-    (a ping without a push, the location sweep) never loads the SNS or SQS
-    service model (~30 ms of a cold start for SNS)."""
-
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self._make = make
-        self._client: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._client is None:
-            with _CLIENT_MAKING:
-                if self._client is None:
-                    self._client = self._make()
-        return getattr(self._client, name)
-
-
 class LazyResolver:
     """The alert-area resolver (shapely, the zone fetcher, the county set),
     imported and built on the first alert: only the weather functions do."""
@@ -99,29 +79,23 @@ def _area_resolver(settings: Settings) -> Any:
 
 
 def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sleep: Sleep = system_sleep) -> Deps:
-    """The AWS wiring: DynamoDB, SNS and SQS clients, one clock and one sleep
-    for every adapter. botocore retries a few times in standard mode; the
-    adapters' own retries (budgeted) sit on top, so the two do not multiply
-    into minutes. SNS, SQS and the area resolver are made on first use."""
-    # botocore's session, not boto3's: the same clients, without boto3's
-    # import of s3transfer (and multiprocessing) on every cold start.
-    from botocore.config import Config
-    from botocore.session import get_session
-
+    """The AWS wiring: DynamoDB, SNS and SQS clients (:mod:`chalicelib.store.clients`),
+    one clock and one sleep for every adapter. SNS, SQS and the area
+    resolver are made on first use."""
     from chalicelib.logs import ContextThreadPool
     from chalicelib.push.sns import SnsGateway
     from chalicelib.services.delivery import CampaignCache
     from chalicelib.services.deps import Deps
     from chalicelib.services.fence_cache import IndexCache, VersionCache
     from chalicelib.store import dynamo_stores
+    from chalicelib.store.clients import AwsClients
     from chalicelib.weather.fanout import SqsQueue
 
     settings = settings or get_settings()
-    config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=32)
+    aws = AwsClients()
     # Its tasks run in the submitter's context: their log lines keep the request id.
     pool = ContextThreadPool(max_workers=16, thread_name_prefix="hexcast-io")
-    session = get_session()
-    stores = dynamo_stores(session.create_client("dynamodb", config=config), settings, clock=clock, sleep=sleep)
+    stores = dynamo_stores(aws.dynamodb(), settings, clock=clock, sleep=sleep)
     return Deps.over(
         stores,
         settings,
@@ -129,10 +103,10 @@ def build_deps(settings: Settings | None = None, clock: Clock = system_clock, sl
         cache=VersionCache(settings.geometry_cache_size),
         index_cache=IndexCache(settings.index_cache_cells, settings.index_cache_s),
         pool=pool,
-        push=SnsGateway(LazyClient(lambda: session.create_client("sns", config=config)), settings, sleep),
+        push=SnsGateway(aws.sns(), settings, sleep),
         campaign_cache=CampaignCache(settings.campaign_cache_s),
         resolver=LazyResolver(lambda: _area_resolver(settings)),
-        queue=SqsQueue(LazyClient(lambda: session.create_client("sqs", config=config)), sleep),
+        queue=SqsQueue(aws.sqs(), sleep),
         sleep=sleep,
     )
 
@@ -182,4 +156,4 @@ def get_weather_deps() -> Deps:
         return _weather[1]
 
 
-__all__ = ["LazyClient", "LazyCounties", "LazyResolver", "build_deps", "get_deps", "get_weather_deps", "set_deps"]
+__all__ = ["LazyCounties", "LazyResolver", "build_deps", "get_deps", "get_weather_deps", "set_deps"]

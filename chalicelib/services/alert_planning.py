@@ -45,7 +45,7 @@ from chalicelib.weather.alert_codec import alert_from_json, alert_to_json
 from chalicelib.weather.alerts import Alert, classify
 from chalicelib.weather.area import Area
 from chalicelib.weather.region import RegionPlan
-from chalicelib.weather.targets import plan_area, plan_targets
+from chalicelib.weather.targets import plan_targets, plan_within
 
 if TYPE_CHECKING:
     from chalicelib.push.campaigns import Campaign  # compiled by the campaign cache: Liquid loads with a campaign
@@ -141,12 +141,10 @@ def budgeted_plan(deps: Deps, alert: Alert) -> Budgeted:
     reason = over_budget(area.geometry)
     plan = None
     if reason is None:
-        for boundary in BOUNDARY_LADDER:
-            plan = plan_area(area.geometry, shards=deps.settings.region_shards, max_boundary=boundary)
-            if plan.query_count <= MAX_QUERIES:
-                break
-        else:
-            reason = f"{plan.query_count if plan else 0} region queries at the coarsest plan (at most {MAX_QUERIES})"
+        plan, fits = plan_within(area.geometry, shards=deps.settings.region_shards, ladder=BOUNDARY_LADDER,
+                                 max_queries=MAX_QUERIES)
+        if not fits:
+            reason = f"{plan.query_count} region queries at the coarsest plan (at most {MAX_QUERIES})"
             plan = None
     out = Budgeted(area, plan, reason)
     deps.plans.put(key, out)

@@ -22,7 +22,7 @@ from chalicelib.services import delivery_sweep
 from chalicelib.timeutil import iso, parse_timestamp
 from chalicelib.validation import CAMPAIGN_ID_RE, is_finite_number, known_fields, validate_device_id
 from chalicelib.weather.region import RegionPlan
-from chalicelib.weather.targets import PLAN_FINEST, PLAN_MAX_BOUNDARY, plan_area, plan_targets
+from chalicelib.weather.targets import PLAN_FINEST, PLAN_MAX_BOUNDARY, plan_targets, plan_within
 
 if TYPE_CHECKING:
     from chalicelib.services.deps import Deps
@@ -247,14 +247,11 @@ def audience_estimate(deps: Deps, body: Any) -> dict:
 def estimate_plan(geometry: Any, shards: int, where: str) -> RegionPlan:
     """The area's region plan within :data:`MAX_ESTIMATE_QUERIES`, or a 400
     naming ``where`` (checked before any Query)."""
-    plan = None
-    for boundary in ESTIMATE_BOUNDARY_LADDER:
-        plan = plan_area(geometry, shards=shards, max_boundary=boundary, finest=PLAN_FINEST)
-        if plan.query_count <= MAX_ESTIMATE_QUERIES:
-            return plan
-    count = plan.query_count if plan is not None else 0
+    plan, fits = plan_within(geometry, shards=shards, ladder=ESTIMATE_BOUNDARY_LADDER, max_queries=MAX_ESTIMATE_QUERIES)
+    if fits:
+        return plan
     raise InvalidGeometry(
-        f"too large to estimate at once: the area spans {count:,} region-index queries (at most "
+        f"too large to estimate at once: the area spans {plan.query_count:,} region-index queries (at most "
         f"{MAX_ESTIMATE_QUERIES:,}); estimate its parts one at a time", where)
 
 
