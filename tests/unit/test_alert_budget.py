@@ -15,6 +15,7 @@ import shapely
 from chalicelib.services import alert_planning, weather
 from chalicelib.services import campaigns as campaign_service
 from chalicelib.weather.fanout import InlineQueue
+from chalicelib.weather.targets import plan_area
 from tests.alert_flow import outcomes, plan_queued, post_and_plan
 from tests.unit.test_weather_service import STORM_CAMPAIGN, anchor, grid, make_deps, place, sample
 
@@ -74,7 +75,7 @@ def test_a_state_sized_area_is_planned_within_the_query_budget(deps):
 
 def test_a_plan_over_the_query_budget_is_coarsened_not_dropped(deps, monkeypatch):
     poly = shapely.geometry.shape(FLOOD["feature"]["geometry"])
-    fine = alert_planning.plan_area(poly, shards=deps.settings.region_shards, max_boundary=alert_planning.BOUNDARY_LADDER[0]).query_count
+    fine = plan_area(poly, shards=deps.settings.region_shards, max_boundary=alert_planning.BOUNDARY_LADDER[0]).query_count
     monkeypatch.setattr(alert_planning, "MAX_QUERIES", fine - 1)
     out = post_and_plan(deps, FLOOD["feature"])[0]
     assert out["status"] == "processed" and out["devices_targeted"] > 0
